@@ -1,0 +1,65 @@
+-- Stable SQLSTATEs, class PS (documented in README.md and docs/format.md).
+--
+--   PS001  no keys in this transaction
+--   PS002  unknown key version (not among this transaction's keys)
+--   PS003  authentication failed (tampered, truncated, wrong key or wrong context)
+--   PS004  not a pgseal ciphertext (malformed envelope, e.g. plaintext in an encrypted column)
+--   PS005  no active key for the scope being written
+--   PS006  invalid key payload handed to pgseal.use_keys
+--
+-- Messages name versions and scopes only: never a key, never a plaintext. The raising
+-- helpers are declared STABLE (they have no side effects) so that the single-expression
+-- SQL functions calling them on their failure branch can still be inlined.
+
+CREATE FUNCTION pgseal._raise(code text, message text, hint text) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
+END
+$$;
+
+-- Called when an envelope did not open; works out why, on the slow path only.
+CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+DECLARE
+  version_hex text;
+BEGIN
+  IF context IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
+      HINT = 'Pass the context the value was encrypted with, by default ''schema.table.column''.';
+  END IF;
+  IF pg_catalog.octet_length(ciphertext) < 70
+     OR pg_catalog.get_byte(ciphertext, 0) <> 1
+     OR pg_catalog.get_byte(ciphertext, 1) <> 1
+     OR pg_catalog.get_byte(ciphertext, 2) >= 128 THEN
+    PERFORM pgseal._raise('PS004', 'pgseal: value is not a pgseal ciphertext',
+      'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this: write it with pgseal.encrypt_text() instead.');
+  END IF;
+  version_hex := pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex');
+  IF NULLIF(pg_catalog.current_setting('pgseal.enc_' || version_hex, true), '') IS NULL THEN
+    IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
+      PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
+        'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
+    END IF;
+    PERFORM pgseal._raise('PS002',
+      pg_catalog.format('pgseal: key version %s is not among this transaction''s keys', pgseal.key_version_of(ciphertext)),
+      'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (or include its scope); if it is retired or destroyed the value can no longer be read; if it is not listed at all, the value is damaged.');
+  END IF;
+  PERFORM pgseal._raise('PS003', 'pgseal: ciphertext failed authentication',
+    'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.');
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION pgseal._fail_no_active_key(scope text) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
+    PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
+      'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
+  END IF;
+  PERFORM pgseal._raise('PS005', pg_catalog.format('pgseal: no active key for scope %L in this transaction', scope),
+    'Create one with `pgseal keys init` (or `pgseal keys rotate --scope <scope>`), and load that scope''s keys in the transaction.');
+  RETURN NULL;
+END
+$$;

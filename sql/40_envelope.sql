@@ -1,0 +1,106 @@
+-- The ciphertext envelope (format 1; byte layout in docs/format.md):
+--
+--   0x01 | 0x01 | key version u32 BE | IV (16) | AES-256-CBC ciphertext (16*k) | tag (32)
+--   tag = HMAC-SHA-256(mac key, header || IV || ciphertext || context || u32 BE len(context))
+--
+-- The context (UTF-8, by default 'schema.table.column') is authenticated but not stored:
+-- a value copied to another column or row does not open. Encryption and MAC keys are
+-- derived from the data key by the application (src/keys/derive.ts).
+
+-- The version that sealed a value, or NULL when the value is not a pgseal envelope.
+-- Cheap and IMMUTABLE: usable in indexes and in "which rows use which key" counts.
+CREATE FUNCTION pgseal.key_version_of(ciphertext bytea) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+  WHEN pg_catalog.octet_length(ciphertext) >= 70
+   AND pg_catalog.get_byte(ciphertext, 0) = 1
+   AND pg_catalog.get_byte(ciphertext, 1) = 1
+   AND pg_catalog.get_byte(ciphertext, 2) < 128
+  THEN (pg_catalog.get_byte(ciphertext, 2) << 24) | (pg_catalog.get_byte(ciphertext, 3) << 16)
+     | (pg_catalog.get_byte(ciphertext, 4) << 8) | pg_catalog.get_byte(ciphertext, 5)
+END;
+
+-- The bytes the tag covers after the envelope itself: the context, then its length, so no
+-- two (ciphertext, context) splits authenticate the same input.
+-- IMMUTABLE (the conversion to UTF-8 cannot change within a database) so a constant
+-- context, the usual case, is folded once at plan time instead of once per row.
+CREATE FUNCTION pgseal._context_bytes(context text) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+  utf8 bytea := pg_catalog.convert_to(context, 'UTF8');
+BEGIN
+  RETURN utf8 || pg_catalog.int4send(pg_catalog.octet_length(utf8));
+END
+$$;
+
+-- Seals with explicit key material (version u32 || enc key || mac key, 68 bytes) and IV.
+-- The one place an envelope is built in SQL; encrypt_bytea supplies the active key and a
+-- random IV, the test vectors a fixed one.
+CREATE FUNCTION pgseal.seal(plaintext bytea, context text, key_material bytea, iv bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+  body bytea;
+BEGIN
+  body := '\x0101'::bytea || pg_catalog.substr(key_material, 1, 4) || iv
+       || pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv);
+  RETURN body || pgseal._hmac_sha256(body || pgseal._context_bytes(context),
+                                     pg_catalog.substr(key_material, 37, 32));
+END
+$$;
+
+-- The active key of a scope in this transaction (68 bytes), or NULL.
+CREATE FUNCTION pgseal._active_key(scope text) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.decode(NULLIF(
+  pg_catalog.current_setting('pgseal.active_' || pg_catalog.translate(scope, '-', '$'), true), ''), 'hex');
+
+-- The MAC and encryption keys a ciphertext names, from this transaction's keys; NULL or
+-- empty when absent (the tag check then fails and _fail_open says why).
+CREATE FUNCTION pgseal._mac_key_for(ciphertext bytea) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.decode(pg_catalog.current_setting(
+  'pgseal.mac_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+
+CREATE FUNCTION pgseal._enc_key_for(ciphertext bytea) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.decode(pg_catalog.current_setting(
+  'pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+
+CREATE FUNCTION pgseal.encrypt_bytea(plaintext bytea, context text, scope text DEFAULT 'default') RETURNS bytea
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN CASE WHEN plaintext IS NOT NULL THEN
+  pgseal.seal(plaintext,
+              COALESCE(context, pgseal._raise('22004', 'pgseal: the context argument must not be NULL',
+                'Pass the context to bind the value to, by default ''schema.table.column''.')::text),
+              COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)),
+              pgseal._random_bytes(16))
+END;
+
+CREATE FUNCTION pgseal.encrypt_text(plaintext text, context text, scope text DEFAULT 'default') RETURNS bytea
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN pgseal.encrypt_bytea(pg_catalog.convert_to(plaintext, 'UTF8'), context, scope);
+
+-- One flat expression so the planner inlines it: the fast path verifies the tag and
+-- decrypts; anything else goes to _fail_open, which names the failure.
+CREATE FUNCTION pgseal.decrypt_bytea(ciphertext bytea, context text) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE
+  WHEN ciphertext IS NULL THEN NULL
+  WHEN pg_catalog.octet_length(ciphertext) >= 70
+   AND (pg_catalog.octet_length(ciphertext) - 54) % 16 = 0
+   AND pg_catalog.substr(ciphertext, 1, 2) = '\x0101'::bytea
+   AND pgseal._hmac_sha256(
+         pg_catalog.substr(ciphertext, 1, pg_catalog.octet_length(ciphertext) - 32)
+           || pgseal._context_bytes(context),
+         pgseal._mac_key_for(ciphertext))
+       = pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) - 31)
+  THEN pgseal._aes_cbc_decrypt(
+         pg_catalog.substr(ciphertext, 23, pg_catalog.octet_length(ciphertext) - 54),
+         pgseal._enc_key_for(ciphertext),
+         pg_catalog.substr(ciphertext, 7, 16))
+  ELSE pgseal._fail_open(ciphertext, context)
+END;
+
+CREATE FUNCTION pgseal.decrypt_text(ciphertext bytea, context text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.convert_from(pgseal.decrypt_bytea(ciphertext, context), 'UTF8');

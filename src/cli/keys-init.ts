@@ -1,0 +1,25 @@
+import type { Argv, CommandModule } from 'yargs';
+import { DEFAULT_SCOPE, initKeys } from '../keys/registry.js';
+import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
+
+interface Args extends DatabaseArgs, MasterKeyArgs {
+  scope: string;
+}
+
+export async function runKeysInit(args: Args): Promise<void> {
+  const provider = masterKey(args);
+  try {
+    const { version } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope));
+    console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
+  } finally {
+    provider.close();
+  }
+}
+
+export const keysInitCommand: CommandModule<object, Args> = {
+  command: 'init',
+  describe: 'create the first active data key of a scope',
+  builder: (y: Argv) =>
+    withMasterKey(withDatabase(y)).option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope (tenant or data subject)' }) as unknown as Argv<Args>,
+  handler: runKeysInit,
+};

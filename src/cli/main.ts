@@ -1,0 +1,48 @@
+// The pgseal CLI. Exit codes live here and only here: 0 done, 1 failed, 2 bad usage.
+// Errors print as one line (code, message, fix); a stack trace only with PGSEAL_DEBUG=1.
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { PgsealError, toPgsealError } from '../errors.js';
+import { keysCommand } from './keys.js';
+import { migrateCommand } from './migrate.js';
+import { queryCommand } from './query.js';
+import type { CommandModule } from 'yargs';
+
+class UsageError extends Error {}
+
+export async function main(argv: string[]): Promise<number> {
+  const cli = yargs(argv)
+    .scriptName('pgseal')
+    .usage('$0 <command> [options]\n\nEncrypt chosen PostgreSQL columns at rest with pgcrypto.')
+    .command(migrateCommand as unknown as CommandModule)
+    .command(keysCommand)
+    .command(queryCommand as unknown as CommandModule)
+    .demandCommand(1, 'name a command')
+    .strict()
+    .help()
+    .alias('h', 'help')
+    .version(false)
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .fail((message, error) => {
+      if (error) throw error;
+      throw new UsageError(message);
+    });
+  try {
+    await cli.parseAsync();
+    return 0;
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`pgseal: ${error.message} (see pgseal --help)`);
+      return 2;
+    }
+    const e = error instanceof PgsealError ? error : toPgsealError(error);
+    console.error(`pgseal: ${e.toLine()}`);
+    if (process.env.PGSEAL_DEBUG === '1' && error instanceof Error) console.error(error.stack);
+    return 1;
+  }
+}
+
+export async function run(): Promise<void> {
+  process.exitCode = await main(hideBin(process.argv));
+}

@@ -1,0 +1,52 @@
+// Options shared by commands, and turning them into a connection and a master key.
+// Flags override the environment. The master key itself is never a flag value (it would
+// show in `ps` and shell history): it comes from PGSEAL_MASTER_KEY or a file.
+
+import type { Argv } from 'yargs';
+import type { Sql } from 'postgres';
+import { connect } from '../connect.js';
+import { envMasterKey, fileMasterKey, type MasterKeyProvider } from '../keys/master-key.js';
+
+export interface DatabaseArgs {
+  'database-url'?: string | undefined;
+}
+export interface MasterKeyArgs {
+  'master-key-file'?: string | undefined;
+}
+
+export function withDatabase<T>(y: Argv<T>): Argv<T & DatabaseArgs> {
+  return y.option('database-url', {
+    type: 'string',
+    describe: 'PostgreSQL URL (default: $DATABASE_URL)',
+  }) as Argv<T & DatabaseArgs>;
+}
+
+export function withMasterKey<T>(y: Argv<T>): Argv<T & MasterKeyArgs> {
+  return y.option('master-key-file', {
+    type: 'string',
+    describe: 'file holding the base64 master key (default: $PGSEAL_MASTER_KEY_FILE, else $PGSEAL_MASTER_KEY)',
+  }) as Argv<T & MasterKeyArgs>;
+}
+
+export function databaseUrl(args: DatabaseArgs): string | undefined {
+  return args['database-url'] ?? process.env.DATABASE_URL;
+}
+
+export function openDatabase(args: DatabaseArgs): Sql {
+  return connect(databaseUrl(args));
+}
+
+export function masterKey(args: MasterKeyArgs): MasterKeyProvider {
+  const file = args['master-key-file'] ?? process.env.PGSEAL_MASTER_KEY_FILE;
+  return file ? fileMasterKey(file) : envMasterKey();
+}
+
+/** Runs `work` with a connection, always closing it. */
+export async function usingDatabase<T>(args: DatabaseArgs, work: (sql: Sql) => Promise<T>): Promise<T> {
+  const sql = openDatabase(args);
+  try {
+    return await work(sql);
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

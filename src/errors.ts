@@ -1,0 +1,148 @@
+// Typed errors with stable codes. A message says what went wrong and how to fix it, and
+// never carries a key or a plaintext value. Errors raised by PostgreSQL keep its fields
+// (sqlstate, hint, position, names) but not the query's parameters, `detail` or `where`,
+// which can quote row values; and they are never chained as `cause`, because a driver
+// error holds the parameters of the statement that failed (for pgseal.use_keys: the keys).
+
+export const ErrorCodes = {
+  MASTER_KEY_MISSING: 'PGSEAL_MASTER_KEY_MISSING',
+  MASTER_KEY_MALFORMED: 'PGSEAL_MASTER_KEY_MALFORMED',
+  MASTER_KEY_MISMATCH: 'PGSEAL_MASTER_KEY_MISMATCH',
+  KEY_UNWRAP_FAILED: 'PGSEAL_KEY_UNWRAP_FAILED',
+  NOT_INITIALISED: 'PGSEAL_NOT_INITIALISED',
+  ALREADY_INITIALISED: 'PGSEAL_ALREADY_INITIALISED',
+  NOT_INSTALLED: 'PGSEAL_NOT_INSTALLED',
+  INVALID_ARGUMENT: 'PGSEAL_INVALID_ARGUMENT',
+  DB_UNREACHABLE: 'PGSEAL_DB_UNREACHABLE',
+  DB_AUTH_FAILED: 'PGSEAL_DB_AUTH_FAILED',
+  DB_ERROR: 'PGSEAL_DB_ERROR',
+  MIGRATION_FAILED: 'PGSEAL_MIGRATION_FAILED',
+  // raised inside PostgreSQL with SQLSTATE class PS (sql/20_errors.sql)
+  NO_KEYS: 'PGSEAL_NO_KEYS',
+  UNKNOWN_KEY_VERSION: 'PGSEAL_UNKNOWN_KEY_VERSION',
+  AUTHENTICATION_FAILED: 'PGSEAL_AUTHENTICATION_FAILED',
+  MALFORMED_ENVELOPE: 'PGSEAL_MALFORMED_ENVELOPE',
+  NO_ACTIVE_KEY: 'PGSEAL_NO_ACTIVE_KEY',
+  INVALID_KEY_PAYLOAD: 'PGSEAL_INVALID_KEY_PAYLOAD',
+  KEYRING_NOT_EMPTY: 'PGSEAL_KEYRING_NOT_EMPTY',
+} as const;
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+/** SQLSTATEs raised by the pgseal SQL API, and the library code for each. */
+export const SqlStates: Record<string, ErrorCode> = {
+  PS001: ErrorCodes.NO_KEYS,
+  PS002: ErrorCodes.UNKNOWN_KEY_VERSION,
+  PS003: ErrorCodes.AUTHENTICATION_FAILED,
+  PS004: ErrorCodes.MALFORMED_ENVELOPE,
+  PS005: ErrorCodes.NO_ACTIVE_KEY,
+  PS006: ErrorCodes.INVALID_KEY_PAYLOAD,
+  PS007: ErrorCodes.KEYRING_NOT_EMPTY,
+};
+
+export interface PgsealErrorFields {
+  hint?: string | undefined;
+  sqlstate?: string | undefined;
+  position?: string | undefined;
+  schema_name?: string | undefined;
+  table_name?: string | undefined;
+  column_name?: string | undefined;
+  constraint_name?: string | undefined;
+}
+
+export class PgsealError extends Error {
+  override readonly name = 'PgsealError';
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  readonly sqlstate: string | undefined;
+  readonly position: string | undefined;
+  readonly schema_name: string | undefined;
+  readonly table_name: string | undefined;
+  readonly column_name: string | undefined;
+  readonly constraint_name: string | undefined;
+
+  constructor(code: ErrorCode, message: string, fields: PgsealErrorFields = {}) {
+    super(message);
+    this.code = code;
+    this.hint = fields.hint;
+    this.sqlstate = fields.sqlstate;
+    this.position = fields.position;
+    this.schema_name = fields.schema_name;
+    this.table_name = fields.table_name;
+    this.column_name = fields.column_name;
+    this.constraint_name = fields.constraint_name;
+  }
+
+  /** One line for a terminal: code, message, and the fix. */
+  toLine(): string {
+    const state = this.sqlstate ? ` [SQLSTATE ${this.sqlstate}]` : '';
+    return `${this.code}${state}: ${this.message}${this.hint ? ` (${this.hint})` : ''}`;
+  }
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED']);
+
+interface DriverError {
+  code?: unknown;
+  errno?: unknown;
+  message?: unknown;
+  hint?: unknown;
+  position?: unknown;
+  schema_name?: unknown;
+  table_name?: unknown;
+  column_name?: unknown;
+  constraint_name?: unknown;
+  severity?: unknown;
+  name?: unknown;
+  address?: unknown;
+  port?: unknown;
+}
+
+export const isNetworkCode = (code: string): boolean => NETWORK_CODES.has(code);
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * Turns anything thrown by the driver into a PgsealError that is safe to log.
+ * A PgsealError passes through unchanged.
+ */
+export function toPgsealError(error: unknown, what = 'the database'): PgsealError {
+  if (error instanceof PgsealError) return error;
+  const e = (typeof error === 'object' && error !== null ? error : {}) as DriverError;
+  const code = str(e.code);
+  if (code && NETWORK_CODES.has(code)) {
+    const where = str(e.address) ? ` at ${String(e.address)}${e.port ? `:${String(e.port)}` : ''}` : '';
+    return new PgsealError(ErrorCodes.DB_UNREACHABLE, `cannot reach ${what}${where} (${code})`, {
+      hint: 'check DATABASE_URL (or --database-url) and that the server is running and accepts connections',
+    });
+  }
+  // PostgreSQL errors carry a 5-character SQLSTATE and a severity.
+  if (code && /^[0-9A-Z]{5}$/.test(code) && str(e.severity)) {
+    const fields: PgsealErrorFields = {
+      sqlstate: code,
+      hint: str(e.hint),
+      position: str(e.position),
+      schema_name: str(e.schema_name),
+      table_name: str(e.table_name),
+      column_name: str(e.column_name),
+      constraint_name: str(e.constraint_name),
+    };
+    const message = (str(e.message) ?? 'database error').replace(/^pgseal: /, '');
+    const mapped = SqlStates[code];
+    if (mapped) return new PgsealError(mapped, message, fields);
+    if (code === '28P01' || code === '28000') {
+      return new PgsealError(ErrorCodes.DB_AUTH_FAILED, message, {
+        ...fields,
+        hint: 'check the user and password in DATABASE_URL',
+      });
+    }
+    if (code === '3D000' || code === '3F000' || (code === '42883' && /pgseal\./.test(message)) || (code === '42P01' && /pgseal\./.test(message))) {
+      return new PgsealError(ErrorCodes.NOT_INSTALLED, message, {
+        ...fields,
+        hint: fields.hint ?? 'apply the pgseal migrations first: pgseal migrate up',
+      });
+    }
+    return new PgsealError(ErrorCodes.DB_ERROR, message, fields);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new PgsealError(ErrorCodes.DB_ERROR, message);
+}

@@ -1,0 +1,67 @@
+// pgseal's library API.
+
+import type { Sql, TransactionSql } from 'postgres';
+import { keyVersionOf, open, seal } from './envelope.js';
+import { ErrorCodes, PgsealError } from './errors.js';
+import { Keyring, type KeyringOptions } from './keys/keyring.js';
+import type { MasterKeyProvider } from './keys/master-key.js';
+import { withKeys, type WithKeysOptions } from './transaction.js';
+
+export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
+export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
+export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
+export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './keys/registry.js';
+export { deriveEnvelopeKeys, type EnvelopeKeys } from './keys/derive.js';
+export { seal, open, keyVersionOf } from './envelope.js';
+export { withKeys, type WithKeysOptions } from './transaction.js';
+export { migrate, type MigrateOptions } from './migrate.js';
+export { connect } from './connect.js';
+
+export interface PgsealOptions extends KeyringOptions {
+  /** your postgres.js client; pgseal never closes it */
+  sql: Sql;
+  masterKey: MasterKeyProvider;
+}
+
+export interface Pgseal {
+  readonly sql: Sql;
+  readonly keyring: Keyring;
+  /** Runs `work` in a transaction whose statements can call pgseal.encrypt_* / decrypt_*. */
+  begin<T>(work: (tx: TransactionSql) => T | Promise<T>, options?: WithKeysOptions): Promise<T>;
+  /** Client-side encryption with the scope's active key: the same envelope SQL writes. */
+  encrypt(plaintext: string | Buffer, context: string, scope?: string): Promise<Buffer>;
+  /** Client-side decryption of an envelope written by SQL or by `encrypt`. */
+  decrypt(envelope: Buffer, context: string): Promise<Buffer>;
+  decryptText(envelope: Buffer, context: string): Promise<string>;
+  /** Zeroes the keys in memory (your `sql` stays open). */
+  close(): void;
+}
+
+export function pgseal(options: PgsealOptions): Pgseal {
+  const keyring = new Keyring(options.sql, options.masterKey, options);
+  const api: Pgseal = {
+    sql: options.sql,
+    keyring,
+    begin: (work, opts) => withKeys(options.sql, keyring, work, opts),
+    async encrypt(plaintext, context, scope = 'default') {
+      const key = await keyring.activeKey(scope);
+      if (!key) {
+        throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: 'create one with `pgseal keys init`' });
+      }
+      return seal(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext, context, key);
+    },
+    async decrypt(envelope, context) {
+      const version = keyVersionOf(envelope);
+      const keys = version === undefined ? undefined : await keyring.keysFor(version);
+      return open(envelope, context, (v) => (v === version ? keys : undefined));
+    },
+    async decryptText(envelope, context) {
+      return (await api.decrypt(envelope, context)).toString('utf8');
+    },
+    close: () => {
+      keyring.close();
+      options.masterKey.close();
+    },
+  };
+  return api;
+}

@@ -1,0 +1,183 @@
+// The keyring: loads wrapped data keys from pgseal.keys, unwraps them with the master key
+// (this is the one place a data key is unwrapped), caches the derived envelope keys for a
+// TTL, and zeroes every buffer when it expires or the keyring closes.
+
+import type { Sql } from 'postgres';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import type { VersionedKeys } from '../envelope.js';
+import { deriveEnvelopeKeys, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
+import type { MasterKeyProvider } from './master-key.js';
+
+export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
+
+export interface KeyRow {
+  version: number;
+  scope: string;
+  purpose: 'data' | 'index';
+  state: KeyState;
+  wrapped_key: Buffer | null;
+  kek_ref: string;
+  fingerprint: string;
+}
+
+interface CachedKey extends VersionedKeys {
+  scope: string;
+  purpose: string;
+  state: KeyState;
+  wrapped: Buffer;
+}
+
+export interface KeyringOptions {
+  /** How long unwrapped keys stay in memory before they are zeroed and reloaded (ms). */
+  ttlMs?: number;
+}
+
+/** Unwraps one key row and checks it against its stored fingerprint. The caller zeroes the result. */
+export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Promise<Buffer> {
+  if (!row.wrapped_key) {
+    throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) is ${row.state} and has no key material`);
+  }
+  if (row.kek_ref !== provider.ref) {
+    throw new PgsealError(
+      ErrorCodes.MASTER_KEY_MISMATCH,
+      `key version ${row.version} (scope ${row.scope}) was wrapped by master key ${row.kek_ref}, but the configured master key is ${provider.ref}`,
+      { hint: 'set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with' },
+    );
+  }
+  const dek = await provider.unwrap(row.wrapped_key, wrapContext(row.scope, row.purpose, row.version));
+  if (fingerprint(dek) !== row.fingerprint) {
+    dek.fill(0);
+    throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) does not match its fingerprint`, {
+      hint: 'the row in pgseal.keys was altered; restore pgseal.keys from a backup',
+    });
+  }
+  return dek;
+}
+
+const ENTRY_FIXED_BYTES = 1 + 4 + 1 + 64;
+
+export class Keyring {
+  readonly #sql: Sql;
+  readonly #provider: MasterKeyProvider;
+  readonly #ttlMs: number;
+  #keys = new Map<number, CachedKey>();
+  #loadedAt = 0;
+  #loading: Promise<void> | undefined;
+  #expiry: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(sql: Sql, provider: MasterKeyProvider, options: KeyringOptions = {}) {
+    this.#sql = sql;
+    this.#provider = provider;
+    this.#ttlMs = options.ttlMs ?? 5 * 60_000;
+  }
+
+  /** Reloads pgseal.keys now; keys that disappeared or changed are zeroed. */
+  async refresh(): Promise<void> {
+    if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
+    this.#loading ??= this.#load().finally(() => {
+      this.#loading = undefined;
+    });
+    return this.#loading;
+  }
+
+  async #load(): Promise<void> {
+    let rows: KeyRow[];
+    try {
+      rows = await this.#sql<KeyRow[]>`
+        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+          from pgseal.keys
+         where state in ('active', 'decrypt-only')
+         order by version`;
+    } catch (error) {
+      throw toPgsealError(error);
+    }
+    const next = new Map<number, CachedKey>();
+    try {
+      for (const row of rows) {
+        const cached = this.#keys.get(row.version);
+        if (cached && row.wrapped_key && cached.wrapped.equals(row.wrapped_key)) {
+          cached.state = row.state;
+          next.set(row.version, cached);
+          continue;
+        }
+        const dek = await unwrapKeyRow(this.#provider, row);
+        const derived = deriveEnvelopeKeys(dek);
+        dek.fill(0);
+        next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, wrapped: row.wrapped_key!, ...derived });
+      }
+    } catch (error) {
+      for (const [version, key] of next) if (this.#keys.get(version) !== key) zero(key);
+      throw error;
+    }
+    for (const [version, key] of this.#keys) if (next.get(version) !== key) zero(key);
+    this.#keys = next;
+    this.#loadedAt = Date.now();
+    clearTimeout(this.#expiry);
+    this.#expiry = setTimeout(() => this.#expire(), this.#ttlMs);
+    this.#expiry.unref();
+  }
+
+  #expire(): void {
+    for (const key of this.#keys.values()) zero(key);
+    this.#keys.clear();
+    this.#loadedAt = 0;
+  }
+
+  async #fresh(): Promise<void> {
+    if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
+    if (this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.refresh();
+  }
+
+  /** Keys for the envelope in Node (client-side open). */
+  async keysFor(version: number): Promise<EnvelopeKeys | undefined> {
+    await this.#fresh();
+    return this.#keys.get(version);
+  }
+
+  /** The active data key of a scope, for client-side seal. */
+  async activeKey(scope = 'default'): Promise<VersionedKeys | undefined> {
+    await this.#fresh();
+    for (const key of this.#keys.values()) if (key.scope === scope && key.purpose === 'data' && key.state === 'active') return key;
+    return undefined;
+  }
+
+  /** Loaded versions, for diagnostics: no key material. */
+  async versions(): Promise<Array<{ version: number; scope: string; state: KeyState }>> {
+    await this.#fresh();
+    return [...this.#keys.values()].map(({ version, scope, state }) => ({ version, scope, state }));
+  }
+
+  /**
+   * The argument of pgseal.use_keys() for one transaction (layout in sql/30_keyring.sql).
+   * A fresh buffer each time: the caller zeroes it when the statement has been sent.
+   */
+  async payload(scopes?: readonly string[]): Promise<Buffer> {
+    await this.#fresh();
+    const wanted = scopes ? new Set(scopes) : undefined;
+    const entries = [...this.#keys.values()].filter((k) => k.purpose === 'data' && (!wanted || wanted.has(k.scope)));
+    const size = entries.reduce((n, k) => n + ENTRY_FIXED_BYTES + Buffer.byteLength(k.scope), 0);
+    const out = Buffer.alloc(size);
+    let at = 0;
+    for (const key of entries) {
+      at = out.writeUInt8(key.state === 'active' ? 1 : 0, at);
+      at = out.writeUInt32BE(key.version, at);
+      at = out.writeUInt8(Buffer.byteLength(key.scope), at);
+      at += out.write(key.scope, at, 'utf8');
+      at += key.encKey.copy(out, at);
+      at += key.macKey.copy(out, at);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#expiry);
+    this.#expire();
+  }
+}
+
+function zero(key: CachedKey): void {
+  key.encKey.fill(0);
+  key.macKey.fill(0);
+}

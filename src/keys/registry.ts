@@ -1,0 +1,103 @@
+// Key lifecycle in pgseal.keys: create the first version, rotate, list. Each change is one
+// transaction, and the master key is proven to open the current keys before anything is
+// written, so a wrong master key changes nothing.
+
+import type { Sql } from 'postgres';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { fingerprint, wrapContext } from './derive.js';
+import { unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
+import type { MasterKeyProvider } from './master-key.js';
+
+export const DEFAULT_SCOPE = 'default';
+const SCOPE_FORMAT = /^[a-z0-9_-]{1,63}$/;
+
+export interface KeyInfo {
+  version: number;
+  scope: string;
+  purpose: 'data' | 'index';
+  state: KeyState;
+  kek_ref: string;
+  fingerprint: string;
+  created_at: Date;
+  created_by: string;
+  deactivated_at: Date | null;
+  retired_at: Date | null;
+  destroyed_at: Date | null;
+}
+
+function checkScope(scope: string): void {
+  if (!SCOPE_FORMAT.test(scope)) {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `invalid scope name ${JSON.stringify(scope)}`, {
+      hint: 'a scope is 1 to 63 characters: a-z, 0-9, _ and -',
+    });
+  }
+}
+
+async function guarded<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw toPgsealError(error);
+  }
+}
+
+/** Proves the master key opens every usable key (so a rotation cannot mix master keys). */
+async function proveMasterKey(sql: Sql, provider: MasterKeyProvider, scope?: string): Promise<void> {
+  const rows = await guarded(() => sql<KeyRow[]>`
+    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+      from pgseal.keys
+     where state in ('active', 'decrypt-only') ${scope ? sql`and scope = ${scope}` : sql``}
+     order by version`);
+  for (const row of rows) (await unwrapKeyRow(provider, row)).fill(0);
+}
+
+async function addKey(sql: Sql, provider: MasterKeyProvider, scope: string, expectExisting: boolean): Promise<{ version: number; previous: number | null }> {
+  checkScope(scope);
+  await proveMasterKey(sql, provider);
+  return guarded(() =>
+    sql.begin(async (tx) => {
+      // Serialise key changes for this scope with pgseal.add_key's own lock, taken early.
+      await tx`select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgseal.keys'), pg_catalog.hashtext(${scope + '/data'}))`;
+      const [existing] = await tx<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = 'data' and state = 'active'`;
+      if (!expectExisting && existing!.n > 0) {
+        throw new PgsealError(ErrorCodes.ALREADY_INITIALISED, `scope ${scope} already has an active key`, {
+          hint: 'use `pgseal keys rotate` to make a new version',
+        });
+      }
+      if (expectExisting && existing!.n === 0) {
+        throw new PgsealError(ErrorCodes.NOT_INITIALISED, `scope ${scope} has no active key to rotate`, {
+          hint: `create the first version with \`pgseal keys init${scope === DEFAULT_SCOPE ? '' : ` --scope ${scope}`}\``,
+        });
+      }
+      const [next] = await tx<{ version: number }[]>`
+        select pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgseal.keys', 'version'))::int as version`;
+      const version = next!.version;
+      const dek = await provider.generateDataKey(wrapContext(scope, 'data', version));
+      try {
+        const [row] = await tx<{ previous: number | null }[]>`
+          select pgseal.add_key(${version}, ${scope}, 'data', ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
+        return { version, previous: row!.previous };
+      } finally {
+        dek.plaintext.fill(0);
+      }
+    }),
+  );
+}
+
+/** Creates the first active data key of a scope. */
+export function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number }> {
+  return addKey(sql, provider, scope, false);
+}
+
+/** A new active version for the scope; the previous one becomes decrypt-only. */
+export function rotateKey(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number; previous: number | null }> {
+  return addKey(sql, provider, scope, true);
+}
+
+export function listKeys(sql: Sql): Promise<KeyInfo[]> {
+  return guarded(() => sql<KeyInfo[]>`
+    select version, scope, purpose, state, kek_ref, fingerprint, created_at, created_by,
+           deactivated_at, retired_at, destroyed_at
+      from pgseal.keys
+     order by scope, purpose, version`);
+}
