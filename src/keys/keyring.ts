@@ -56,6 +56,28 @@ export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Pr
 
 const ENTRY_FIXED_BYTES = 1 + 4 + 1 + 64;
 
+export interface PayloadEntry extends VersionedKeys {
+  scope: string;
+  /** the key new values of this scope are written with */
+  active: boolean;
+}
+
+/** Layout read by pgseal.use_keys (sql/30_keyring.sql). */
+export function encodeKeyPayload(entries: readonly PayloadEntry[]): Buffer {
+  const size = entries.reduce((n, k) => n + ENTRY_FIXED_BYTES + Buffer.byteLength(k.scope), 0);
+  const out = Buffer.alloc(size);
+  let at = 0;
+  for (const key of entries) {
+    at = out.writeUInt8(key.active ? 1 : 0, at);
+    at = out.writeUInt32BE(key.version, at);
+    at = out.writeUInt8(Buffer.byteLength(key.scope), at);
+    at += out.write(key.scope, at, 'utf8');
+    at += key.encKey.copy(out, at);
+    at += key.macKey.copy(out, at);
+  }
+  return out;
+}
+
 export class Keyring {
   readonly #sql: Sql;
   readonly #provider: MasterKeyProvider;
@@ -149,25 +171,17 @@ export class Keyring {
   }
 
   /**
-   * The argument of pgseal.use_keys() for one transaction (layout in sql/30_keyring.sql).
-   * A fresh buffer each time: the caller zeroes it when the statement has been sent.
+   * The argument of pgseal.use_keys() for one transaction. A fresh buffer each time: the
+   * caller zeroes it once the statement has run.
    */
   async payload(scopes?: readonly string[]): Promise<Buffer> {
     await this.#fresh();
     const wanted = scopes ? new Set(scopes) : undefined;
-    const entries = [...this.#keys.values()].filter((k) => k.purpose === 'data' && (!wanted || wanted.has(k.scope)));
-    const size = entries.reduce((n, k) => n + ENTRY_FIXED_BYTES + Buffer.byteLength(k.scope), 0);
-    const out = Buffer.alloc(size);
-    let at = 0;
-    for (const key of entries) {
-      at = out.writeUInt8(key.state === 'active' ? 1 : 0, at);
-      at = out.writeUInt32BE(key.version, at);
-      at = out.writeUInt8(Buffer.byteLength(key.scope), at);
-      at += out.write(key.scope, at, 'utf8');
-      at += key.encKey.copy(out, at);
-      at += key.macKey.copy(out, at);
-    }
-    return out;
+    return encodeKeyPayload(
+      [...this.#keys.values()]
+        .filter((k) => k.purpose === 'data' && (!wanted || wanted.has(k.scope)))
+        .map((k) => ({ ...k, active: k.state === 'active' })),
+    );
   }
 
   close(): void {

@@ -1,0 +1,261 @@
+// The SQL side of the envelope: the shared vectors, interoperation with Node, and every
+// kind of damage raising its documented SQLSTATE (never garbage).
+
+import { createHash } from 'node:crypto';
+import type { TransactionSql } from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { open, seal } from '../../src/envelope.js';
+import { createDatabase, type TestDatabase } from '../support/db.js';
+import { keyMaterial, randomKey, useKeys, vectorKey } from '../support/keys.js';
+import { bitFlips, truncations } from '../support/mutations.js';
+import { loadVectors, megabytePlaintext, plaintextOf } from '../vectors/vectors.js';
+
+const vectors = loadVectors();
+let db: TestDatabase;
+
+beforeAll(async () => {
+  db = await createDatabase({ migrated: true });
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+// postgres.js sends arrays of buffers poorly: hand them over as hex text.
+const hexes = (values: Buffer[]) => values.map((v) => v.toString('hex'));
+
+/** Decrypts each value in one statement, returning 'ok:<hex>' or the SQLSTATE per value. */
+async function tryDecrypt(tx: TransactionSql, values: Buffer[], context: string): Promise<string[]> {
+  await tx`
+    create or replace function pg_temp.try_decrypt(cts bytea[], ctx text) returns text[] language plpgsql as $$
+    declare ct bytea; out text[] := '{}'; pt bytea;
+    begin
+      foreach ct in array cts loop
+        begin
+          pt := pgseal.decrypt_bytea(ct, ctx);
+          out := out || ('ok:' || encode(pt, 'hex'));
+        exception when others then
+          out := out || sqlstate::text;
+        end;
+      end loop;
+      return out;
+    end $$`;
+  const [row] = await tx<{ r: string[] }[]>`
+    select pg_temp.try_decrypt(array(select decode(h, 'hex') from unnest(${hexes(values)}::text[]) with ordinality u(h, i) order by i), ${context}) as r`;
+  return row!.r;
+}
+
+async function sqlstateOf(work: (tx: TransactionSql) => Promise<unknown>): Promise<string> {
+  try {
+    await db.sql.begin(work);
+    return 'no error';
+  } catch (error) {
+    return (error as { code?: string }).code ?? String(error);
+  }
+}
+
+describe('vectors through SQL', () => {
+  it.each(vectors.cases.map((c) => [c.name, c] as const))('pgseal.seal reproduces %s byte for byte', async (_n, c) => {
+    const [row] = await db.sql<{ e: Buffer }[]>`select pgseal.seal(${plaintextOf(c)}, ${c.context}, ${keyMaterial(vectorKey)}, ${Buffer.from(c.iv, 'hex')}) as e`;
+    expect(row!.e.toString('hex')).toBe(c.envelope);
+  });
+
+  it('decrypts every vector with the key handed to the transaction', async () => {
+    await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      for (const c of vectors.cases) {
+        const [row] = await tx<{ b: Buffer; t: string | null }[]>`
+          select pgseal.decrypt_bytea(${Buffer.from(c.envelope, 'hex')}, ${c.context}) as b,
+                 case when ${c.plaintext_utf8 !== undefined} then pgseal.decrypt_text(${Buffer.from(c.envelope, 'hex')}, ${c.context}) end as t`;
+        expect(row!.b.equals(plaintextOf(c)), c.name).toBe(true);
+        if (c.plaintext_utf8 !== undefined) expect(row!.t).toBe(c.plaintext_utf8);
+      }
+    });
+  });
+
+  it('reproduces and decrypts the 1 MiB vector', async () => {
+    const plaintext = megabytePlaintext();
+    const [row] = await db.sql<{ e: Buffer }[]>`select pgseal.seal(${plaintext}, ${vectors.large.context}, ${keyMaterial(vectorKey)}, ${Buffer.from(vectors.large.iv, 'hex')}) as e`;
+    expect(row!.e.length).toBe(vectors.large.envelope_bytes);
+    expect(createHash('sha256').update(row!.e).digest('hex')).toBe(vectors.large.envelope_sha256);
+    await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      const [back] = await tx<{ t: string }[]>`select pgseal.decrypt_text(${row!.e}, ${vectors.large.context}) as t`;
+      expect(back!.t.length).toBe(plaintext.length);
+      expect(Buffer.from(back!.t).equals(plaintext)).toBe(true);
+    });
+  });
+});
+
+describe('SQL and Node interoperate', () => {
+  const values = ['mario.rossi@example.it', '', '+393471234567', 'RSSMRA85T10A562S', 'Perché no? 🇮🇹', 'x'.repeat(5000)];
+  const context = 'public.customers.email';
+
+  it('SQL-written ciphertext decrypts in Node', async () => {
+    const rows = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tx<{ v: string; e: Buffer }[]>`select v, pgseal.encrypt_text(v, ${context}) as e from unnest(${values}::text[]) as v`;
+    });
+    expect(rows).toHaveLength(values.length);
+    for (const row of rows) {
+      expect(open(row.e, context, (v) => (v === vectorKey.version ? vectorKey : undefined)).toString('utf8')).toBe(row.v);
+    }
+  });
+
+  it('Node-written ciphertext decrypts in SQL', async () => {
+    const sealed = values.map((v) => seal(Buffer.from(v), context, vectorKey));
+    const rows = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tx<{ t: string }[]>`select pgseal.decrypt_text(e, ${context}) as t from unnest(${hexes(sealed)}::text[]) with ordinality as u(h, i), decode(h, 'hex') as e order by i`;
+    });
+    expect(rows.map((r) => r.t)).toEqual(values);
+  });
+
+  it('random IVs: the same value twice gives different ciphertexts', async () => {
+    const [row] = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tx<{ a: Buffer; b: Buffer }[]>`select pgseal.encrypt_text('same', 'c') as a, pgseal.encrypt_text('same', 'c') as b`;
+    });
+    expect(row!.a.equals(row!.b)).toBe(false);
+  });
+
+  it('NULL in, NULL out', async () => {
+    const [row] = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tx`select pgseal.encrypt_text(null, 'c') as a, pgseal.encrypt_bytea(null, 'c') as b,
+                       pgseal.decrypt_text(null, 'c') as c, pgseal.decrypt_bytea(null, 'c') as d,
+                       pgseal.key_version_of(null) as e`;
+    });
+    expect(row).toEqual({ a: null, b: null, c: null, d: null, e: null });
+  });
+});
+
+describe('damage and missing keys raise the documented SQLSTATE', () => {
+  const sample = Buffer.from(vectors.cases[0]!.envelope, 'hex');
+  const context = vectors.cases[0]!.context;
+
+  it('every single-bit flip', async () => {
+    const flips = bitFlips(sample);
+    const got = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tryDecrypt(tx, flips.map((m) => m.bytes), context);
+    });
+    const wrong = flips.map((m, i) => ({ label: m.label, want: m.sqlstate, got: got[i] })).filter((x) => x.got !== x.want);
+    expect(wrong).toEqual([]);
+  });
+
+  it('every truncation', async () => {
+    const cuts = truncations(sample);
+    const got = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      return tryDecrypt(tx, cuts.map((m) => m.bytes), context);
+    });
+    const wrong = cuts.map((m, i) => ({ label: m.label, want: m.sqlstate, got: got[i] })).filter((x) => x.got !== x.want);
+    expect(wrong).toEqual([]);
+  });
+
+  it('a ciphertext moved to another context: PS003', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, vectorKey);
+      await tx`select pgseal.decrypt_text(${sample}, 'public.customers.phone')`;
+    })).toBe('PS003');
+  });
+
+  it('the wrong key for the version: PS003', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, randomKey(vectorKey.version));
+      await tx`select pgseal.decrypt_text(${sample}, ${context})`;
+    })).toBe('PS003');
+  });
+
+  it('no keys in the transaction: PS001, for decrypt and encrypt', async () => {
+    expect(await sqlstateOf((tx) => tx`select pgseal.decrypt_text(${sample}, ${context})`)).toBe('PS001');
+    expect(await sqlstateOf((tx) => tx`select pgseal.encrypt_text('x', 'c')`)).toBe('PS001');
+  });
+
+  it('a version not handed in: PS002', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, randomKey(vectorKey.version + 1));
+      await tx`select pgseal.decrypt_text(${sample}, ${context})`;
+    })).toBe('PS002');
+  });
+
+  it('plaintext where ciphertext belongs: PS004', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, vectorKey);
+      await tx`select pgseal.decrypt_text(convert_to('mario.rossi@example.it, a plaintext that is long enough for an envelope', 'UTF8'), 'c')`;
+    })).toBe('PS004');
+  });
+
+  it('no active key for the scope written: PS005', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, vectorKey);
+      await tx`select pgseal.encrypt_text('x', 'c', 'tenant-9')`;
+    })).toBe('PS005');
+  });
+
+  it('a NULL context: 22004', async () => {
+    expect(await sqlstateOf(async (tx) => {
+      await useKeys(tx, vectorKey);
+      await tx`select pgseal.encrypt_text('x', null)`;
+    })).toBe('22004');
+  });
+
+  it('a malformed key payload: PS006', async () => {
+    expect(await sqlstateOf((tx) => tx`select pgseal.use_keys(${Buffer.from([1, 0, 0])})`)).toBe('PS006');
+  });
+
+  it('error messages carry no plaintext and no key', async () => {
+    const messages: string[] = [];
+    for (const run of [
+      (tx: TransactionSql) => tx`select pgseal.decrypt_text(${sample}, 'public.other.col')`,
+      (tx: TransactionSql) => tx`select pgseal.decrypt_text(convert_to('mario.rossi@example.it mario.rossi@example.it mario.rossi@example.it', 'UTF8'), 'c')`,
+    ]) {
+      try {
+        await db.sql.begin(async (tx) => {
+          await useKeys(tx, vectorKey);
+          await run(tx);
+        });
+      } catch (error) {
+        const e = error as { message: string; hint?: string; detail?: string; where?: string };
+        messages.push([e.message, e.hint, e.detail, e.where].join(' '));
+      }
+    }
+    expect(messages).toHaveLength(2);
+    for (const m of messages) {
+      expect(m).not.toContain('mario');
+      expect(m).not.toContain(vectorKey.encKey.toString('hex'));
+      expect(m).not.toContain(vectorKey.macKey.toString('hex'));
+    }
+  });
+});
+
+describe('functions declare what they are', () => {
+  it('marks every envelope function PARALLEL SAFE with its true volatility', async () => {
+    const rows = await db.sql<{ proname: string; provolatile: string; proparallel: string }[]>`
+      select proname, provolatile, proparallel from pg_proc where pronamespace = 'pgseal'::regnamespace`;
+    const by = Object.fromEntries(rows.map((r) => [r.proname, r]));
+    expect(by.decrypt_text).toMatchObject({ provolatile: 's', proparallel: 's' });
+    expect(by.decrypt_bytea).toMatchObject({ provolatile: 's', proparallel: 's' });
+    expect(by.encrypt_text).toMatchObject({ provolatile: 'v', proparallel: 's' });
+    expect(by.key_version_of).toMatchObject({ provolatile: 'i', proparallel: 's' });
+    expect(by.use_keys).toMatchObject({ provolatile: 'v', proparallel: 'u' });
+  });
+
+  it('decrypt_text is inlined and runs in parallel workers', async () => {
+    await db.sql`create table par as select pgseal.seal(convert_to('v' || i, 'UTF8'), 'c', ${keyMaterial(vectorKey)}, pgseal._random_bytes(16)) as e from generate_series(1, 50000) i`;
+    await db.sql`analyze par`;
+    const plan = await db.sql.begin(async (tx) => {
+      await useKeys(tx, vectorKey);
+      await tx`set local parallel_setup_cost = 0`;
+      await tx`set local parallel_tuple_cost = 0`;
+      await tx`set local min_parallel_table_scan_size = 0`;
+      const rows = await tx<{ 'QUERY PLAN': string }[]>`explain (verbose, costs off) select count(pgseal.decrypt_text(e, 'c')) from par`;
+      const [n] = await tx<{ n: number }[]>`select count(pgseal.decrypt_text(e, 'c'))::int as n from par`;
+      expect(n!.n).toBe(50000);
+      return rows.map((r) => r['QUERY PLAN']).join('\n');
+    });
+    expect(plan).toMatch(/Gather/);
+    expect(plan).toMatch(/decrypt_iv\(/); // inlined down to pgcrypto
+    expect(plan).not.toMatch(/pgseal\.decrypt_text\(/);
+  });
+});
