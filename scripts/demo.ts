@@ -1,0 +1,120 @@
+// npm run demo: pgseal end to end on sample Italian personal data.
+// Uses DATABASE_URL when set, otherwise starts an embedded PostgreSQL for the run.
+
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
+import { table } from '../src/cli/output.js';
+import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
+
+const say = (text = '') => console.log(text);
+const step = (n: number, text: string) => say(`\n== ${n}. ${text}`);
+
+const clienti = [
+  { nome: 'Mario Rossi', email: 'mario.rossi@example.it', telefono: '+39 347 123 4567', codice_fiscale: 'RSSMRA85T10A562S' },
+  { nome: 'Giulia Bianchi', email: 'giulia.bianchi@example.it', telefono: '+39 06 1234 5678', codice_fiscale: 'BNCGLI90A41H501X' },
+  { nome: 'Luca Verdi', email: 'luca.verdi@example.it', telefono: '+39 335 111 2233', codice_fiscale: 'VRDLCU78M12F205Z' },
+];
+
+async function main(): Promise<void> {
+  let server: RunningPostgres | undefined;
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    say('DATABASE_URL is not set: starting an embedded PostgreSQL for this demo...');
+    server = await startPostgres();
+    const admin = postgres(server.url(), { onnotice: () => {}, max: 1 });
+    await admin`create database pgseal_demo`;
+    await admin.end();
+    url = server.url('pgseal_demo');
+  }
+  let master: MasterKeyProvider;
+  if (process.env.PGSEAL_MASTER_KEY) {
+    master = envMasterKey();
+  } else {
+    say('PGSEAL_MASTER_KEY is not set: using a throwaway master key for this run.');
+    master = new LocalMasterKey(randomBytes(32));
+  }
+  const sql = postgres(url, { onnotice: () => {}, max: 4 });
+  const seal = pgseal({ sql, masterKey: master });
+  try {
+    step(1, 'apply the migrations');
+    const applied = await migrate({ databaseUrl: url, direction: 'up' });
+    say(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
+
+    step(2, 'create the first data key');
+    const existing = await listKeys(sql);
+    if (existing.some((k) => k.scope === 'default' && k.state === 'active')) say('scope "default" already has an active key: keeping it');
+    else say(`key version ${(await initKeys(sql, master)).version} is active, wrapped by master key ${master.ref}`);
+
+    step(3, 'encrypt personal data on the way in (values are bound parameters, encrypted inside PostgreSQL)');
+    await sql`drop table if exists pgseal_demo_clienti`;
+    await sql`create table pgseal_demo_clienti (
+      id int generated always as identity primary key,
+      nome text not null,
+      email bytea not null, telefono bytea not null, codice_fiscale bytea not null)`;
+    await seal.begin(async (tx) => {
+      for (const c of clienti.slice(0, 2)) {
+        await tx`insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values (${c.nome},
+          pgseal.encrypt_text(${c.email}, 'public.pgseal_demo_clienti.email'),
+          pgseal.encrypt_text(${c.telefono}, 'public.pgseal_demo_clienti.telefono'),
+          pgseal.encrypt_text(${c.codice_fiscale}, 'public.pgseal_demo_clienti.codice_fiscale'))`;
+      }
+    });
+    say('inserted 2 customers');
+
+    step(4, 'rotate the key: new writes use the new version, old rows stay readable');
+    const { version, previous } = await rotateKey(sql, master);
+    say(`key version ${version} is active; version ${previous} is decrypt-only`);
+    await seal.keyring.refresh();
+    const c = clienti[2]!;
+    await seal.begin((tx) => tx`insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values (${c.nome},
+      pgseal.encrypt_text(${c.email}, 'public.pgseal_demo_clienti.email'),
+      pgseal.encrypt_text(${c.telefono}, 'public.pgseal_demo_clienti.telefono'),
+      pgseal.encrypt_text(${c.codice_fiscale}, 'public.pgseal_demo_clienti.codice_fiscale'))`);
+    say(`inserted ${c.nome} under version ${version}`);
+
+    step(5, 'read back: both key versions decrypt');
+    const rows = await seal.begin((tx) => tx`
+      select id, nome, pgseal.key_version_of(email) as key_version,
+             pgseal.decrypt_text(email, 'public.pgseal_demo_clienti.email') as email,
+             pgseal.decrypt_text(telefono, 'public.pgseal_demo_clienti.telefono') as telefono,
+             pgseal.decrypt_text(codice_fiscale, 'public.pgseal_demo_clienti.codice_fiscale') as codice_fiscale
+        from pgseal_demo_clienti order by id`);
+    say(table(['id', 'nome', 'key_version', 'email', 'telefono', 'codice_fiscale'], rows));
+
+    step(6, 'what the raw columns hold (a plain SELECT, no keys)');
+    const raw = await sql<{ id: number; email: Buffer; codice_fiscale: Buffer }[]>`select id, email, codice_fiscale from pgseal_demo_clienti order by id`;
+    for (const r of raw) {
+      const hex = r.email.toString('hex');
+      say(`id ${r.id}  email = \\x${hex.slice(0, 12)} ${hex.slice(12, 44)}... (${r.email.length} bytes: header 01 01 + key version, IV, AES-256-CBC, HMAC tag)`);
+    }
+    const leaked = raw.some((r) => clienti.some((k) => r.email.includes(Buffer.from(k.email)) || r.codice_fiscale.includes(Buffer.from(k.codice_fiscale))));
+    say(`plaintext bytes found in the raw columns: ${leaked ? 'YES (bug!)' : 'none'}`);
+    try {
+      await sql`select pgseal.decrypt_text(email, 'public.pgseal_demo_clienti.email') from pgseal_demo_clienti`;
+    } catch (error) {
+      const e = error as { code?: string; message?: string };
+      say(`decrypting without the keys: SQLSTATE ${e.code}, ${e.message}`);
+    }
+    try {
+      await seal.begin((tx) => tx`select pgseal.decrypt_text(email, 'public.pgseal_demo_clienti.telefono') from pgseal_demo_clienti`);
+    } catch (error) {
+      const e = error as { code?: string; sqlstate?: string; message?: string };
+      say(`an email decrypted as if it were a phone number (wrong context): ${e.code} [${e.sqlstate}], ${e.message}`);
+    }
+
+    step(7, 'the key registry (no key material)');
+    say(table(['version', 'scope', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
+    say('\ndone.');
+  } finally {
+    seal.close();
+    await sql.end({ timeout: 5 });
+    await server?.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  const e = error as { code?: string; message?: string; toLine?: () => string };
+  console.error(`demo failed: ${e.toLine ? e.toLine() : `${e.code ?? ''} ${e.message ?? String(error)}`}`);
+  process.exitCode = 1;
+});
