@@ -279,20 +279,26 @@ BEGIN
 END
 $$;
 
--- Seals with explicit key material (version u32 || enc key || mac key, 68 bytes) and IV.
--- The one place an envelope is built in SQL; encrypt_bytea supplies the active key and a
--- random IV, the test vectors a fixed one.
-CREATE FUNCTION pgseal.seal(plaintext bytea, context text, key_material bytea, iv bytea) RETURNS bytea
+-- Builds an envelope from explicit key material (version u32 || enc key || mac key, 68
+-- bytes), IV and the context's authenticated bytes. The one place an envelope is built in
+-- SQL. PL/pgSQL because the body is needed twice (output and tag) and a SQL expression
+-- would compute it, and its random IV, twice. The context bytes come in ready-made so a
+-- constant context is folded at plan time by the inlined caller, not recomputed per row.
+CREATE FUNCTION pgseal._seal(plaintext bytea, context_bytes bytea, key_material bytea, iv bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
   body bytea;
 BEGIN
   body := '\x0101'::bytea || pg_catalog.substr(key_material, 1, 4) || iv
        || pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv);
-  RETURN body || pgseal._hmac_sha256(body || pgseal._context_bytes(context),
-                                     pg_catalog.substr(key_material, 37, 32));
+  RETURN body || pgseal._hmac_sha256(body || context_bytes, pg_catalog.substr(key_material, 37, 32));
 END
 $$;
+
+-- Seals with explicit key material and IV: what the test vectors check.
+CREATE FUNCTION pgseal.seal(plaintext bytea, context text, key_material bytea, iv bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pgseal._seal(plaintext, pgseal._context_bytes(context), key_material, iv);
 
 -- The active key of a scope in this transaction (68 bytes), or NULL.
 CREATE FUNCTION pgseal._active_key(scope text) RETURNS bytea
@@ -315,11 +321,11 @@ RETURN pg_catalog.decode(pg_catalog.current_setting(
 CREATE FUNCTION pgseal.encrypt_bytea(plaintext bytea, context text, scope text DEFAULT 'default') RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE
 RETURN CASE WHEN plaintext IS NOT NULL THEN
-  pgseal.seal(plaintext,
-              COALESCE(context, pgseal._raise('22004', 'pgseal: the context argument must not be NULL',
-                'Pass the context to bind the value to, by default ''schema.table.column''.')::text),
-              COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)),
-              pgseal._random_bytes(16))
+  pgseal._seal(plaintext,
+               COALESCE(pgseal._context_bytes(context), pgseal._raise('22004', 'pgseal: the context argument must not be NULL',
+                 'Pass the context to bind the value to, by default ''schema.table.column''.')),
+               COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)),
+               pgseal._random_bytes(16))
 END;
 
 CREATE FUNCTION pgseal.encrypt_text(plaintext text, context text, scope text DEFAULT 'default') RETURNS bytea
@@ -366,7 +372,7 @@ GRANT EXECUTE ON FUNCTION
   pgseal.use_keys(bytea),
   pgseal.encrypt_text(text, text, text), pgseal.encrypt_bytea(bytea, text, text),
   pgseal.decrypt_text(bytea, text), pgseal.decrypt_bytea(bytea, text),
-  pgseal.key_version_of(bytea), pgseal.seal(bytea, text, bytea, bytea),
+  pgseal.key_version_of(bytea), pgseal.seal(bytea, text, bytea, bytea), pgseal._seal(bytea, bytea, bytea, bytea),
   pgseal._raise(text, text, text), pgseal._fail_open(bytea, text), pgseal._fail_no_active_key(text),
   pgseal._context_bytes(text), pgseal._active_key(text), pgseal._mac_key_for(bytea), pgseal._enc_key_for(bytea),
   pgseal._hmac_sha256(bytea, bytea), pgseal._aes_cbc_encrypt(bytea, bytea, bytea),
@@ -391,5 +397,29 @@ BEGIN
   END IF;
 END
 $down$;
-DROP SCHEMA pgseal CASCADE;
+-- Our own objects, one by one and without CASCADE: if something of yours depends on them
+-- (an index on pgseal.key_version_of, a view calling decrypt_text), this stops and says so
+-- instead of dropping it silently.
+DROP FUNCTION pgseal.decrypt_text(bytea, text);
+DROP FUNCTION pgseal.decrypt_bytea(bytea, text);
+DROP FUNCTION pgseal.encrypt_text(text, text, text);
+DROP FUNCTION pgseal.encrypt_bytea(bytea, text, text);
+DROP FUNCTION pgseal._enc_key_for(bytea);
+DROP FUNCTION pgseal._mac_key_for(bytea);
+DROP FUNCTION pgseal._active_key(text);
+DROP FUNCTION pgseal.seal(bytea, text, bytea, bytea);
+DROP FUNCTION pgseal._seal(bytea, bytea, bytea, bytea);
+DROP FUNCTION pgseal._context_bytes(text);
+DROP FUNCTION pgseal.key_version_of(bytea);
+DROP FUNCTION pgseal.use_keys(bytea);
+DROP FUNCTION pgseal.add_key(integer, text, text, bytea, text, text);
+DROP TABLE pgseal.keys;
+DROP FUNCTION pgseal._fail_no_active_key(text);
+DROP FUNCTION pgseal._fail_open(bytea, text);
+DROP FUNCTION pgseal._raise(text, text, text);
+DROP FUNCTION pgseal._random_bytes(integer);
+DROP FUNCTION pgseal._aes_cbc_decrypt(bytea, bytea, bytea);
+DROP FUNCTION pgseal._aes_cbc_encrypt(bytea, bytea, bytea);
+DROP FUNCTION pgseal._hmac_sha256(bytea, bytea);
+DROP SCHEMA pgseal;
 -- pgcrypto stays installed: other code may use it.

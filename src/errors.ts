@@ -135,7 +135,11 @@ export function toPgsealError(error: unknown, what = 'the database'): PgsealErro
         hint: 'check the user and password in DATABASE_URL',
       });
     }
-    if (code === '3D000' || code === '3F000' || (code === '42883' && /pgseal\./.test(message)) || (code === '42P01' && /pgseal\./.test(message))) {
+    if (code === '3D000') {
+      return new PgsealError(ErrorCodes.DB_ERROR, message, { ...fields, hint: 'check the database name in DATABASE_URL' });
+    }
+    if (code === '22004' && /^pgseal: /.test(str(e.message) ?? '')) return new PgsealError(ErrorCodes.INVALID_ARGUMENT, message, fields);
+    if (code === '3F000' || (code === '42883' && /pgseal\./.test(message)) || (code === '42P01' && /pgseal\./.test(message))) {
       return new PgsealError(ErrorCodes.NOT_INSTALLED, message, {
         ...fields,
         hint: fields.hint ?? 'apply the pgseal migrations first: pgseal migrate up',

@@ -5,7 +5,7 @@
 // the connection after COMMIT or ROLLBACK.
 
 import type { Sql, TransactionSql } from 'postgres';
-import { isNetworkCode, PgsealError, SqlStates, toPgsealError } from './errors.js';
+import { ErrorCodes, isNetworkCode, PgsealError, toPgsealError } from './errors.js';
 import type { Keyring } from './keys/keyring.js';
 
 export interface WithKeysOptions {
@@ -41,8 +41,11 @@ export async function withKeys<T>(sql: Sql, keyring: Keyring, work: Work<T>, opt
       return result;
     })) as T;
   } catch (error) {
-    if (error instanceof HandoffError) throw toPgsealError(error.original);
-    throw surfaceable(error);
+    const surfaced = error instanceof HandoffError ? toPgsealError(error.original) : surfaceable(error);
+    // A version or scope this keyring does not know: another process rotated. Reload
+    // before the next transaction (this one cannot be replayed safely).
+    if (surfaced instanceof PgsealError && (surfaced.code === ErrorCodes.UNKNOWN_KEY_VERSION || surfaced.code === ErrorCodes.NO_ACTIVE_KEY)) keyring.invalidate();
+    throw surfaced;
   } finally {
     payload.fill(0);
   }
@@ -53,10 +56,13 @@ class HandoffError {
   constructor(readonly original: unknown) {}
 }
 
-/** pgseal's own SQLSTATEs and lost connections become typed errors; the caller's other errors pass through. */
+/**
+ * Database errors become typed PgsealErrors (a driver error keeps the statement's bound
+ * parameters, which may be plaintext); the caller's own thrown errors pass through.
+ */
 function surfaceable(error: unknown): unknown {
   if (error instanceof PgsealError) return error;
-  const code = (error as { code?: unknown } | null)?.code;
-  if (typeof code === 'string' && (code in SqlStates || isNetworkCode(code))) return toPgsealError(error);
+  const e = error as { code?: unknown; severity?: unknown } | null;
+  if (typeof e?.code === 'string' && (typeof e.severity === 'string' || isNetworkCode(e.code))) return toPgsealError(error);
   return error;
 }

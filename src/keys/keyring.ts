@@ -146,6 +146,11 @@ export class Keyring {
     this.#loadedAt = 0;
   }
 
+  /** Marks the cached list of versions stale: the next use reloads pgseal.keys. */
+  invalidate(): void {
+    this.#loadedAt = 0;
+  }
+
   async #fresh(): Promise<void> {
     if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
     if (this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.refresh();

@@ -43,7 +43,7 @@ describe('keyring', () => {
   it('refuses a different master key, naming both references but no key', async () => {
     const other = new LocalMasterKey(randomBytes(32));
     const ring = new Keyring(db.sql, other);
-    const error = await ring.payload().catch((e: unknown) => e as Error & { code: string });
+    const error = (await ring.payload().then(() => undefined, (e: unknown) => e)) as Error & { code: string };
     expect(error).toMatchObject({ code: ErrorCodes.MASTER_KEY_MISMATCH });
     expect(error.message).toContain(other.ref);
     expect(error.message).not.toContain(masterBytes.toString('base64'));

@@ -56,6 +56,17 @@ describe('migrations', () => {
     expect(gone!.n).toBe(0);
   });
 
+  it('never drop objects of yours that depend on pgseal when going down', async () => {
+    const db = await fresh({ migrated: true });
+    await db.sql`create table t (c bytea)`;
+    await db.sql`create index t_version on t (pgseal.key_version_of(c))`;
+    await expect(migrate({ databaseUrl: db.url, direction: 'down' })).rejects.toMatchObject({ code: ErrorCodes.MIGRATION_FAILED, sqlstate: '2BP01' });
+    const [kept] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_indexes where indexname = 't_version'`;
+    expect(kept!.n).toBe(1);
+    await db.sql`drop index t_version`;
+    expect(await migrate({ databaseUrl: db.url, direction: 'down' })).toEqual(['0001_core']);
+  });
+
   it('two concurrent `pgseal migrate up` both succeed', async () => {
     const db = await fresh();
     const [a, b] = await Promise.all([runCli(['migrate', 'up'], { DATABASE_URL: db.url }), runCli(['migrate', 'up'], { DATABASE_URL: db.url })]);

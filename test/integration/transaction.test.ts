@@ -152,12 +152,36 @@ describe('withKeys', () => {
     }
   });
 
-  it('surfaces pgseal SQLSTATEs as typed errors and leaves the caller\'s own errors alone', async () => {
+  it('surfaces database errors as typed errors, and leaves the caller\'s own errors alone', async () => {
     await expect(withKeys(single, keyring, (tx) => tx`select pgseal.decrypt_text('\\x00'::bytea, 'c')`)).rejects.toMatchObject({
       code: ErrorCodes.MALFORMED_ENVELOPE,
       sqlstate: 'PS004',
     });
-    await expect(withKeys(single, keyring, (tx) => tx`select 1/0`)).rejects.toMatchObject({ code: '22012' });
+    const secret = 'mario.rossi@example.it';
+    const error = await withKeys(single, keyring, (tx) => tx`select 1/0 as x, ${secret}::text as y`).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: ErrorCodes.DB_ERROR, sqlstate: '22012' });
+    expect(inspect(error, { showHidden: true, depth: 10 })).not.toContain(secret);
+    await expect(withKeys(single, keyring, (tx) => tx`select pgseal.encrypt_text('x', null)`)).rejects.toMatchObject({
+      code: ErrorCodes.INVALID_ARGUMENT,
+      sqlstate: '22004',
+    });
+    await expect(withKeys(single, keyring, () => Promise.reject(new RangeError('mine')))).rejects.toBeInstanceOf(RangeError);
+  });
+
+  it('reloads the keyring after meeting a version it does not know (rotation elsewhere)', async () => {
+    const ring = new Keyring(single, master, { ttlMs: 60 * 60_000 });
+    await ring.payload().then((p) => p.fill(0));
+    const { rotateKey } = await import('../../src/keys/registry.js');
+    const { version } = await rotateKey(db.sql, master);
+    const otherProcess = new Keyring(db.sql, master);
+    const [row] = await withKeys(db.sql, otherProcess, (tx) => tx<{ e: Buffer }[]>`select pgseal.encrypt_text('after rotation', 'c') as e`);
+    otherProcess.close();
+    await keyring.refresh();
+    await expect(withKeys(single, ring, (tx) => tx`select pgseal.decrypt_text(${row!.e}, 'c')`)).rejects.toMatchObject({ code: ErrorCodes.UNKNOWN_KEY_VERSION });
+    const [back] = await withKeys(single, ring, (tx) => tx<{ v: string; k: number }[]>`
+      select pgseal.decrypt_text(${row!.e}, 'c') as v, pgseal.key_version_of(pgseal.encrypt_text('x', 'c')) as k`);
+    expect(back).toEqual({ v: 'after rotation', k: version });
+    ring.close();
   });
 
   it('works through the pgseal() facade, client-side too', async () => {

@@ -67,7 +67,7 @@ describe('master key text', () => {
 });
 
 describe('wrapping data keys', () => {
-  const context = Buffer.from('pgseal/v1/dek\0default\0data\01');
+  const context = Buffer.from('pgseal/v1/dek\u0000default\u0000data\u00001');
 
   it('round-trips and binds the wrap to its context', async () => {
     const kek = new LocalMasterKey(randomBytes(32));
@@ -75,7 +75,7 @@ describe('wrapping data keys', () => {
     expect(wrapped).toHaveLength(61);
     expect(wrapped.includes(plaintext)).toBe(false);
     expect((await kek.unwrap(wrapped, context)).equals(plaintext)).toBe(true);
-    await expect(kek.unwrap(wrapped, Buffer.from('pgseal/v1/dek\0default\0data\02'))).rejects.toMatchObject({ code: ErrorCodes.KEY_UNWRAP_FAILED });
+    await expect(kek.unwrap(wrapped, Buffer.from('pgseal/v1/dek\u0000default\u0000data\u00002'))).rejects.toMatchObject({ code: ErrorCodes.KEY_UNWRAP_FAILED });
   });
 
   it('refuses another master key, and a closed one', async () => {
