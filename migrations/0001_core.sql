@@ -65,7 +65,11 @@ $bindings$;
 --   PS003  authentication failed (tampered, truncated, wrong key or wrong context)
 --   PS004  not a pgseal ciphertext (malformed envelope, e.g. plaintext in an encrypted column)
 --   PS005  no active key for the scope being written
---   PS006  invalid key payload handed to pgseal.use_keys
+--   PS006  invalid key payload handed to pgseal.use_keys (or a keyset / key material argument)
+--   PS007  refusing to drop a keyring that holds keys (down migration)
+--   PS008  no blind-index key for the scope
+--   PS009  a column that cannot be protected as asked (type, primary key, scope column)
+--   PS010  not a protected column
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression
@@ -186,12 +190,14 @@ $$;
 -- key path in this one function: on Citus its body becomes SET LOCAL (see DESIGN.md).
 --
 -- Payload: repeated entries of
---   flags u8 (bit 0: the active data key of its scope) | version u32 BE |
---   scope length u8 | scope (UTF-8) | encryption key (32) | MAC key (32)
+--   flags u8 (bit 0: the active data key of its scope; bit 1: the active blind-index key
+--   of its scope) | version u32 BE | scope length u8 | scope (UTF-8) | key material (64):
+--   a data key's encryption key (32) and MAC key (32); an index key (32) and 32 zero bytes
 -- Settings written:
 --   pgseal.enc_<version as 8 hex digits> = hex(encryption key)            (decrypt)
 --   pgseal.mac_<version as 8 hex digits> = hex(MAC key)                   (decrypt)
 --   pgseal.active_<scope, '-' as '$'>    = hex(version || enc key || mac key) (encrypt)
+--   pgseal.index_<scope, '-' as '$'>     = hex(index key)                     (blind indexes)
 --   pgseal.keys_loaded                   = number of keys
 CREATE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = '' AS $$
@@ -227,6 +233,13 @@ BEGIN
         HINT = 'Scope names are 1 to 63 characters: a-z, 0-9, _ and -.';
     END IF;
     material := pg_catalog.substr(payload, pos + 7 + scope_len, 64);
+    IF flags & 2 = 2 THEN
+      PERFORM pg_catalog.set_config('pgseal.index_' || pg_catalog.translate(scope, '-', '$'),
+                                    pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+      n := n + 1;
+      pos := pos + 6 + scope_len + 64;
+      CONTINUE;
+    END IF;
     PERFORM pg_catalog.set_config('pgseal.enc_' || pg_catalog.encode(version_bytes, 'hex'),
                                   pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
     PERFORM pg_catalog.set_config('pgseal.mac_' || pg_catalog.encode(version_bytes, 'hex'),
@@ -357,7 +370,7 @@ CREATE FUNCTION pgseal.decrypt_text(ciphertext bytea, context text) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.convert_from(pgseal.decrypt_bytea(ciphertext, context), 'UTF8');
 
--- ==== sql/90_privileges.sql ====
+-- ==== sql/45_privileges.sql ====
 -- Privileges, granted on purpose. Start from nothing, then open what is safe.
 REVOKE ALL ON SCHEMA pgseal FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM PUBLIC;

@@ -5,7 +5,11 @@
 --   PS003  authentication failed (tampered, truncated, wrong key or wrong context)
 --   PS004  not a pgseal ciphertext (malformed envelope, e.g. plaintext in an encrypted column)
 --   PS005  no active key for the scope being written
---   PS006  invalid key payload handed to pgseal.use_keys
+--   PS006  invalid key payload handed to pgseal.use_keys (or a keyset / key material argument)
+--   PS007  refusing to drop a keyring that holds keys (down migration)
+--   PS008  no blind-index key for the scope
+--   PS009  a column that cannot be protected as asked (type, primary key, scope column)
+--   PS010  not a protected column
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression

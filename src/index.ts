@@ -6,6 +6,8 @@ import { ErrorCodes, PgsealError } from './errors.js';
 import { Keyring, type KeyringOptions } from './keys/keyring.js';
 import type { MasterKeyProvider } from './keys/master-key.js';
 import { withKeys, type WithKeysOptions } from './transaction.js';
+import type { ColumnDef, TableDefinition } from './helpers/define.js';
+import { Table } from './helpers/table.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -16,6 +18,13 @@ export { seal, open, keyVersionOf } from './envelope.js';
 export { withKeys, type WithKeysOptions } from './transaction.js';
 export { migrate, type MigrateOptions } from './migrate.js';
 export { connect } from './connect.js';
+export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
+export { Table, type ScopeOption } from './helpers/table.js';
+export { loadRegistry, listProtectedColumns } from './registry/load.js';
+export { protectColumn, unprotectColumn, createView, dropView, type ProtectOptions } from './registry/protect.js';
+export type { ProtectedColumn, Registry, TableInfo, ValueType, Normalizer, ContextMode } from './registry/types.js';
+export { blindIndex } from './search/blind-index.js';
+export { normalize } from './search/normalize.js';
 
 export interface PgsealOptions extends KeyringOptions {
   /** your postgres.js client; pgseal never closes it */
@@ -33,6 +42,8 @@ export interface Pgseal {
   /** Client-side decryption of an envelope written by SQL or by `encrypt`. */
   decrypt(envelope: Buffer, context: string): Promise<Buffer>;
   decryptText(envelope: Buffer, context: string): Promise<string>;
+  /** Typed helpers for one table definition (see defineTable). */
+  table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T): Table<T>;
   /** Zeroes the keys in memory (your `sql` stays open). */
   close(): void;
 }
@@ -58,6 +69,7 @@ export function pgseal(options: PgsealOptions): Pgseal {
     async decryptText(envelope, context) {
       return (await api.decrypt(envelope, context)).toString('utf8');
     },
+    table: (definition) => new Table(options.sql, keyring, definition),
     close: () => {
       keyring.close();
       options.masterKey.close();

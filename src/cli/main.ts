@@ -7,6 +7,10 @@ import { PgsealError, toPgsealError } from '../errors.js';
 import { keysCommand } from './keys.js';
 import { migrateCommand } from './migrate.js';
 import { queryCommand } from './query.js';
+import { protectCommand } from './protect.js';
+import { unprotectCommand } from './unprotect.js';
+import { columnsCommand } from './columns-list.js';
+import { viewsCommand } from './views.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -18,6 +22,10 @@ export async function main(argv: string[]): Promise<number> {
     .command(migrateCommand as unknown as CommandModule)
     .command(keysCommand)
     .command(queryCommand as unknown as CommandModule)
+    .command(protectCommand as unknown as CommandModule)
+    .command(unprotectCommand as unknown as CommandModule)
+    .command(columnsCommand)
+    .command(viewsCommand)
     .demandCommand(1, 'name a command')
     .strict()
     .help()

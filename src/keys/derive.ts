@@ -17,6 +17,11 @@ export function deriveEnvelopeKeys(dek: Buffer): EnvelopeKeys {
   };
 }
 
+/** The blind-index key derived from an index-purpose data key. */
+export function deriveIndexKey(dek: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', dek, EMPTY, 'pgseal/v1/index', 32));
+}
+
 /** Stored in pgseal.keys.fingerprint: proves an unwrap gave back the same key. */
 export function fingerprint(dek: Buffer): string {
   return createHmac('sha256', dek).update('pgseal/v1/fingerprint').digest('hex').slice(0, 32);

@@ -5,7 +5,7 @@
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import type { VersionedKeys } from '../envelope.js';
-import { deriveEnvelopeKeys, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
+import { deriveEnvelopeKeys, deriveIndexKey, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
@@ -60,6 +60,8 @@ export interface PayloadEntry extends VersionedKeys {
   scope: string;
   /** the key new values of this scope are written with */
   active: boolean;
+  /** a blind-index key (in encKey) rather than a data key */
+  index?: boolean;
 }
 
 /** Layout read by pgseal.use_keys (sql/30_keyring.sql). */
@@ -68,7 +70,7 @@ export function encodeKeyPayload(entries: readonly PayloadEntry[]): Buffer {
   const out = Buffer.alloc(size);
   let at = 0;
   for (const key of entries) {
-    at = out.writeUInt8(key.active ? 1 : 0, at);
+    at = out.writeUInt8(key.index ? 2 : key.active ? 1 : 0, at);
     at = out.writeUInt32BE(key.version, at);
     at = out.writeUInt8(Buffer.byteLength(key.scope), at);
     at += out.write(key.scope, at, 'utf8');
@@ -124,7 +126,8 @@ export class Keyring {
           continue;
         }
         const dek = await unwrapKeyRow(this.#provider, row);
-        const derived = deriveEnvelopeKeys(dek);
+        // an index key travels in the encKey slot, its macKey slot stays zero
+        const derived = row.purpose === 'index' ? { encKey: deriveIndexKey(dek), macKey: Buffer.alloc(32) } : deriveEnvelopeKeys(dek);
         dek.fill(0);
         next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, wrapped: row.wrapped_key!, ...derived });
       }
@@ -184,9 +187,42 @@ export class Keyring {
     const wanted = scopes ? new Set(scopes) : undefined;
     return encodeKeyPayload(
       [...this.#keys.values()]
-        .filter((k) => k.purpose === 'data' && (!wanted || wanted.has(k.scope)))
-        .map((k) => ({ ...k, active: k.state === 'active' })),
+        .filter((k) => (k.purpose === 'data' || k.state === 'active') && (!wanted || wanted.has(k.scope)))
+        .map((k) => ({ ...k, active: k.state === 'active', index: k.purpose === 'index' })),
     );
+  }
+
+  /**
+   * The keyset argument of the *_with functions (sql/60_search.sql): the data keys of the
+   * given scopes, active ones first, at most 8. Undefined when more than 8 are usable
+   * (the caller then hands keys over per transaction instead). The caller zeroes it.
+   */
+  async keyset(scopes: readonly string[]): Promise<Buffer | undefined> {
+    await this.#fresh();
+    const wanted = new Set(scopes);
+    const keys = [...this.#keys.values()]
+      .filter((k) => k.purpose === 'data' && wanted.has(k.scope))
+      .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version);
+    if (keys.length > KEYSET_MAX) return undefined;
+    const out = Buffer.alloc(keys.length * 68);
+    keys.forEach((k, i) => writeKeyMaterial(k, out, i * 68));
+    return out;
+  }
+
+  /** The 68-byte key material (version, encryption key, MAC key) writes of a scope use. The caller zeroes it. */
+  async keyMaterial(scope: string): Promise<Buffer | undefined> {
+    const key = await this.activeKey(scope);
+    if (!key) return undefined;
+    const out = Buffer.alloc(68);
+    writeKeyMaterial(key, out, 0);
+    return out;
+  }
+
+  /** The scope's blind-index key (shared with the cache: do not modify). */
+  async indexKey(scope: string): Promise<Buffer | undefined> {
+    await this.#fresh();
+    for (const key of this.#keys.values()) if (key.scope === scope && key.purpose === 'index' && key.state === 'active') return key.encKey;
+    return undefined;
   }
 
   close(): void {
@@ -194,6 +230,15 @@ export class Keyring {
     clearTimeout(this.#expiry);
     this.#expire();
   }
+}
+
+/** Entries a keyset holds at most (sql/60_search.sql unrolls its lookup over 8). */
+export const KEYSET_MAX = 8;
+
+function writeKeyMaterial(key: VersionedKeys, out: Buffer, at: number): void {
+  out.writeUInt32BE(key.version, at);
+  key.encKey.copy(out, at + 4);
+  key.macKey.copy(out, at + 36);
 }
 
 function zero(key: CachedKey): void {

@@ -51,14 +51,22 @@ async function proveMasterKey(sql: Sql, provider: MasterKeyProvider, scope?: str
   for (const row of rows) (await unwrapKeyRow(provider, row)).fill(0);
 }
 
-async function addKey(sql: Sql, provider: MasterKeyProvider, scope: string, expectExisting: boolean): Promise<{ version: number; previous: number | null }> {
+type Purpose = 'data' | 'index';
+
+async function addKey(
+  sql: Sql,
+  provider: MasterKeyProvider,
+  scope: string,
+  expectExisting: boolean,
+  purpose: Purpose = 'data',
+): Promise<{ version: number; previous: number | null }> {
   checkScope(scope);
   await proveMasterKey(sql, provider);
   return guarded(() =>
     sql.begin(async (tx) => {
       // Serialise key changes for this scope with pgseal.add_key's own lock, taken early.
-      await tx`select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgseal.keys'), pg_catalog.hashtext(${scope + '/data'}))`;
-      const [existing] = await tx<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = 'data' and state = 'active'`;
+      await tx`select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('pgseal.keys'), pg_catalog.hashtext(${scope + '/' + purpose}))`;
+      const [existing] = await tx<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = ${purpose} and state = 'active'`;
       if (!expectExisting && existing!.n > 0) {
         throw new PgsealError(ErrorCodes.ALREADY_INITIALISED, `scope ${scope} already has an active key`, {
           hint: 'use `pgseal keys rotate` to make a new version',
@@ -72,10 +80,10 @@ async function addKey(sql: Sql, provider: MasterKeyProvider, scope: string, expe
       const [next] = await tx<{ version: number }[]>`
         select pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgseal.keys', 'version'))::int as version`;
       const version = next!.version;
-      const dek = await provider.generateDataKey(wrapContext(scope, 'data', version));
+      const dek = await provider.generateDataKey(wrapContext(scope, purpose, version));
       try {
         const [row] = await tx<{ previous: number | null }[]>`
-          select pgseal.add_key(${version}, ${scope}, 'data', ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
+          select pgseal.add_key(${version}, ${scope}, ${purpose}, ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
         return { version, previous: row!.previous };
       } finally {
         dek.plaintext.fill(0);
@@ -84,9 +92,15 @@ async function addKey(sql: Sql, provider: MasterKeyProvider, scope: string, expe
   );
 }
 
-/** Creates the first active data key of a scope. */
-export function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number }> {
-  return addKey(sql, provider, scope, false);
+/**
+ * Creates the first active data key of a scope, and its blind-index key (a separate key
+ * family, so rotating data keys never forces blind indexes to be recomputed).
+ */
+export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number; indexVersion: number | null }> {
+  const { version } = await addKey(sql, provider, scope, false);
+  const [hasIndex] = await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = 'index' and state = 'active'`);
+  const indexVersion = hasIndex!.n > 0 ? null : (await addKey(sql, provider, scope, false, 'index')).version;
+  return { version, indexVersion };
 }
 
 /** A new active version for the scope; the previous one becomes decrypt-only. */

@@ -32,7 +32,7 @@ function expectOneLineFailure(r: CliResult, code: string): void {
 }
 
 async function keyCount(): Promise<number> {
-  const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys`;
+  const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where purpose = 'data'`;
   return row!.n;
 }
 
@@ -111,8 +111,9 @@ describe('pgseal CLI', () => {
     expect(table.stdout).toMatch(/\\x0101/);
     expect(table.stdout).not.toContain('mario');
     const list = await cli(['keys', 'list', '--json']);
-    const keys = JSON.parse(list.stdout) as Array<{ version: number; state: string; kek_ref: string }>;
-    expect(keys.map((k) => k.state)).toEqual(['decrypt-only', 'active']);
+    const keys = JSON.parse(list.stdout) as Array<{ version: number; state: string; purpose: string }>;
+    expect(keys.filter((k) => k.purpose === 'data').map((k) => k.state)).toEqual(['decrypt-only', 'active']);
+    expect(keys.filter((k) => k.purpose === 'index').map((k) => k.state)).toEqual(['active']);
     expect(list.stdout).not.toContain('wrapped');
     const human = await cli(['keys', 'list']);
     expect(human.stdout).toContain('decrypt-only');

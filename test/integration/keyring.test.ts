@@ -79,7 +79,7 @@ describe('rotation', () => {
       { id: 1, v: 1, email: 'old@example.it' },
       { id: 2, v: version, email: 'new@example.it' },
     ]);
-    const keys = await listKeys(db.sql);
+    const keys = (await listKeys(db.sql)).filter((k) => k.purpose === 'data');
     expect(keys.map((k) => [k.version, k.state])).toEqual([
       [1, 'decrypt-only'],
       [version, 'active'],
@@ -90,12 +90,12 @@ describe('rotation', () => {
   it('serialises concurrent rotations: one active version per scope, always', async () => {
     const results = await Promise.all([rotateKey(db.sql, master()), rotateKey(db.sql, master()), rotateKey(db.sql, master())]);
     expect(new Set(results.map((r) => r.version)).size).toBe(3);
-    const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = 'default' and state = 'active'`;
+    const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = 'default' and purpose = 'data' and state = 'active'`;
     expect(row!.n).toBe(1);
   });
 
   it('enforces one active version per scope in the database itself', async () => {
-    const [k] = await db.sql<{ version: number }[]>`select version from pgseal.keys where state = 'decrypt-only' limit 1`;
+    const [k] = await db.sql<{ version: number }[]>`select version from pgseal.keys where purpose = 'data' and state = 'decrypt-only' limit 1`;
     await expect(db.sql`update pgseal.keys set state = 'active' where version = ${k!.version}`).rejects.toMatchObject({ code: '23505' });
   });
 

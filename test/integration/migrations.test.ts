@@ -13,6 +13,7 @@ import { withKeys } from '../../src/transaction.js';
 import { runCli } from '../support/cli.js';
 import { adminUrl, connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
 
+const ALL = readdirSync(new URL('../../migrations/', import.meta.url)).filter((f) => f.endsWith('.sql')).sort().map((f) => f.replace(/\.sql$/, ''));
 const cleanup: Array<() => Promise<void>> = [];
 afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
@@ -33,23 +34,25 @@ async function pgsealFunctions(db: TestDatabase): Promise<string[]> {
 describe('migrations', () => {
   it('go up, down to zero, and up again', async () => {
     const db = await fresh();
-    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual(['0001_core']);
+    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual(ALL);
     expect(await pgsealFunctions(db)).toContain('decrypt_text(ciphertext bytea, context text)');
     expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual([]);
-    expect(await migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).toEqual(['0001_core']);
+    expect(await migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).toEqual([...ALL].reverse());
     const [gone] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_namespace where nspname = 'pgseal'`;
     expect(gone!.n).toBe(0);
-    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual(['0001_core']);
+    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual(ALL);
     expect((await pgsealFunctions(db)).length).toBeGreaterThan(10);
   });
 
   it('refuse to drop a keyring that holds keys, unless told to', async () => {
     const db = await fresh({ migrated: true });
     await initKeys(db.sql, new LocalMasterKey(randomBytes(32)));
-    await expect(migrate({ databaseUrl: db.url, direction: 'down' })).rejects.toMatchObject({ code: ErrorCodes.KEYRING_NOT_EMPTY });
+    await expect(migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).rejects.toMatchObject({ code: ErrorCodes.KEYRING_NOT_EMPTY });
     const [kept] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys`;
-    expect(kept!.n).toBe(1);
-    const r = await runCli(['migrate', 'down', '--allow-drop-keys', '--database-url', db.url]);
+    expect(kept!.n).toBe(2); // data key and blind-index key
+    const [registry] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_class where oid = 'pgseal.columns'::regclass`;
+    expect(registry!.n).toBe(1); // the whole run rolled back
+    const r = await runCli(['migrate', 'down', '--count', String(ALL.length), '--allow-drop-keys', '--database-url', db.url]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const [gone] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_namespace where nspname = 'pgseal'`;
@@ -60,20 +63,20 @@ describe('migrations', () => {
     const db = await fresh({ migrated: true });
     await db.sql`create table t (c bytea)`;
     await db.sql`create index t_version on t (pgseal.key_version_of(c))`;
-    await expect(migrate({ databaseUrl: db.url, direction: 'down' })).rejects.toMatchObject({ code: ErrorCodes.MIGRATION_FAILED, sqlstate: '2BP01' });
+    await expect(migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).rejects.toMatchObject({ code: ErrorCodes.MIGRATION_FAILED, sqlstate: '2BP01' });
     const [kept] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_indexes where indexname = 't_version'`;
     expect(kept!.n).toBe(1);
     await db.sql`drop index t_version`;
-    expect(await migrate({ databaseUrl: db.url, direction: 'down' })).toEqual(['0001_core']);
+    expect(await migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).toEqual([...ALL].reverse());
   });
 
   it('two concurrent `pgseal migrate up` both succeed', async () => {
     const db = await fresh();
     const [a, b] = await Promise.all([runCli(['migrate', 'up'], { DATABASE_URL: db.url }), runCli(['migrate', 'up'], { DATABASE_URL: db.url })]);
     expect([a.code, b.code], a.stderr + b.stderr).toEqual([0, 0]);
-    expect([a.stdout, b.stdout].sort()).toEqual(['pgseal: already up to date\n', 'pgseal: applied 0001_core\n']);
+    expect([a.stdout, b.stdout].sort()).toEqual(['pgseal: already up to date\n', ALL.map((m) => `pgseal: applied ${m}\n`).join('')]);
     const [row] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal_migrations.migrations`;
-    expect(row!.n).toBe(1);
+    expect(row!.n).toBe(ALL.length);
   });
 
   it('install as a database owner that is not a superuser', async () => {
@@ -86,7 +89,7 @@ describe('migrations', () => {
     const db = await createDatabase({ owner: owner.name });
     cleanup.push(() => db.drop());
     const url = db.urlAs(owner.name, owner.password);
-    expect(await migrate({ databaseUrl: url, direction: 'up' })).toEqual(['0001_core']);
+    expect(await migrate({ databaseUrl: url, direction: 'up' })).toEqual(ALL);
     const asOwner = connectQuiet(url);
     try {
       const [role] = await asOwner<{ rolsuper: boolean }[]>`select rolsuper from pg_roles where rolname = current_user`;

@@ -1,0 +1,181 @@
+-- Searching encrypted columns, and the keyset path.
+--
+-- Normalisers make equal values equal before they are indexed (ASCII-only case folding,
+-- so SQL and Node agree byte for byte). A blind index is HMAC-SHA-256 under the scope's
+-- index key (a separate key family, so rotating data keys leaves indexes valid) over the
+-- normalised value and the column context, truncated: equal values in one column match,
+-- the same value in two columns does not, and without the key nothing can be guessed.
+-- Truncation makes collisions possible on purpose; every equality lookup re-checks the
+-- decrypted value.
+
+CREATE FUNCTION pgseal._bad_normalizer(normalizer text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format('pgseal: unknown normalizer %L', normalizer),
+    HINT = 'Use one of none, trim, email, phone, upper.';
+END
+$$;
+
+CREATE FUNCTION pgseal.normalize(value text, normalizer text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE normalizer
+  WHEN 'none' THEN value
+  WHEN 'trim' THEN pg_catalog.btrim(value, E' \t\n\r')
+  WHEN 'email' THEN pg_catalog.lower(pg_catalog.btrim(value, E' \t\n\r') COLLATE "C")
+  WHEN 'upper' THEN pg_catalog.upper(pg_catalog.btrim(value, E' \t\n\r') COLLATE "C")
+  -- E.164-like: digits only, a leading '+' kept, a leading international '00' becomes '+'
+  WHEN 'phone' THEN CASE
+    WHEN pg_catalog.btrim(value, E' \t\n\r') LIKE '+%' THEN '+' || pg_catalog.regexp_replace(value, '[^0-9]', '', 'g')
+    WHEN pg_catalog.regexp_replace(value, '[^0-9]', '', 'g') LIKE '00%'
+      THEN '+' || pg_catalog.substr(pg_catalog.regexp_replace(value, '[^0-9]', '', 'g'), 3)
+    ELSE pg_catalog.regexp_replace(value, '[^0-9]', '', 'g')
+  END
+  ELSE pgseal._bad_normalizer(normalizer)
+END;
+
+CREATE FUNCTION pgseal.normalize_array(value_list text[], normalizer text) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY(SELECT pgseal.normalize(v, normalizer) FROM pg_catalog.unnest(value_list) AS v);
+
+-- The context of a column whose values are bound to their row as well.
+CREATE FUNCTION pgseal.row_context(column_context text, row_key text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN column_context || '#' || row_key;
+
+CREATE FUNCTION pgseal._fail_no_index_key(scope text) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
+    PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
+      'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
+  END IF;
+  PERFORM pgseal._raise('PS008', pg_catalog.format('pgseal: no blind-index key for scope %L in this transaction', scope),
+    'Create the scope''s keys with `pgseal keys init` (it creates a data key and an index key), and load that scope in the transaction.');
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION pgseal._index_key(scope text) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN NULLIF(pg_catalog.decode(pg_catalog.current_setting('pgseal.index_' || pg_catalog.translate(scope, '-', '$'), true), 'hex'), ''::bytea);
+
+CREATE FUNCTION pgseal.blind_index(value text, normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
+RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN value IS NOT NULL THEN
+  pg_catalog.substr(pgseal._hmac_sha256(
+    pg_catalog.convert_to(pgseal.normalize(value, normalizer), 'UTF8') || pgseal._context_bytes(context),
+    COALESCE(pgseal._index_key(scope), pgseal._fail_no_index_key(scope))), 1, bytes)
+END;
+
+CREATE FUNCTION pgseal.blind_index_array(value_list text[], normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
+RETURNS bytea[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN ARRAY(SELECT pgseal.blind_index(v, normalizer, context, scope, bytes) FROM pg_catalog.unnest(value_list) AS v);
+
+-- The keyset path: keys as one bound argument of the statement itself, for one statement
+-- and one round trip without a transaction (the typed helpers use it). No settings are
+-- read per row: the version in the header is matched against the keyset's entries.
+--   keyset: up to 8 entries of version u32 BE | encryption key (32) | MAC key (32)
+--   key_material (writes): version u32 BE | encryption key (32) | MAC key (32)
+CREATE FUNCTION pgseal._keyset_offset(ciphertext bytea, keyset bytea) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE pg_catalog.substr(ciphertext, 3, 4)
+  WHEN pg_catalog.substr(keyset, 1, 4) THEN 5
+  WHEN pg_catalog.substr(keyset, 69, 4) THEN 73
+  WHEN pg_catalog.substr(keyset, 137, 4) THEN 141
+  WHEN pg_catalog.substr(keyset, 205, 4) THEN 209
+  WHEN pg_catalog.substr(keyset, 273, 4) THEN 277
+  WHEN pg_catalog.substr(keyset, 341, 4) THEN 345
+  WHEN pg_catalog.substr(keyset, 409, 4) THEN 413
+  WHEN pg_catalog.substr(keyset, 477, 4) THEN 481
+END;
+
+-- IMMUTABLE (it reads only its arguments) so the IMMUTABLE functions calling it inline.
+CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  IF context IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
+      HINT = 'Pass the context the value was encrypted with, by default ''schema.table.column''.';
+  END IF;
+  IF pg_catalog.octet_length(ciphertext) < 70 OR pg_catalog.get_byte(ciphertext, 0) <> 1
+     OR pg_catalog.get_byte(ciphertext, 1) <> 1 OR pg_catalog.get_byte(ciphertext, 2) >= 128 THEN
+    PERFORM pgseal._raise('PS004', 'pgseal: value is not a pgseal ciphertext',
+      'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this: write it with pgseal.encrypt_text() instead.');
+  END IF;
+  IF keyset IS NULL OR pgseal._keyset_offset(ciphertext, keyset) IS NULL THEN
+    PERFORM pgseal._raise('PS002',
+      pg_catalog.format('pgseal: key version %s is not among this statement''s keys', pgseal.key_version_of(ciphertext)),
+      'Reload the keyring (a rotation happened elsewhere), or the value is damaged.');
+  END IF;
+  PERFORM pgseal._raise('PS003', 'pgseal: ciphertext failed authentication',
+    'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.');
+  RETURN NULL;
+END
+$$;
+
+CREATE FUNCTION pgseal.decrypt_bytea_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE
+  WHEN ciphertext IS NULL THEN NULL
+  WHEN pg_catalog.octet_length(ciphertext) >= 70
+   AND (pg_catalog.octet_length(ciphertext) - 54) % 16 = 0
+   AND pg_catalog.substr(ciphertext, 1, 2) = '\x0101'::bytea
+   AND pgseal._hmac_sha256(
+         pg_catalog.substr(ciphertext, 1, pg_catalog.octet_length(ciphertext) - 32) || pgseal._context_bytes(context),
+         pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset) + 32, 32))
+       = pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) - 31)
+  THEN pgseal._aes_cbc_decrypt(
+         pg_catalog.substr(ciphertext, 23, pg_catalog.octet_length(ciphertext) - 54),
+         pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset), 32),
+         pg_catalog.substr(ciphertext, 7, 16))
+  ELSE pgseal._fail_open_with(ciphertext, context, keyset)
+END;
+
+-- STABLE, not IMMUTABLE, only because convert_from is: an IMMUTABLE wrapper would not inline.
+CREATE FUNCTION pgseal.decrypt_text_with(ciphertext bytea, context text, keyset bytea) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.convert_from(pgseal.decrypt_bytea_with(ciphertext, context, keyset), 'UTF8');
+
+CREATE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  IF pg_catalog.octet_length(key_material) IS DISTINCT FROM 68 THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
+      HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
+  END IF;
+  RETURN key_material;
+END
+$$;
+
+CREATE FUNCTION pgseal.encrypt_bytea_with(plaintext bytea, context text, key_material bytea) RETURNS bytea
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN CASE WHEN plaintext IS NOT NULL THEN
+  pgseal._seal(plaintext,
+               COALESCE(pgseal._context_bytes(context), pgseal._raise('22004', 'pgseal: the context argument must not be NULL',
+                 'Pass the context to bind the value to, by default ''schema.table.column''.')),
+               pgseal._check_key_material(key_material),
+               pgseal._random_bytes(16))
+END;
+
+CREATE FUNCTION pgseal.encrypt_text_with(plaintext text, context text, key_material bytea) RETURNS bytea
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN pgseal.encrypt_bytea_with(pg_catalog.convert_to(plaintext, 'UTF8'), context, key_material);
+
+REVOKE ALL ON FUNCTION
+  pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
+  pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
+  pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
+  pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
+  pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+  pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
+  pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
+  pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
+  pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
+  pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
+TO PUBLIC;

@@ -1,0 +1,97 @@
+// Table definitions for the typed helpers: which columns are plain and which are
+// encrypted (with their options). Row types are inferred from the definition, so a wrong
+// column name or value type is a compile error.
+
+import type { ContextMode, Normalizer, ValueType } from '../registry/types.js';
+
+export interface PlainColumn<T> {
+  readonly kind: 'plain';
+  /** type carrier only */
+  readonly __type?: T;
+}
+
+export interface EncryptedOptions<S extends boolean> {
+  /** searchable through a blind index (equality and IN) */
+  searchable?: S;
+  normalize?: Normalizer;
+  /** 'row' binds each value to its row's primary key as well as to its column */
+  context?: ContextMode;
+  /** fixed key scope (default 'default') */
+  scope?: string;
+  /** column holding each row's key scope (per-tenant keys) */
+  scopeColumn?: string;
+  /** bytes of HMAC kept in the blind index (default 16) */
+  blindIndexBytes?: number;
+  /** blind-index column name (default <column>_bidx) */
+  blindIndexColumn?: string;
+}
+
+export interface EncryptedColumn<T, S extends boolean> {
+  readonly kind: 'encrypted';
+  readonly valueType: ValueType;
+  readonly searchable: S;
+  readonly normalize: Normalizer;
+  readonly context: ContextMode;
+  readonly scope: string | undefined;
+  readonly scopeColumn: string | undefined;
+  readonly blindIndexBytes: number;
+  readonly blindIndexColumn: string | undefined;
+  readonly __type?: T;
+}
+
+export type ColumnDef = PlainColumn<unknown> | EncryptedColumn<unknown, boolean>;
+
+function encrypted<T, S extends boolean>(valueType: ValueType, o: EncryptedOptions<S>): EncryptedColumn<T, S> {
+  return {
+    kind: 'encrypted',
+    valueType,
+    searchable: (o.searchable ?? false) as S,
+    normalize: o.normalize ?? 'none',
+    context: o.context ?? 'column',
+    scope: o.scopeColumn ? undefined : (o.scope ?? 'default'),
+    scopeColumn: o.scopeColumn,
+    blindIndexBytes: o.blindIndexBytes ?? 16,
+    blindIndexColumn: o.searchable ? (o.blindIndexColumn ?? undefined) : undefined,
+  };
+}
+
+export const column = {
+  plain: <T>(): PlainColumn<T> => ({ kind: 'plain' }),
+  text: <S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<string, S>('text', o),
+  bytea: <S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<Buffer, S>('bytea', o),
+  jsonb: <T = unknown>(o: Omit<EncryptedOptions<false>, 'searchable' | 'normalize'> = {}) => encrypted<T, false>('jsonb', o),
+  /** numeric values travel as strings, so no precision is lost */
+  numeric: (o: Omit<EncryptedOptions<false>, 'searchable' | 'normalize'> = {}) => encrypted<string, false>('numeric', o),
+};
+
+export interface TableDefinition<C extends Record<string, ColumnDef>, PK extends keyof C & string> {
+  readonly schema: string;
+  readonly name: string;
+  readonly primaryKey: PK;
+  readonly columns: C;
+}
+
+export function defineTable<const C extends Record<string, ColumnDef>, PK extends keyof C & string>(d: {
+  schema?: string;
+  name: string;
+  primaryKey: PK;
+  columns: C;
+}): TableDefinition<C, PK> {
+  return { schema: d.schema ?? 'public', name: d.name, primaryKey: d.primaryKey, columns: d.columns };
+}
+
+type ValueOf<D> = D extends PlainColumn<infer T> ? T : D extends EncryptedColumn<infer T, boolean> ? T | null : never;
+
+/** A row as read back: encrypted columns decrypted. */
+export type Row<T extends TableDefinition<Record<string, ColumnDef>, string>> = { [K in keyof T['columns']]: ValueOf<T['columns'][K]> };
+
+/** What insert and update take: any subset of the columns. */
+export type Values<T extends TableDefinition<Record<string, ColumnDef>, string>> = Partial<Row<T>>;
+
+/** Columns findBy can use: plain columns and searchable encrypted ones. */
+export type SearchableKey<T extends TableDefinition<Record<string, ColumnDef>, string>> = {
+  [K in keyof T['columns']]: T['columns'][K] extends EncryptedColumn<unknown, infer S> ? (S extends true ? K : never) : K;
+}[keyof T['columns']] &
+  string;
+
+export type PrimaryKeyValue<T extends TableDefinition<Record<string, ColumnDef>, string>> = Row<T>[T['primaryKey']];

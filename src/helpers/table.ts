@@ -1,0 +1,310 @@
+// The typed helpers: insert, insertMany, update, delete, findByPk, findBy (equality and IN
+// on plain or searchable encrypted columns), keyset-paged list. Each call is one statement
+// with the keys as a bound argument, so a primary-key lookup costs one round trip. Blind
+// indexes are computed here, so a lookup sends only the index, never the searched value,
+// and the decrypted values are re-checked so a truncation collision never returns a row.
+
+import type { Sql, TransactionSql } from 'postgres';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { loadRegistry } from '../registry/load.js';
+import { blindIndex } from '../search/blind-index.js';
+import { normalize } from '../search/normalize.js';
+import { withKeys } from '../transaction.js';
+import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
+import { ident, literal, Params, selectList, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
+
+type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
+type Enc = EncryptedColumn<unknown, boolean>;
+
+export interface ScopeOption {
+  /** the key scope (tenant) of the rows, for tables whose scope is a column */
+  scope?: string;
+}
+
+export class Table<T extends AnyTable> {
+  readonly #sql: Sql;
+  readonly #keyring: Keyring;
+  readonly def: T;
+  readonly #columns: ColumnSql[];
+  readonly #target: string;
+
+  constructor(sql: Sql, keyring: Keyring, def: T) {
+    this.#sql = sql;
+    this.#keyring = keyring;
+    this.def = def;
+    this.#target = `${ident(def.schema)}.${ident(def.name)}`;
+    this.#columns = Object.entries(def.columns).map(([name, d]) => ({
+      name,
+      def: d,
+      context: `${def.schema}.${def.name}.${name}`,
+      blindIndexColumn: d.kind === 'encrypted' && d.searchable ? (d.blindIndexColumn ?? `${name}_bidx`) : undefined,
+    }));
+    if (!(def.primaryKey in def.columns) || def.columns[def.primaryKey]!.kind !== 'plain') {
+      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${def.name}: the primary key ${def.primaryKey} must be a plain column of the definition`);
+    }
+  }
+
+  get #pk(): string {
+    return this.def.primaryKey;
+  }
+
+  #encrypted(): Array<ColumnSql & { def: Enc }> {
+    return this.#columns.filter((c): c is ColumnSql & { def: Enc } => c.def.kind === 'encrypted');
+  }
+
+  /** Scopes a read may meet: fixed scopes, or the one given, or every loaded scope. */
+  #readScopes(scope: string | undefined): string[] | undefined {
+    const fixed = new Set<string>();
+    for (const c of this.#encrypted()) {
+      if (c.def.scopeColumn) {
+        if (!scope) return undefined;
+        fixed.add(scope);
+      } else fixed.add(c.def.scope ?? 'default');
+    }
+    return [...fixed];
+  }
+
+  /** Runs one statement, with the keys as an argument when they fit, else per transaction. */
+  async #run<R>(scopes: string[] | undefined, build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>, rowsOf?: (rows: R[]) => R[]): Promise<R[]> {
+    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
+    const keyset = await this.#keyring.keyset(allScopes);
+    const buffers: Buffer[] = keyset ? [keyset] : [];
+    try {
+      const exec = async (db: Sql | TransactionSql, keys: KeyPath, params: Params): Promise<R[]> => {
+        const text = await build(keys, params, db);
+        if (text === undefined) return [];
+        for (const v of params.values) if (Buffer.isBuffer(v)) buffers.push(v);
+        const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
+        return rowsOf ? rowsOf(rows) : rows;
+      };
+      if (keyset) {
+        const params = new Params();
+        const keys: KeyPath = { kind: 'argument', keyset: params.add(keyset) + '::bytea' };
+        return await exec(this.#sql, keys, params);
+      }
+      return await withKeys(this.#sql, this.#keyring, (tx) => exec(tx, { kind: 'transaction' }, new Params()), { scopes: allScopes });
+    } catch (error) {
+      throw toPgsealError(error);
+    } finally {
+      for (const b of buffers) if (b !== undefined) b.fill(0);
+    }
+  }
+
+  async #scopeOf(c: ColumnSql & { def: Enc }, values: Record<string, unknown>): Promise<string> {
+    if (!c.def.scopeColumn) return c.def.scope ?? 'default';
+    const v = values[c.def.scopeColumn];
+    if (v === undefined || v === null) {
+      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is keyed by ${c.def.scopeColumn}: give its value`, {
+        hint: `include ${c.def.scopeColumn} in the values written`,
+      });
+    }
+    return String(v);
+  }
+
+  /** Value expressions for one row's columns (encrypted ones wrapped, blind indexes added). */
+  async #writeRow(values: Record<string, unknown>, params: Params, keys: KeyPath['kind'], materials: Map<string, string>): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = [];
+    for (const c of this.#columns) {
+      if (!(c.name in values)) continue;
+      const value = values[c.name];
+      if (c.def.kind === 'plain') {
+        out.push([c.name, params.add(value ?? null)]);
+        continue;
+      }
+      const enc = c as ColumnSql & { def: Enc };
+      const scope = await this.#scopeOf(enc, values);
+      if (value === null || value === undefined) {
+        out.push([c.name, 'NULL']);
+        if (c.blindIndexColumn) out.push([c.blindIndexColumn, 'NULL']);
+        continue;
+      }
+      let key = materials.get(scope);
+      if (!key) {
+        const material = keys === 'argument' ? await this.#keyring.keyMaterial(scope) : scope;
+        if (material === undefined) {
+          throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: `create it with \`pgseal keys init --scope ${scope}\`` });
+        }
+        key = params.add(material);
+        materials.set(scope, key);
+      }
+      let context = literal(c.context);
+      if (enc.def.context === 'row') {
+        const pk = values[this.#pk];
+        if (pk === undefined || pk === null) {
+          throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is bound to its row: give the primary key ${this.#pk}`);
+        }
+        context = params.add(`${c.context}#${String(pk)}`) + '::text';
+      }
+      out.push([c.name, writeExpression(c, params.add(this.#plainValue(enc, value)), context, key, keys)]);
+      if (c.blindIndexColumn) {
+        const indexKey = await this.#keyring.indexKey(scope);
+        if (!indexKey) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no blind-index key for scope ${scope}`, { hint: 'run `pgseal keys init` for the scope' });
+        out.push([c.blindIndexColumn, params.add(blindIndex(indexKey, String(value), enc.def.normalize, c.context, enc.def.blindIndexBytes)) + '::bytea']);
+      }
+    }
+    return out;
+  }
+
+  #plainValue(c: ColumnSql & { def: Enc }, value: unknown): unknown {
+    switch (c.def.valueType) {
+      case 'bytea':
+        if (!Buffer.isBuffer(value)) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} takes a Buffer`);
+        return value;
+      case 'jsonb':
+        return JSON.stringify(value);
+      default:
+        return String(value);
+    }
+  }
+
+  #writeScopes(values: Record<string, unknown>): string[] | undefined {
+    const scoped = this.#encrypted().find((c) => c.def.scopeColumn);
+    const tenant = scoped ? values[scoped.def.scopeColumn!] : undefined;
+    return this.#readScopes(tenant === undefined || tenant === null ? undefined : String(tenant));
+  }
+
+  async insert(values: Values<T>): Promise<Row<T>> {
+    const v = values as Record<string, unknown>;
+    const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (keys, params) => {
+      const cells = await this.#writeRow(v, params, keys.kind, new Map());
+      return `INSERT INTO ${this.#target} (${cells.map(([c]) => ident(c)).join(', ')}) VALUES (${cells.map(([, e]) => e).join(', ')}) RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
+    });
+    return row!;
+  }
+
+  /** Inserts in multi-row statements of at most `batchSize` rows; returns how many. */
+  async insertMany(rows: readonly Values<T>[], options: { batchSize?: number } = {}): Promise<number> {
+    const batchSize = options.batchSize ?? 500;
+    let inserted = 0;
+    for (let at = 0; at < rows.length; at += batchSize) {
+      const batch = rows.slice(at, at + batchSize) as Record<string, unknown>[];
+      const names = [...new Set(batch.flatMap((r) => Object.keys(r)))];
+      const scopes = [...new Set(batch.map((r) => this.#writeScopes(r) ?? []).flat())];
+      const result = await this.#run<{ n: number }>(scopes.length ? scopes : undefined, async (keys, params) => {
+        const materials = new Map<string, string>();
+        const tuples: string[] = [];
+        let columns: string[] | undefined;
+        for (const r of batch) {
+          const full = Object.fromEntries(names.map((n) => [n, r[n] ?? null]));
+          const cells = await this.#writeRow(full, params, keys.kind, materials);
+          columns ??= cells.map(([c]) => c);
+          tuples.push(`(${cells.map(([, e]) => e).join(', ')})`);
+        }
+        return `INSERT INTO ${this.#target} (${columns!.map(ident).join(', ')}) VALUES ${tuples.join(', ')}`;
+      });
+      inserted += (result as unknown as { count: number }).count ?? batch.length;
+    }
+    return inserted;
+  }
+
+  async update(pk: PrimaryKeyValue<T>, values: Values<T>): Promise<Row<T> | undefined> {
+    const v = { ...(values as Record<string, unknown>) };
+    const scoped = this.#encrypted().find((c) => c.def.scopeColumn && c.name in v);
+    if (scoped && !(scoped.def.scopeColumn! in v)) {
+      const [current] = await this.#sql.unsafe(`SELECT ${ident(scoped.def.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never]);
+      if (!current) return undefined;
+      v[scoped.def.scopeColumn!] = current.s;
+    }
+    v[this.#pk] = pk;
+    const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (keys, params) => {
+      const cells = await this.#writeRow(v, params, keys.kind, new Map());
+      const sets = cells.filter(([c]) => c !== this.#pk).map(([c, e]) => `${ident(c)} = ${e}`);
+      if (sets.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
+      return `UPDATE ${this.#target} SET ${sets.join(', ')} WHERE ${ident(this.#pk)} = ${params.add(pk)} RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
+    });
+    return row;
+  }
+
+  async delete(pk: PrimaryKeyValue<T>): Promise<boolean> {
+    try {
+      const result = await this.#sql.unsafe(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never], { prepare: true });
+      return result.count > 0;
+    } catch (error) {
+      throw toPgsealError(error);
+    }
+  }
+
+  async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {
+    const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
+      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}`;
+    });
+    return row;
+  }
+
+  /** Equality (one value) or IN (an array) on a plain or searchable encrypted column. */
+  async findBy<K extends SearchableKey<T>>(name: K, value: Row<T>[K] | readonly Row<T>[K][], options: ScopeOption = {}): Promise<Row<T>[]> {
+    const c = this.#columns.find((x) => x.name === name);
+    if (!c) throw new PgsealError(ErrorCodes.COLUMN_NOT_FOUND, `${this.def.name} has no column ${String(name)}`);
+    const many = Array.isArray(value);
+    const wanted = (many ? value : [value]) as unknown[];
+    if (c.def.kind === 'plain') {
+      return this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) =>
+        `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? `= ANY(${params.add(wanted)})` : `= ${params.add(wanted[0])}`}`,
+      );
+    }
+    const enc = c as ColumnSql & { def: Enc };
+    if (!c.blindIndexColumn) {
+      throw new PgsealError(ErrorCodes.UNSUPPORTED_ON_CIPHERTEXT, `${c.context} is encrypted and not searchable`, { hint: 'protect it with searchable: true to look rows up by it' });
+    }
+    const scope = enc.def.scopeColumn ? options.scope : (enc.def.scope ?? 'default');
+    if (!scope) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${c.context} is keyed per ${enc.def.scopeColumn}: pass { scope }`);
+    const indexKey = await this.#keyring.indexKey(scope);
+    if (!indexKey) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no blind-index key for scope ${scope}`, { hint: 'run `pgseal keys init` for the scope' });
+    const indexes = wanted.map((w) => blindIndex(indexKey, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex'));
+    const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
+    const rows = await this.#run<Row<T>>(this.#readScopes(scope), async (keys, params) => {
+      const tenant = enc.def.scopeColumn ? ` AND ${ident(enc.def.scopeColumn)}::text = ${params.add(scope)}` : '';
+      const match = many
+        ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes)}::text[]) AS x))`
+        : `${ident(c.blindIndexColumn!)} = pg_catalog.decode(${params.add(indexes[0])}, 'hex')`;
+      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${match}${tenant}`;
+    });
+    // the blind index is truncated: keep only rows whose value really matches
+    return rows.filter((r) => {
+      const v = (r as Record<string, unknown>)[c.name];
+      return v !== null && v !== undefined && targets.has(normalize(String(v), enc.def.normalize));
+    });
+  }
+
+  /** Keyset pagination in primary-key order. */
+  async list(options: { after?: PrimaryKeyValue<T>; limit?: number } & ScopeOption = {}): Promise<{ rows: Row<T>[]; next: PrimaryKeyValue<T> | undefined }> {
+    const limit = options.limit ?? 100;
+    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
+      const after = options.after === undefined ? '' : ` WHERE ${ident(this.#pk)} > ${params.add(options.after)}`;
+      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${after} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
+    });
+    const last = rows.at(-1) as Record<string, unknown> | undefined;
+    return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
+  }
+
+  /** Checks the definition against pgseal.columns; throws REGISTRY_MISMATCH listing every difference. */
+  async verify(): Promise<void> {
+    const registry = await loadRegistry(this.#sql);
+    const info = registry.get(`${this.def.schema}.${this.def.name}`);
+    const problems: string[] = [];
+    for (const c of this.#columns) {
+      const r = info?.protected.get(c.name);
+      if (c.def.kind === 'plain') {
+        if (r) problems.push(`${c.name} is protected in the database but plain in the definition`);
+        continue;
+      }
+      const d = c.def as Enc;
+      if (!r) {
+        problems.push(`${c.name} is encrypted in the definition but not registered (pgseal protect)`);
+        continue;
+      }
+      const expect = { valueType: d.valueType, searchable: d.searchable, normalizer: d.normalize, contextMode: d.context, scope: d.scope ?? null, scopeColumn: d.scopeColumn ?? null, blindIndexColumn: c.blindIndexColumn ?? null };
+      for (const [k, v] of Object.entries(expect)) {
+        const actual = (r as unknown as Record<string, unknown>)[k];
+        if (actual !== v) problems.push(`${c.name}.${k}: definition ${JSON.stringify(v)}, database ${JSON.stringify(actual)}`);
+      }
+    }
+    for (const name of info?.protected.keys() ?? []) if (!(name in this.def.columns)) problems.push(`${name} is protected in the database but missing from the definition`);
+    if (problems.length) {
+      throw new PgsealError(ErrorCodes.REGISTRY_MISMATCH, `${this.def.schema}.${this.def.name} differs from pgseal.columns: ${problems.join('; ')}`, {
+        hint: 'align the table definition with `pgseal columns list`',
+      });
+    }
+  }
+}
