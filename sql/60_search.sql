@@ -37,7 +37,14 @@ CREATE FUNCTION pgseal.normalize_array(value_list text[], normalizer text) RETUR
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN ARRAY(SELECT pgseal.normalize(v, normalizer) FROM pg_catalog.unnest(value_list) AS v);
 
--- The context of a column whose values are bound to their row as well.
+-- Contexts beyond 'schema.table.column': a per-tenant column binds each value to its scope
+-- too ('...@<scope>'), so a value copied into another tenant's row fails authentication
+-- even when both tenants' keys are loaded; a row-context column binds it to its primary
+-- key ('...#<key>'). Both: 'schema.table.column@<scope>#<key>'.
+CREATE FUNCTION pgseal.scope_context(column_context text, scope text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN column_context || '@' || scope;
+
 CREATE FUNCTION pgseal.row_context(column_context text, row_key text) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN column_context || '#' || row_key;
@@ -165,7 +172,7 @@ RETURN pgseal.encrypt_bytea_with(pg_catalog.convert_to(plaintext, 'UTF8'), conte
 
 REVOKE ALL ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
-  pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
+  pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
   pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
@@ -173,7 +180,7 @@ REVOKE ALL ON FUNCTION
 FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
-  pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
+  pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
   pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),

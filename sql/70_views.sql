@@ -6,11 +6,11 @@
 
 CREATE FUNCTION pgseal._context_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN CASE c.context_mode
-  WHEN 'row' THEN pg_catalog.format('pgseal.row_context(%L, %s.%I::text)',
-                                    c.table_schema || '.' || c.table_name || '.' || c.column_name, row_ref, pk)
-  ELSE pg_catalog.quote_literal(c.table_schema || '.' || c.table_name || '.' || c.column_name)
-END;
+RETURN (SELECT CASE c.context_mode WHEN 'row' THEN pg_catalog.format('pgseal.row_context(%s, %s.%I::text)', base, row_ref, pk) ELSE base END
+          FROM (SELECT CASE WHEN c.scope_column IS NOT NULL
+                            THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)',
+                                                   c.table_schema || '.' || c.table_name || '.' || c.column_name, row_ref, c.scope_column)
+                            ELSE pg_catalog.quote_literal(c.table_schema || '.' || c.table_name || '.' || c.column_name) END AS base) AS b);
 
 -- The SQL expression that reads a protected column, given the registry row.
 CREATE FUNCTION pgseal._read_expr(c pgseal.columns, row_ref text, pk name) RETURNS text

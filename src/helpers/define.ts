@@ -57,8 +57,8 @@ function encrypted<T, S extends boolean>(valueType: ValueType, o: EncryptedOptio
 
 export const column = {
   plain: <T>(): PlainColumn<T> => ({ kind: 'plain' }),
-  text: <S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<string, S>('text', o),
-  bytea: <S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<Buffer, S>('bytea', o),
+  text: <const S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<string, S>('text', o),
+  bytea: <const S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<Buffer, S>('bytea', o),
   jsonb: <T = unknown>(o: Omit<EncryptedOptions<false>, 'searchable' | 'normalize'> = {}) => encrypted<T, false>('jsonb', o),
   /** numeric values travel as strings, so no precision is lost */
   numeric: (o: Omit<EncryptedOptions<false>, 'searchable' | 'normalize'> = {}) => encrypted<string, false>('numeric', o),
@@ -90,7 +90,7 @@ export type Values<T extends TableDefinition<Record<string, ColumnDef>, string>>
 
 /** Columns findBy can use: plain columns and searchable encrypted ones. */
 export type SearchableKey<T extends TableDefinition<Record<string, ColumnDef>, string>> = {
-  [K in keyof T['columns']]: T['columns'][K] extends EncryptedColumn<unknown, infer S> ? (S extends true ? K : never) : K;
+  [K in keyof T['columns']]: T['columns'][K] extends EncryptedColumn<unknown, infer S> ? ([S] extends [true] ? K : never) : K;
 }[keyof T['columns']] &
   string;
 

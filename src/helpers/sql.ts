@@ -27,31 +27,32 @@ export interface ColumnSql {
   blindIndexColumn: string | undefined;
 }
 
+/** The context a stored value was bound to, as an SQL expression over the row. */
 function readContext(c: ColumnSql & { def: EncryptedColumn<unknown, boolean> }, primaryKey: string): string {
-  return c.def.context === 'row' ? `pgseal.row_context(${literal(c.context)}, ${ident(primaryKey)}::text)` : literal(c.context);
+  let ctx = literal(c.context);
+  if (c.def.scopeColumn) ctx = `pgseal.scope_context(${ctx}, ${ident(c.def.scopeColumn)}::text)`;
+  if (c.def.context === 'row') ctx = `pgseal.row_context(${ctx}, ${ident(primaryKey)}::text)`;
+  return ctx;
 }
 
-/** The select-list entry that reads a column. */
+// Values travel as bytes both ways (text as UTF-8, JSON as its text): the envelope is the
+// one encrypt_text would make, and any string, NUL characters included, comes back exact.
+
+/** The select-list entry that reads a column (encrypted ones as bytes, decoded in Node). */
 export function readExpression(c: ColumnSql, primaryKey: string, keys: KeyPath): string {
   if (c.def.kind === 'plain') return ident(c.name);
   const enc = c as ColumnSql & { def: EncryptedColumn<unknown, boolean> };
   const ctx = readContext(enc, primaryKey);
-  const bytea = enc.def.valueType === 'bytea';
   const call =
-    keys.kind === 'argument'
-      ? `pgseal.${bytea ? 'decrypt_bytea_with' : 'decrypt_text_with'}(${ident(c.name)}, ${ctx}, ${keys.keyset})`
-      : `pgseal.${bytea ? 'decrypt_bytea' : 'decrypt_text'}(${ident(c.name)}, ${ctx})`;
-  return `${enc.def.valueType === 'jsonb' ? `(${call})::jsonb` : call} AS ${ident(c.name)}`;
+    keys.kind === 'argument' ? `pgseal.decrypt_bytea_with(${ident(c.name)}, ${ctx}, ${keys.keyset})` : `pgseal.decrypt_bytea(${ident(c.name)}, ${ctx})`;
+  return `${call} AS ${ident(c.name)}`;
 }
 
-/** The value expression that writes an encrypted column. */
-export function writeExpression(c: ColumnSql, value: string, context: string, key: string, keys: KeyPath['kind']): string {
-  const enc = c.def as EncryptedColumn<unknown, boolean>;
-  const bytea = enc.valueType === 'bytea';
-  const typed = bytea ? `${value}::bytea` : `${value}::text`;
+/** The value expression that writes an encrypted column; `value` is a bytea parameter. */
+export function writeExpression(value: string, context: string, key: string, keys: KeyPath['kind']): string {
   return keys === 'argument'
-    ? `pgseal.${bytea ? 'encrypt_bytea_with' : 'encrypt_text_with'}(${typed}, ${context}, ${key}::bytea)`
-    : `pgseal.${bytea ? 'encrypt_bytea' : 'encrypt_text'}(${typed}, ${context}, ${key}::text)`;
+    ? `pgseal.encrypt_bytea_with(${value}::bytea, ${context}, ${key}::bytea)`
+    : `pgseal.encrypt_bytea(${value}::bytea, ${context}, ${key}::text)`;
 }
 
 export function selectList(columns: readonly ColumnSql[], primaryKey: string, keys: KeyPath): string {

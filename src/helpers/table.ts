@@ -13,6 +13,7 @@ import { normalize } from '../search/normalize.js';
 import { withKeys } from '../transaction.js';
 import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
 import { ident, literal, Params, selectList, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
+import { valueContext } from '../registry/types.js';
 
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
 type Enc = EncryptedColumn<unknown, boolean>;
@@ -76,6 +77,7 @@ export class Table<T extends AnyTable> {
         if (text === undefined) return [];
         for (const v of params.values) if (Buffer.isBuffer(v)) buffers.push(v);
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
+        for (const row of rows) this.#decode(row as Record<string, unknown>);
         return rowsOf ? rowsOf(rows) : rows;
       };
       if (keyset) {
@@ -103,10 +105,10 @@ export class Table<T extends AnyTable> {
   }
 
   /** Value expressions for one row's columns (encrypted ones wrapped, blind indexes added). */
-  async #writeRow(values: Record<string, unknown>, params: Params, keys: KeyPath['kind'], materials: Map<string, string>): Promise<Array<[string, string]>> {
+  async #writeRow(values: Record<string, unknown>, params: Params, keys: KeyPath['kind'], materials: Map<string, string>, skipPrimaryKey = false): Promise<Array<[string, string]>> {
     const out: Array<[string, string]> = [];
     for (const c of this.#columns) {
-      if (!(c.name in values)) continue;
+      if (!(c.name in values) || (skipPrimaryKey && c.name === this.#pk)) continue;
       const value = values[c.name];
       if (c.def.kind === 'plain') {
         out.push([c.name, params.add(value ?? null)]);
@@ -129,14 +131,18 @@ export class Table<T extends AnyTable> {
         materials.set(scope, key);
       }
       let context = literal(c.context);
+      let rowKey: string | undefined;
       if (enc.def.context === 'row') {
         const pk = values[this.#pk];
         if (pk === undefined || pk === null) {
           throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is bound to its row: give the primary key ${this.#pk}`);
         }
-        context = params.add(`${c.context}#${String(pk)}`) + '::text';
+        rowKey = String(pk);
       }
-      out.push([c.name, writeExpression(c, params.add(this.#plainValue(enc, value)), context, key, keys)]);
+      if (enc.def.scopeColumn || rowKey !== undefined) {
+        context = params.add(valueContext(c.context, enc.def.scopeColumn ? scope : undefined, rowKey)) + '::text';
+      }
+      out.push([c.name, writeExpression(params.add(this.#bytesOf(enc, value)), context, key, keys)]);
       if (c.blindIndexColumn) {
         const indexKey = await this.#keyring.indexKey(scope);
         if (!indexKey) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no blind-index key for scope ${scope}`, { hint: 'run `pgseal keys init` for the scope' });
@@ -146,15 +152,26 @@ export class Table<T extends AnyTable> {
     return out;
   }
 
-  #plainValue(c: ColumnSql & { def: Enc }, value: unknown): unknown {
+  #bytesOf(c: ColumnSql & { def: Enc }, value: unknown): Buffer {
     switch (c.def.valueType) {
       case 'bytea':
         if (!Buffer.isBuffer(value)) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} takes a Buffer`);
-        return value;
+        return Buffer.from(value); // a copy: what was sent is zeroed afterwards, the caller's buffer is not ours
       case 'jsonb':
-        return JSON.stringify(value);
+        return Buffer.from(JSON.stringify(value), 'utf8');
       default:
-        return String(value);
+        return Buffer.from(String(value), 'utf8');
+    }
+  }
+
+  /** Decrypted bytes back to the column's type. */
+  #decode(row: Record<string, unknown>): void {
+    for (const c of this.#encrypted()) {
+      const v = row[c.name];
+      if (!Buffer.isBuffer(v)) continue;
+      if (c.def.valueType === 'bytea') continue;
+      const text = v.toString('utf8');
+      row[c.name] = c.def.valueType === 'jsonb' ? JSON.parse(text) : text;
     }
   }
 
@@ -208,8 +225,8 @@ export class Table<T extends AnyTable> {
     }
     v[this.#pk] = pk;
     const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (keys, params) => {
-      const cells = await this.#writeRow(v, params, keys.kind, new Map());
-      const sets = cells.filter(([c]) => c !== this.#pk).map(([c, e]) => `${ident(c)} = ${e}`);
+      const cells = await this.#writeRow(v, params, keys.kind, new Map(), true);
+      const sets = cells.map(([c, e]) => `${ident(c)} = ${e}`);
       if (sets.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
       return `UPDATE ${this.#target} SET ${sets.join(', ')} WHERE ${ident(this.#pk)} = ${params.add(pk)} RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
     });

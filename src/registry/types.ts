@@ -40,3 +40,12 @@ export type Registry = Map<string, TableInfo>;
 export function columnContext(c: Pick<ProtectedColumn, 'schema' | 'table' | 'column'>): string {
   return `${c.schema}.${c.table}.${c.column}`;
 }
+
+/**
+ * The context a value is bound to: 'schema.table.column', then '@<scope>' when the scope
+ * comes from a column (per-tenant), then '#<primary key>' in row mode. Same as
+ * pgseal.scope_context / pgseal.row_context in SQL.
+ */
+export function valueContext(column: string, scope: string | undefined, rowKey: string | undefined): string {
+  return column + (scope === undefined ? '' : `@${scope}`) + (rowKey === undefined ? '' : `#${rowKey}`);
+}

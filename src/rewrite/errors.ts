@@ -1,0 +1,56 @@
+// The rewriter's errors. A message names the column, the construct and the position, and
+// never quotes the statement: its literals may be plaintext.
+
+import { ErrorCodes, PgsealError } from '../errors.js';
+import { columnContext, type ProtectedColumn } from '../registry/types.js';
+
+export const DECRYPT_SCAN_HINT =
+  'pass { allowDecryptScan: true } (CLI: --allow-decrypt-scan) to decrypt and compare row by row: correct, but a full scan';
+
+/** Turns the parser's byte offsets into PostgreSQL's 1-based character positions. */
+export class SourceText {
+  private readonly ascii: boolean;
+  private bytes: Buffer | undefined;
+
+  constructor(readonly sql: string) {
+    this.ascii = /^[\x00-\x7f]*$/.test(sql);
+  }
+
+  position(byteOffset: number | undefined): number | undefined {
+    if (byteOffset === undefined || byteOffset < 0) return undefined;
+    if (this.ascii) return byteOffset + 1;
+    this.bytes ??= Buffer.from(this.sql, 'utf8');
+    let count = 0;
+    for (const _ of this.bytes.subarray(0, byteOffset).toString('utf8')) count++;
+    return count + 1;
+  }
+}
+
+const at = (position: number | undefined) => (position === undefined ? '' : ` at position ${position}`);
+
+function columnFields(column: ProtectedColumn | undefined, position: number | undefined) {
+  return {
+    position: position === undefined ? undefined : String(position),
+    schema_name: column?.schema,
+    table_name: column?.table,
+    column_name: column?.column,
+  };
+}
+
+/** A pattern that cannot work on ciphertext; allowDecryptScan turns it into a decrypting scan. */
+export function refusal(column: ProtectedColumn, construct: string, position: number | undefined): PgsealError {
+  return new PgsealError(
+    ErrorCodes.UNSUPPORTED_ON_CIPHERTEXT,
+    `${construct} on encrypted column ${columnContext(column)}${at(position)} cannot run on ciphertext`,
+    { hint: DECRYPT_SCAN_HINT, ...columnFields(column, position) },
+  );
+}
+
+/** A construct the rewriter does not handle on a protected column: refused rather than guessed. */
+export function unsupported(what: string, hint: string, column?: ProtectedColumn, position?: number): PgsealError {
+  const on = column ? ` on encrypted column ${columnContext(column)}` : '';
+  return new PgsealError(ErrorCodes.REWRITE_UNSUPPORTED, `${what}${on}${at(position)} is not supported by the SQL rewriter`, {
+    hint,
+    ...columnFields(column, position),
+  });
+}

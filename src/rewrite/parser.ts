@@ -1,0 +1,75 @@
+// The real PostgreSQL parser (libpg_query compiled to WASM, through pgsql-parser) and the
+// deparser. The WASM module loads once per process; after that every call is synchronous.
+
+import { deparseSync, loadModule, parseSync } from 'pgsql-parser';
+import type { ParseResult } from '@pgsql/types';
+import { ErrorCodes, PgsealError } from '../errors.js';
+import { unsupported } from './errors.js';
+
+let loading: Promise<void> | undefined;
+let loaded = false;
+
+export function loadParser(): Promise<void> {
+  loading ??= loadModule().then(
+    () => {
+      loaded = true;
+    },
+    (error: unknown) => {
+      loading = undefined;
+      throw error;
+    },
+  );
+  return loading;
+}
+
+export const parserLoaded = (): boolean => loaded;
+
+export function parse(sql: string): ParseResult {
+  if (!loaded) {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the SQL parser is not loaded', {
+      hint: 'create the rewriter with `await loadSqlRewriter(registry)`, which loads it once',
+    });
+  }
+  try {
+    return parseSync(sql);
+  } catch (error) {
+    throw syntaxError(error);
+  }
+}
+
+function syntaxError(error: unknown): PgsealError {
+  const details = (error as { sqlDetails?: { message?: string; cursorPosition?: number } }).sqlDetails;
+  const raw = details?.message ?? (error instanceof Error ? error.message : String(error));
+  // "syntax error at or near "<token>"" quotes the statement, and a token can be a literal.
+  const message = raw.replace(/ at or near .*$/s, '').replace(/"(?:[^"]|"")*"/g, '"..."');
+  const position = details?.cursorPosition !== undefined && details.cursorPosition >= 0 ? details.cursorPosition + 1 : undefined;
+  return new PgsealError(ErrorCodes.SQL_SYNTAX, `${message}${position === undefined ? '' : ` at position ${position}`}`, {
+    hint: 'fix the SQL: it does not parse as PostgreSQL',
+    position: position === undefined ? undefined : String(position),
+  });
+}
+
+const VOLATILE_FIELDS = new Set(['location', 'stmt_location', 'stmt_len', 'rexpr_list_start', 'rexpr_list_end', 'list_start', 'list_end']);
+const shape = (tree: unknown) => JSON.stringify(tree, (key, value: unknown) => (VOLATILE_FIELDS.has(key) ? undefined : value));
+
+/**
+ * Deparses a rewritten tree and parses the text back: the deparser has precedence bugs
+ * (e.g. `(a OR b) IS NULL` prints without parentheses), so a text that does not parse to
+ * the same tree is refused instead of run.
+ */
+export function deparseChecked(tree: ParseResult): string {
+  const text = deparseSync(tree, { pretty: false });
+  let back: ParseResult | undefined;
+  try {
+    back = parseSync(text);
+  } catch {
+    back = undefined;
+  }
+  if (!back || shape(back.stmts) !== shape(tree.stmts)) {
+    throw unsupported(
+      'printing this rewritten statement faithfully',
+      'simplify the statement (for example add parentheses or split it), or use the typed helpers',
+    );
+  }
+  return text;
+}
