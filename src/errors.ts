@@ -33,6 +33,8 @@ export const ErrorCodes = {
   TABLE_NOT_FOUND: 'PGSEAL_TABLE_NOT_FOUND',
   COLUMN_NOT_FOUND: 'PGSEAL_COLUMN_NOT_FOUND',
   REGISTRY_MISMATCH: 'PGSEAL_REGISTRY_MISMATCH',
+  NO_INDEX_KEY: 'PGSEAL_NO_INDEX_KEY',
+  CANNOT_PROTECT: 'PGSEAL_CANNOT_PROTECT',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -45,6 +47,9 @@ export const SqlStates: Record<string, ErrorCode> = {
   PS005: ErrorCodes.NO_ACTIVE_KEY,
   PS006: ErrorCodes.INVALID_KEY_PAYLOAD,
   PS007: ErrorCodes.KEYRING_NOT_EMPTY,
+  PS008: ErrorCodes.NO_INDEX_KEY,
+  PS009: ErrorCodes.CANNOT_PROTECT,
+  PS010: ErrorCodes.NOT_PROTECTED,
 };
 
 export interface PgsealErrorFields {

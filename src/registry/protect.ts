@@ -24,8 +24,6 @@ function guard<T>(work: () => Promise<T>): Promise<T> {
     if (e.sqlstate === '42P01') {
       throw new PgsealError(ErrorCodes.TABLE_NOT_FOUND, e.message, { hint: 'name an existing table, schema-qualified if it is not on the search_path', sqlstate: e.sqlstate });
     }
-    if (e.sqlstate === 'PS010') throw new PgsealError(ErrorCodes.NOT_PROTECTED, e.message, { hint: e.hint, sqlstate: e.sqlstate });
-    if (e.sqlstate === 'PS009') throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, e.message, { hint: e.hint, sqlstate: e.sqlstate });
     throw e;
   });
 }
