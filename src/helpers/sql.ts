@@ -17,7 +17,13 @@ export class Params {
 }
 
 /** How keys reach the statement: as one bound argument (one statement, one round trip), or per transaction. */
-export type KeyPath = { kind: 'argument'; keyset: string } | { kind: 'transaction' };
+/**
+ * How values are read: 'client' returns ciphertext and opens it in Node (point reads: the
+ * server does what a plaintext query does); 'argument' decrypts in SQL with the keys as
+ * one bound argument (listings: cheaper per value); 'transaction' hands keys over per
+ * transaction (more key versions than a keyset holds).
+ */
+export type KeyPath = { kind: 'client' } | { kind: 'argument'; keyset: string } | { kind: 'transaction' };
 
 export interface ColumnSql {
   name: string;
@@ -35,22 +41,23 @@ function readContext(c: ColumnSql & { def: EncryptedColumn<unknown, boolean> }, 
   return ctx;
 }
 
-// Values travel as bytes both ways (text as UTF-8, JSON as its text): the envelope is the
-// one encrypt_text would make, and any string, NUL characters included, comes back exact.
+// Values are written as bytes (text as UTF-8, JSON as its text): the envelope is the one
+// encrypt_text would make, so SQL, views and the rewriter read it with decrypt_text.
 
-/** The select-list entry that reads a column (encrypted ones as bytes, decoded in Node). */
+/** The select-list entry that reads a column. */
 export function readExpression(c: ColumnSql, primaryKey: string, keys: KeyPath): string {
-  if (c.def.kind === 'plain') return ident(c.name);
+  if (c.def.kind === 'plain' || keys.kind === 'client') return ident(c.name);
   const enc = c as ColumnSql & { def: EncryptedColumn<unknown, boolean> };
   const ctx = readContext(enc, primaryKey);
-  const call =
-    keys.kind === 'argument' ? `pgseal.decrypt_bytea_with(${ident(c.name)}, ${ctx}, ${keys.keyset})` : `pgseal.decrypt_bytea(${ident(c.name)}, ${ctx})`;
+  const bytes = enc.def.valueType === 'bytea';
+  const fn = keys.kind === 'argument' ? (bytes ? 'decrypt_bytea_with' : 'decrypt_text_with') : bytes ? 'decrypt_bytea' : 'decrypt_text';
+  const call = keys.kind === 'argument' ? `pgseal.${fn}(${ident(c.name)}, ${ctx}, ${keys.keyset})` : `pgseal.${fn}(${ident(c.name)}, ${ctx})`;
   return `${call} AS ${ident(c.name)}`;
 }
 
 /** The value expression that writes an encrypted column; `value` is a bytea parameter. */
 export function writeExpression(value: string, context: string, key: string, keys: KeyPath['kind']): string {
-  return keys === 'argument'
+  return keys !== 'transaction'
     ? `pgseal.encrypt_bytea_with(${value}::bytea, ${context}, ${key}::bytea)`
     : `pgseal.encrypt_bytea(${value}::bytea, ${context}, ${key}::text)`;
 }

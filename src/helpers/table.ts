@@ -11,6 +11,8 @@ import { loadRegistry } from '../registry/load.js';
 import { blindIndex } from '../search/blind-index.js';
 import { normalize } from '../search/normalize.js';
 import { withKeys } from '../transaction.js';
+import { open } from '../envelope.js';
+import type { EnvelopeKeys } from '../keys/derive.js';
 import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
 import { ident, literal, Params, selectList, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
 import { valueContext } from '../registry/types.js';
@@ -44,6 +46,11 @@ export class Table<T extends AnyTable> {
     if (!(def.primaryKey in def.columns) || def.columns[def.primaryKey]!.kind !== 'plain') {
       throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${def.name}: the primary key ${def.primaryKey} must be a plain column of the definition`);
     }
+    for (const c of this.#encrypted()) {
+      if (c.def.scopeColumn && def.columns[c.def.scopeColumn]?.kind !== 'plain') {
+        throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${def.name}.${c.name} is keyed by ${c.def.scopeColumn}: add it to the definition as a plain column`);
+      }
+    }
   }
 
   get #pk(): string {
@@ -67,7 +74,13 @@ export class Table<T extends AnyTable> {
   }
 
   /** Runs one statement, with the keys as an argument when they fit, else per transaction. */
-  async #run<R>(scopes: string[] | undefined, build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>, rowsOf?: (rows: R[]) => R[]): Promise<R[]> {
+  async #run<R>(
+    scopes: string[] | undefined,
+    build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
+    rowsOf?: (rows: R[]) => R[],
+    bulk = false,
+  ): Promise<R[]> {
+    if (!bulk) return this.#runClient(scopes, build, rowsOf);
     const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
     const keyset = await this.#keyring.keyset(allScopes);
     const buffers: Buffer[] = keyset ? [keyset] : [];
@@ -91,6 +104,56 @@ export class Table<T extends AnyTable> {
     } finally {
       for (const b of buffers) if (b !== undefined) b.fill(0);
     }
+  }
+
+  /**
+   * Point reads and writes: ciphertext comes back and is opened here with the keyring's
+   * keys, limited to the scopes the read may meet (a row keyed by another tenant's key is
+   * refused). Writes still encrypt in SQL with the scope's key material as an argument.
+   */
+  async #runClient<R>(scopes: string[] | undefined, build: (keys: KeyPath, params: Params, tx: Sql) => Promise<string | undefined>, rowsOf?: (rows: R[]) => R[]): Promise<R[]> {
+    const params = new Params();
+    try {
+      const text = await build({ kind: 'client' }, params, this.#sql);
+      if (text === undefined) return [];
+      const rows = (await this.#sql.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
+      let keyFor = await this.#keyring.opener(scopes);
+      for (const row of rows) {
+        try {
+          this.#open(row as Record<string, unknown>, keyFor);
+        } catch (error) {
+          if (!(error instanceof PgsealError) || error.code !== ErrorCodes.UNKNOWN_KEY_VERSION) throw error;
+          // a rotation elsewhere: reload once and retry (reads are safe to repeat)
+          await this.#keyring.refresh();
+          keyFor = await this.#keyring.opener(scopes);
+          this.#open(row as Record<string, unknown>, keyFor);
+        }
+      }
+      return rowsOf ? rowsOf(rows) : rows;
+    } catch (error) {
+      throw toPgsealError(error);
+    } finally {
+      for (const v of params.values) if (Buffer.isBuffer(v)) v.fill(0);
+    }
+  }
+
+  /** Opens a row's encrypted columns in place (Node envelope, same bytes as SQL). */
+  #open(row: Record<string, unknown>, keyFor: (version: number) => EnvelopeKeys | undefined): void {
+    for (const c of this.#encrypted()) {
+      const v = row[c.name];
+      if (!Buffer.isBuffer(v)) continue;
+      const scope = c.def.scopeColumn ? String(row[c.def.scopeColumn]) : undefined;
+      const rowKey = c.def.context === 'row' ? String(row[this.#pk]) : undefined;
+      const plain = open(v, valueContext(c.context, scope, rowKey), keyFor);
+      if (c.def.valueType === 'bytea') {
+        row[c.name] = plain; // handed to the caller as is
+        continue;
+      }
+      const text = plain.toString('utf8');
+      plain.fill(0);
+      row[c.name] = c.def.valueType === 'jsonb' ? JSON.parse(text) : text;
+    }
+    for (const c of this.#columns) if (c.blindIndexColumn) delete row[c.blindIndexColumn];
   }
 
   async #scopeOf(c: ColumnSql & { def: Enc }, values: Record<string, unknown>): Promise<string> {
@@ -123,7 +186,7 @@ export class Table<T extends AnyTable> {
       }
       let key = materials.get(scope);
       if (!key) {
-        const material = keys === 'argument' ? await this.#keyring.keyMaterial(scope) : scope;
+        const material = keys === 'transaction' ? scope : await this.#keyring.keyMaterial(scope);
         if (material === undefined) {
           throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: `create it with \`pgseal keys init --scope ${scope}\`` });
         }
@@ -159,19 +222,24 @@ export class Table<T extends AnyTable> {
         return Buffer.from(value); // a copy: what was sent is zeroed afterwards, the caller's buffer is not ours
       case 'jsonb':
         return Buffer.from(JSON.stringify(value), 'utf8');
-      default:
-        return Buffer.from(String(value), 'utf8');
+      default: {
+        const text = String(value);
+        if (text.includes('\u0000')) {
+          // as in PostgreSQL's own text type; and decrypt_text could not return it
+          throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name}: a text value cannot contain NUL characters`, {
+            hint: 'store binary data in a bytea column (column.bytea())',
+          });
+        }
+        return Buffer.from(text, 'utf8');
+      }
     }
   }
 
-  /** Decrypted bytes back to the column's type. */
+  /** Values decrypted in SQL (as text) back to the column's type. */
   #decode(row: Record<string, unknown>): void {
     for (const c of this.#encrypted()) {
       const v = row[c.name];
-      if (!Buffer.isBuffer(v)) continue;
-      if (c.def.valueType === 'bytea') continue;
-      const text = v.toString('utf8');
-      row[c.name] = c.def.valueType === 'jsonb' ? JSON.parse(text) : text;
+      if (c.def.valueType === 'jsonb' && typeof v === 'string') row[c.name] = JSON.parse(v);
     }
   }
 
@@ -290,7 +358,7 @@ export class Table<T extends AnyTable> {
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       const after = options.after === undefined ? '' : ` WHERE ${ident(this.#pk)} > ${params.add(options.after)}`;
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${after} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
-    });
+    }, undefined, limit > 50);
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
   }

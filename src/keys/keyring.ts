@@ -165,6 +165,19 @@ export class Keyring {
     return this.#keys.get(version);
   }
 
+  /**
+   * Data keys by version for client-side opening, restricted to some scopes. Loads the
+   * keyring first; the returned lookup is synchronous and shares the cache (do not keep it).
+   */
+  async opener(scopes?: readonly string[]): Promise<(version: number) => EnvelopeKeys | undefined> {
+    await this.#fresh();
+    const wanted = scopes ? new Set(scopes) : undefined;
+    return (version) => {
+      const key = this.#keys.get(version);
+      return key && key.purpose === 'data' && (!wanted || wanted.has(key.scope)) ? key : undefined;
+    };
+  }
+
   /** The active data key of a scope, for client-side seal. */
   async activeKey(scope = 'default'): Promise<VersionedKeys | undefined> {
     await this.#fresh();

@@ -1,0 +1,130 @@
+// Typed helpers against a plaintext copy of the same table, same driver, same run:
+// primary-key lookups (8 concurrent clients), lookups by a searchable column, and a
+// 100,000-row listing, each with three encrypted columns.
+
+import { performance } from 'node:perf_hooks';
+import postgres from 'postgres';
+import { column, defineTable } from '../../src/helpers/define.js';
+import { Table } from '../../src/helpers/table.js';
+import { Keyring } from '../../src/keys/keyring.js';
+import { protectColumn } from '../../src/registry/protect.js';
+import { withKeys } from '../../src/transaction.js';
+import { median, ratio, type BenchContext } from './common.js';
+
+const def = defineTable({
+  name: 'bench_enc',
+  primaryKey: 'id',
+  columns: {
+    id: column.plain<number>(),
+    name: column.plain<string>(),
+    email: column.text({ searchable: true, normalize: 'email' }),
+    phone: column.text(),
+    tax_code: column.text(),
+  },
+});
+
+const CLIENTS = 8;
+
+/** Runs `op` from CLIENTS concurrent loops for `ms`; returns operations per second. */
+async function throughput(op: (i: number) => Promise<unknown>, ms: number): Promise<number> {
+  let done = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async (_, c) => {
+      let i = c;
+      while (performance.now() < end) {
+        await op(i);
+        i += CLIENTS;
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - t0) / 1000);
+}
+
+export async function benchHelpers({ sql, url, master, runs, log }: BenchContext) {
+  const rows = 100_000;
+  log(`helpers: preparing ${rows.toLocaleString('en')} rows twice (plaintext copy and encrypted)...`);
+  await sql`drop table if exists bench_plain`;
+  await sql`drop table if exists bench_enc`;
+  await sql`create table bench_plain as select i as id, 'Cliente ' || i as name, 'utente' || i || '@example.it' as email,
+            '+39 347 ' || lpad(i::text, 7, '0') as phone, 'RSSMRA85T10A' || lpad((i % 1000)::text, 3, '0') || 'S' as tax_code
+            from generate_series(1, ${rows}::int) i`;
+  await sql`alter table bench_plain add primary key (id)`;
+  await sql`create index on bench_plain (email)`;
+  await sql`create table bench_enc (id int primary key, name text)`;
+  for (const [c, o] of [['email', { searchable: true, normalizer: 'email' as const }], ['phone', {}], ['tax_code', {}]] as const) {
+    await protectColumn(sql, { table: 'bench_enc', column: c, ...o });
+  }
+  const setupRing = new Keyring(sql, master);
+  await withKeys(sql, setupRing, (tx) => tx`
+    insert into bench_enc (id, name, email, email_bidx, phone, tax_code)
+    select id, name, pgseal.encrypt_text(email, 'public.bench_enc.email'), pgseal.blind_index(email, 'email', 'public.bench_enc.email'),
+           pgseal.encrypt_text(phone, 'public.bench_enc.phone'), pgseal.encrypt_text(tax_code, 'public.bench_enc.tax_code')
+      from bench_plain`);
+  setupRing.close();
+  await sql`vacuum analyze bench_plain`;
+  await sql`vacuum analyze bench_enc`;
+
+  // 8 clients: one pool of 8 connections, shared by both sides in turn.
+  const pool = postgres(url, { max: CLIENTS, onnotice: () => {} });
+  const ring = new Keyring(pool, master);
+  const table = new Table(pool, ring, def);
+  const id = (i: number) => 1 + ((i * 7919) % rows);
+  const email = (i: number) => `utente${id(i)}@example.it`;
+  try {
+    // correctness first: both sides return the same row
+    const [p] = await pool`select id, name, email, phone, tax_code from bench_plain where id = 4242`;
+    const e = await table.findByPk(4242);
+    if (JSON.stringify(p) !== JSON.stringify(e)) throw new Error('helpers bench: encrypted and plaintext rows differ');
+    const plainByPk = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where id = ${id(i)}`;
+    const encByPk = (i: number) => table.findByPk(id(i));
+    const plainByEmail = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where email = ${email(i)}`;
+    const encByEmail = (i: number) => table.findBy('email', email(i));
+    const seconds = 2_000;
+    const t: Record<string, number[]> = { pk_plain: [], pk_helpers: [], search_plain: [], search_helpers: [], list_plain: [], list_helpers: [] };
+    await throughput(plainByPk, 300);
+    await throughput(encByPk, 300);
+    await throughput(plainByEmail, 300);
+    await throughput(encByEmail, 300);
+    for (let run = 0; run < runs; run++) {
+      t.pk_plain!.push(await throughput(plainByPk, seconds));
+      t.pk_helpers!.push(await throughput(encByPk, seconds));
+      t.search_plain!.push(await throughput(plainByEmail, seconds));
+      t.search_helpers!.push(await throughput(encByEmail, seconds));
+      let t0 = performance.now();
+      const listed = await pool`select id, name, email, phone, tax_code from bench_plain order by id limit ${rows}`;
+      t.list_plain!.push(performance.now() - t0);
+      t0 = performance.now();
+      const page = await table.list({ limit: rows });
+      t.list_helpers!.push(performance.now() - t0);
+      if (listed.length !== rows || page.rows.length !== rows) throw new Error('helpers bench: listing returned the wrong number of rows');
+      log(`run ${run + 1}/${runs}: ` + Object.entries(t).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)}`).join(', ') + ' (ops/s; listing ms)');
+    }
+    const m = Object.fromEntries(Object.entries(t).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+    const values = rows * 3;
+    const extraUs = ((m.list_helpers! - m.list_plain!) * 1000) / values;
+    return {
+      clients: CLIENTS,
+      ops_per_second: { pk_plain: Math.round(m.pk_plain!), pk_helpers: Math.round(m.pk_helpers!), search_plain: Math.round(m.search_plain!), search_helpers: Math.round(m.search_helpers!) },
+      listing_ms: { plain: Math.round(m.list_plain!), helpers: Math.round(m.list_helpers!), rows, encrypted_values: values },
+      ratios: {
+        pk_lookup_vs_plain: ratio(m.pk_helpers!, m.pk_plain!),
+        search_lookup_vs_plain: ratio(m.search_helpers!, m.search_plain!),
+        listing_extra_us_per_value: Math.round(extraUs * 1000) / 1000,
+      },
+      targets: { pk_lookup_vs_plain: '>= 0.85', search_lookup_vs_plain: '>= 0.8', listing_extra_us_per_value: '<= 2' },
+      pass: {
+        pk_lookup_vs_plain: m.pk_helpers! / m.pk_plain! >= 0.85,
+        search_lookup_vs_plain: m.search_helpers! / m.search_plain! >= 0.8,
+        listing_extra_us_per_value: extraUs <= 2,
+      },
+    };
+  } finally {
+    ring.close();
+    await pool.end();
+    await sql`drop table if exists bench_plain`;
+    await sql`drop table if exists bench_enc`;
+  }
+}
