@@ -187,33 +187,3 @@ GRANT EXECUTE ON FUNCTION
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 TO PUBLIC;
 
--- The same opening, as one PL/pgSQL call: for point lookups. A generic plan re-initialises
--- an inlined expression on every execution, which for three columns of a one-row lookup
--- costs more than the decryption; a function call node is cheap to start, dearer per row
--- (listings use decrypt_bytea_with). Takes any number of keyset entries.
-CREATE FUNCTION pgseal.decrypt_bytea_one(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-DECLARE
-  n integer := pg_catalog.octet_length(ciphertext);
-  version bytea := pg_catalog.substr(ciphertext, 3, 4);
-  at integer := 1;
-  ctx bytea;
-BEGIN
-  IF ciphertext IS NULL THEN
-    RETURN NULL;
-  END IF;
-  WHILE at < pg_catalog.octet_length(keyset) LOOP
-    EXIT WHEN pg_catalog.substr(keyset, at, 4) = version;
-    at := at + 68;
-  END LOOP;
-  ctx := pg_catalog.convert_to(context, 'UTF8');
-  IF n >= 70 AND (n - 54) % 16 = 0 AND pg_catalog.substr(ciphertext, 1, 2) = '\x0101'::bytea AND at < pg_catalog.octet_length(keyset)
-     AND pgseal._hmac_sha256(pg_catalog.substr(ciphertext, 1, n - 32) || ctx || pg_catalog.int4send(pg_catalog.octet_length(ctx)),
-                             pg_catalog.substr(keyset, at + 36, 32)) = pg_catalog.substr(ciphertext, n - 31) THEN
-    RETURN pgseal._aes_cbc_decrypt(pg_catalog.substr(ciphertext, 23, n - 54), pg_catalog.substr(keyset, at + 4, 32), pg_catalog.substr(ciphertext, 7, 16));
-  END IF;
-  RETURN pgseal._fail_open_with(ciphertext, context, keyset);
-END
-$$;
-REVOKE ALL ON FUNCTION pgseal.decrypt_bytea_one(bytea, text, bytea) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pgseal.decrypt_bytea_one(bytea, text, bytea) TO PUBLIC;
