@@ -171,7 +171,7 @@ END;
 
 CREATE FUNCTION pgseal.normalize_array(value_list text[], normalizer text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN ARRAY(SELECT pgseal.normalize(v, normalizer) FROM pg_catalog.unnest(value_list) AS v);
+RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(SELECT pgseal.normalize(v, normalizer) FROM pg_catalog.unnest(value_list) AS v) END;
 
 -- Contexts beyond 'schema.table.column': a per-tenant column binds each value to its scope
 -- too ('...@<scope>'), so a value copied into another tenant's row fails authentication
@@ -214,7 +214,7 @@ END;
 CREATE FUNCTION pgseal.blind_index_array(value_list text[], normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
 RETURNS bytea[]
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN ARRAY(SELECT pgseal.blind_index(v, normalizer, context, scope, bytes) FROM pg_catalog.unnest(value_list) AS v);
+RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(SELECT pgseal.blind_index(v, normalizer, context, scope, bytes) FROM pg_catalog.unnest(value_list) AS v) END;
 
 -- The keyset path: keys as one bound argument of the statement itself, for one statement
 -- and one round trip without a transaction (the typed helpers use it). No settings are

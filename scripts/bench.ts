@@ -1,10 +1,11 @@
-// npm run bench [-- --suite all|envelope|helpers --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
 //             (the floor), with md5() and a plain read for scale (scripts/bench/envelope.ts);
 //   helpers:  typed-helper lookups and listing against a plaintext copy of the table with
-//             the same driver (scripts/bench/helpers.ts).
+//             the same driver (scripts/bench/helpers.ts);
+//   rewrite:  the SQL rewriter's cost per cached call (scripts/bench/rewrite.ts).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
@@ -21,9 +22,10 @@ import { withKeys } from '../src/transaction.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 import { benchEnvelope } from './bench/envelope.js';
 import { benchHelpers } from './bench/helpers.js';
+import { benchRewrite } from './bench/rewrite.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -44,7 +46,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -83,6 +85,10 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'helpers') {
       log('== helpers');
       result.helpers = await benchHelpers(ctx);
+    }
+    if (args.suite === 'all' || args.suite === 'rewrite') {
+      log('== rewrite');
+      result.rewrite = await benchRewrite(ctx);
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

@@ -8,6 +8,8 @@ import type { MasterKeyProvider } from './keys/master-key.js';
 import { withKeys, type WithKeysOptions } from './transaction.js';
 import type { ColumnDef, TableDefinition } from './helpers/define.js';
 import { Table } from './helpers/table.js';
+import { loadRegistry } from './registry/load.js';
+import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -24,6 +26,7 @@ export { loadRegistry, listProtectedColumns } from './registry/load.js';
 export { protectColumn, unprotectColumn, createView, dropView, type ProtectOptions } from './registry/protect.js';
 export type { ProtectedColumn, Registry, TableInfo, ValueType, Normalizer, ContextMode } from './registry/types.js';
 export { blindIndex } from './search/blind-index.js';
+export { loadSqlRewriter, SqlRewriter, type RewriteOptions, type RewriteResult } from './rewrite/index.js';
 export { normalize } from './search/normalize.js';
 
 export interface PgsealOptions extends KeyringOptions {
@@ -42,6 +45,17 @@ export interface Pgseal {
   /** Client-side decryption of an envelope written by SQL or by `encrypt`. */
   decrypt(envelope: Buffer, context: string): Promise<Buffer>;
   decryptText(envelope: Buffer, context: string): Promise<string>;
+  /**
+   * Raw SQL written as if protected columns held plaintext: parsed with PostgreSQL's
+   * parser, rewritten to pgseal's functions (cached by text), run with the keys handed in.
+   * Values are bound parameters. Also a tagged template: seal.query`... ${value}`.
+   */
+  query<R extends Record<string, unknown> = Record<string, unknown>>(text: string, params?: readonly unknown[], options?: RewriteOptions & WithKeysOptions): Promise<R[]>;
+  query<R extends Record<string, unknown> = Record<string, unknown>>(strings: TemplateStringsArray, ...values: unknown[]): Promise<R[]>;
+  /** The rewriter for the current registry (loaded on first use). */
+  rewriter(): Promise<SqlRewriter>;
+  /** Reloads pgseal.columns (after protect / unprotect) for the rewriter. */
+  reloadRegistry(): Promise<void>;
   /** Typed helpers for one table definition (see defineTable). */
   table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T): Table<T>;
   /** Zeroes the keys in memory (your `sql` stays open). */
@@ -50,6 +64,8 @@ export interface Pgseal {
 
 export function pgseal(options: PgsealOptions): Pgseal {
   const keyring = new Keyring(options.sql, options.masterKey, options);
+  let rewriter: Promise<SqlRewriter> | undefined;
+  const getRewriter = () => (rewriter ??= loadRegistry(options.sql).then((registry) => loadSqlRewriter(registry)));
   const api: Pgseal = {
     sql: options.sql,
     keyring,
@@ -68,6 +84,26 @@ export function pgseal(options: PgsealOptions): Pgseal {
     },
     async decryptText(envelope, context) {
       return (await api.decrypt(envelope, context)).toString('utf8');
+    },
+    async query(first: string | TemplateStringsArray, ...rest: unknown[]) {
+      let text: string;
+      let params: readonly unknown[];
+      let opts: RewriteOptions & WithKeysOptions = {};
+      if (typeof first === 'string') {
+        text = first;
+        params = (rest[0] as readonly unknown[] | undefined) ?? [];
+        opts = (rest[1] as RewriteOptions & WithKeysOptions | undefined) ?? {};
+      } else {
+        text = first.reduce((out, part, i) => out + (i > 0 ? `$${i}` : '') + part, '');
+        params = rest;
+      }
+      const rewritten = (await getRewriter()).rewrite(text, opts);
+      return withKeys(options.sql, keyring, (tx) => tx.unsafe(rewritten.sql, params as never[]), opts) as never;
+    },
+    rewriter: getRewriter,
+    async reloadRegistry() {
+      rewriter = undefined;
+      await getRewriter();
     },
     table: (definition) => new Table(options.sql, keyring, definition),
     close: () => {

@@ -2,6 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { toPgsealError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
 import { withKeys } from '../transaction.js';
+import { loadRegistry } from '../registry/load.js';
+import { loadSqlRewriter } from '../rewrite/index.js';
 import { table, toJsonLine } from './output.js';
 import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
@@ -9,6 +11,8 @@ interface Args extends DatabaseArgs, MasterKeyArgs {
   statement: string;
   json?: boolean | undefined;
   scope?: string[] | undefined;
+  raw?: boolean | undefined;
+  'allow-decrypt-scan'?: boolean | undefined;
 }
 
 export async function runQuery(args: Args): Promise<void> {
@@ -17,7 +21,11 @@ export async function runQuery(args: Args): Promise<void> {
     await usingDatabase(args, async (sql) => {
       const keyring = new Keyring(sql, provider);
       try {
-        const result = await withKeys(sql, keyring, (tx) => tx.unsafe(args.statement, [], { prepare: false }), args.scope ? { scopes: args.scope } : {}).catch((error: unknown) => {
+        // Rewritten unless --raw: protected columns read and written as if they held plaintext.
+        const statement = args.raw
+          ? args.statement
+          : (await loadSqlRewriter(await loadRegistry(sql))).rewrite(args.statement, { allowDecryptScan: args['allow-decrypt-scan'] ?? false }).sql;
+        const result = await withKeys(sql, keyring, (tx) => tx.unsafe(statement, [], { prepare: false }), args.scope ? { scopes: args.scope } : {}).catch((error: unknown) => {
           throw toPgsealError(error);
         });
         const columns = (result.columns ?? []).map((c) => c.name);
@@ -46,6 +54,9 @@ export const queryCommand: CommandModule<object, Args> = {
       .positional('statement', { type: 'string', demandOption: true, describe: 'one SQL statement' })
       .option('json', { type: 'boolean', describe: 'print one JSON object per row' })
       .option('scope', { type: 'string', array: true, describe: 'hand in only these key scopes (default: all)' })
-      .example(`$0 query "select pgseal.decrypt_text(email, 'public.users.email') from users limit 5"`, '') as unknown as Argv<Args>,
+      .option('raw', { type: 'boolean', describe: 'run the statement as written, without rewriting protected columns' })
+      .option('allow-decrypt-scan', { type: 'boolean', describe: 'decrypt and compare row by row what no index on ciphertext can serve (LIKE, ranges, ORDER BY ...): correct, but a scan' })
+      .example(`$0 query "select id, email from customers where email = 'mario.rossi@example.it'"`, 'protected columns read as plaintext (rewritten)')
+      .example(`$0 query --raw "select pgseal.key_version_of(email) from customers"`, 'as written') as unknown as Argv<Args>,
   handler: runQuery,
 };

@@ -13,7 +13,7 @@ export function kindOf(node: Node): string {
 }
 
 export function dataOf(node: Node): NodeData {
-  for (const k in node) return (node as Record<string, NodeData>)[k] as NodeData;
+  for (const k in node) return (node as unknown as Record<string, NodeData>)[k] as NodeData;
   return {};
 }
 

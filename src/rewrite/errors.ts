@@ -38,18 +38,18 @@ function columnFields(column: ProtectedColumn | undefined, position: number | un
 }
 
 /** A pattern that cannot work on ciphertext; allowDecryptScan turns it into a decrypting scan. */
-export function refusal(column: ProtectedColumn, construct: string, position: number | undefined): PgsealError {
+export function refusal(column: ProtectedColumn, construct: string, position: number | undefined, reason?: string): PgsealError {
   return new PgsealError(
     ErrorCodes.UNSUPPORTED_ON_CIPHERTEXT,
-    `${construct} on encrypted column ${columnContext(column)}${at(position)} cannot run on ciphertext`,
+    `encrypted column ${columnContext(column)}${at(position)}: ${construct} cannot run on ciphertext${reason ? ` (${reason})` : ''}`,
     { hint: DECRYPT_SCAN_HINT, ...columnFields(column, position) },
   );
 }
 
 /** A construct the rewriter does not handle on a protected column: refused rather than guessed. */
 export function unsupported(what: string, hint: string, column?: ProtectedColumn, position?: number): PgsealError {
-  const on = column ? ` on encrypted column ${columnContext(column)}` : '';
-  return new PgsealError(ErrorCodes.REWRITE_UNSUPPORTED, `${what}${on}${at(position)} is not supported by the SQL rewriter`, {
+  const where = [column ? `column ${columnContext(column)}` : '', position === undefined ? '' : `position ${position}`].filter(Boolean).join(', ');
+  return new PgsealError(ErrorCodes.REWRITE_UNSUPPORTED, `the SQL rewriter does not support ${what}${where ? ` (${where})` : ''}`, {
     hint,
     ...columnFields(column, position),
   });

@@ -22,8 +22,6 @@ export function loadParser(): Promise<void> {
   return loading;
 }
 
-export const parserLoaded = (): boolean => loaded;
-
 export function parse(sql: string): ParseResult {
   if (!loaded) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the SQL parser is not loaded', {
@@ -50,7 +48,30 @@ function syntaxError(error: unknown): PgsealError {
 }
 
 const VOLATILE_FIELDS = new Set(['location', 'stmt_location', 'stmt_len', 'rexpr_list_start', 'rexpr_list_end', 'list_start', 'list_end']);
-const shape = (tree: unknown) => JSON.stringify(tree, (key, value: unknown) => (VOLATILE_FIELDS.has(key) ? undefined : value));
+/**
+ * A tree's text without positions, keys sorted (the rewriter builds nodes in its own key
+ * order), nested ANDs and ORs flattened (the parser flattens `(a AND b) AND c`).
+ */
+function shape(tree: unknown): string {
+  if (typeof tree !== 'object' || tree === null) return JSON.stringify(tree) ?? 'undefined';
+  if (Array.isArray(tree)) return `[${tree.map(shape).join(',')}]`;
+  const record = tree as Record<string, unknown>;
+  const bool = record.BoolExpr as { boolop?: string; args?: unknown[] } | undefined;
+  if (bool && Object.keys(record).length === 1 && bool.boolop !== 'NOT_EXPR') {
+    return `{"BoolExpr":{"args":[${flatten(bool.boolop, bool.args ?? []).map(shape).join(',')}],"boolop":${JSON.stringify(bool.boolop)}}}`;
+  }
+  const keys = Object.keys(record)
+    .filter((k) => !VOLATILE_FIELDS.has(k) && record[k] !== undefined)
+    .sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${shape(record[k])}`).join(',')}}`;
+}
+
+function flatten(boolop: string | undefined, args: unknown[]): unknown[] {
+  return args.flatMap((a) => {
+    const inner = (a as { BoolExpr?: { boolop?: string; args?: unknown[] } }).BoolExpr;
+    return inner && inner.boolop === boolop ? flatten(boolop, inner.args ?? []) : [a];
+  });
+}
 
 /**
  * Deparses a rewritten tree and parses the text back: the deparser has precedence bugs
@@ -67,7 +88,7 @@ export function deparseChecked(tree: ParseResult): string {
   }
   if (!back || shape(back.stmts) !== shape(tree.stmts)) {
     throw unsupported(
-      'printing this rewritten statement faithfully',
+      'this statement: its rewritten form does not print back faithfully (a deparser limitation)',
       'simplify the statement (for example add parentheses or split it), or use the typed helpers',
     );
   }

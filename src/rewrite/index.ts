@@ -1,0 +1,100 @@
+// The SQL rewriter: SQL written as if protected columns held plaintext, rewritten to call
+// pgseal's SQL functions. What cannot work on ciphertext is refused with a typed error
+// (PgsealError UNSUPPORTED_ON_CIPHERTEXT / REWRITE_UNSUPPORTED / SQL_SYNTAX), never
+// answered wrongly. Results are cached per (text, options), so a statement the
+// application sends again costs a map lookup.
+
+import type { Registry } from '../registry/types.js';
+import { SourceText } from './errors.js';
+import { deparseChecked, loadParser, parse } from './parser.js';
+import { StatementRewriter } from './statements.js';
+
+export { DECRYPT_SCAN_HINT } from './errors.js';
+
+export interface RewriteOptions {
+  /** decrypt row by row what the blind index cannot answer (LIKE, ranges, ORDER BY, ...): correct, but a full scan */
+  allowDecryptScan?: boolean;
+}
+
+export interface RewriteResult {
+  sql: string;
+  changed: boolean;
+  /** protected columns the statement touches, 'schema.table.column' */
+  columns: string[];
+}
+
+export interface SqlRewriterOptions {
+  /** rewritten statements kept (least recently used dropped first); default 1000 */
+  cacheSize?: number;
+}
+
+const NOTHING: readonly string[] = Object.freeze([]);
+
+export class SqlRewriter {
+  private readonly cache = new Map<string, [RewriteResult | undefined, RewriteResult | undefined]>();
+  private readonly cacheSize: number;
+  /** lower-cased names of protected tables: a statement mentioning none is left alone unparsed */
+  private readonly tableNames: string[];
+
+  constructor(
+    private readonly registry: Registry,
+    options: SqlRewriterOptions = {},
+  ) {
+    this.cacheSize = Math.max(0, options.cacheSize ?? 1000);
+    this.tableNames = [...new Set([...registry.values()].map((t) => t.table.toLowerCase()))];
+  }
+
+  rewrite(sql: string, options: RewriteOptions = {}): RewriteResult {
+    const slot = options.allowDecryptScan ? 1 : 0;
+    const entry = this.cache.get(sql);
+    if (entry) {
+      const hit = entry[slot];
+      if (hit) {
+        // Most recently used goes last.
+        this.cache.delete(sql);
+        this.cache.set(sql, entry);
+        return hit;
+      }
+    }
+    const result = this.compute(sql, slot === 1);
+    if (this.cacheSize > 0) {
+      const e = entry ?? [undefined, undefined];
+      e[slot] = result;
+      this.cache.delete(sql);
+      this.cache.set(sql, e);
+      if (this.cache.size > this.cacheSize) {
+        const oldest = this.cache.keys().next().value;
+        if (oldest !== undefined) this.cache.delete(oldest);
+      }
+    }
+    return result;
+  }
+
+  private compute(sql: string, allowDecryptScan: boolean): RewriteResult {
+    if (!this.mayTouch(sql)) return freeze({ sql, changed: false, columns: NOTHING as string[] });
+    const tree = parse(sql);
+    const rewriter = new StatementRewriter(this.registry, allowDecryptScan, new SourceText(sql));
+    for (const raw of tree.stmts ?? []) if (raw.stmt) rewriter.topLevel(raw.stmt);
+    const columns = [...rewriter.touched];
+    if (!rewriter.changed) return freeze({ sql, changed: false, columns });
+    return freeze({ sql: deparseChecked(tree), changed: true, columns });
+  }
+
+  /** False only when no protected table can be named: no name appears, and no U&"..." escape. */
+  private mayTouch(sql: string): boolean {
+    const lower = sql.toLowerCase();
+    if (lower.includes('u&')) return true;
+    return this.tableNames.some((name) => lower.includes(name));
+  }
+}
+
+function freeze(result: RewriteResult): RewriteResult {
+  Object.freeze(result.columns);
+  return Object.freeze(result);
+}
+
+/** Loads the parser (once per process) and returns a rewriter for the registry. */
+export async function loadSqlRewriter(registry: Registry, options?: SqlRewriterOptions): Promise<SqlRewriter> {
+  await loadParser();
+  return new SqlRewriter(registry, options);
+}
