@@ -54,6 +54,14 @@ describe('normalisers and blind indexes', () => {
     expect(other!.a.equals(other!.b)).toBe(false); // the same value in two columns does not correlate
   });
 
+  it('keep NULL arrays NULL, so = ANY(NULL) stays unknown as on a plaintext column', async () => {
+    const [row] = await seal.begin((tx) => tx<{ b: unknown; n: unknown }[]>`
+      select pgseal.blind_index_array(null, 'none', 'c') as b, pgseal.normalize_array(null, 'email') as n`);
+    expect(row).toEqual({ b: null, n: null });
+    const [empty] = await seal.begin((tx) => tx<{ b: unknown[] }[]>`select pgseal.blind_index_array('{}'::text[], 'none', 'c') as b`);
+    expect(empty!.b).toEqual([]);
+  });
+
   it('need the index key: none in the transaction is PS001, none for the scope is PS008', async () => {
     await expect(db.sql`select pgseal.blind_index('x', 'none', 'c')`).rejects.toMatchObject({ code: 'PS001' });
     await expect(seal.begin((tx) => tx`select pgseal.blind_index('x', 'none', 'c', 'tenant-x')`)).rejects.toMatchObject({ code: ErrorCodes.NO_INDEX_KEY, sqlstate: 'PS008' });
