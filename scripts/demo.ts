@@ -44,7 +44,7 @@ async function main(): Promise<void> {
     step(2, 'create the first data key');
     const existing = await listKeys(sql);
     if (existing.some((k) => k.scope === 'default' && k.state === 'active')) say('scope "default" already has an active key: keeping it');
-    else say(`key version ${(await initKeys(sql, master)).version} is active, wrapped by master key ${master.ref}`);
+    else say(`key version ${(await initKeys(sql, master)).version} is active (with a blind-index key), wrapped by master key ${master.ref}`);
 
     step(3, 'encrypt personal data on the way in (values are bound parameters, encrypted inside PostgreSQL)');
     await sql`drop table if exists pgseal_demo_clienti`;

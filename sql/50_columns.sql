@@ -49,6 +49,10 @@ BEGIN
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
   SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO col_type
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = p_column AND NOT a.attisdropped AND a.attnum > 0;
+  IF p_blind_index_bytes NOT BETWEEN 8 AND 32 THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS009', MESSAGE = 'pgseal: a blind index keeps 8 to 32 bytes',
+      HINT = 'Pass --index-bytes between 8 and 32 (16 by default).';
+  END IF;
   IF col_type IS NULL THEN
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I ADD COLUMN %I bytea', t_schema, t_name, p_column);
   ELSIF col_type <> 'bytea' THEN

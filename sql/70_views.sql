@@ -44,6 +44,7 @@ DECLARE
   insert_vals text[] := '{}';
   update_sets text[] := '{}';
   write_expr text;
+  unchanged text;
   options text := CASE WHEN pg_catalog.current_setting('server_version_num')::int >= 150000
                        THEN ' WITH (security_invoker = true)' ELSE '' END;
 BEGIN
@@ -79,16 +80,18 @@ BEGIN
         a.attname, pgseal._context_expr(c, 'NEW', pk), pgseal._scope_expr(c, 'NEW'));
       insert_cols := insert_cols || pg_catalog.quote_ident(a.attname);
       insert_vals := insert_vals || write_expr;
-      -- keep the stored ciphertext when the value did not change
-      update_sets := update_sets || pg_catalog.format('%I = CASE WHEN NEW.%I IS NOT DISTINCT FROM OLD.%I THEN t.%I ELSE %s END',
-                                                      a.attname, a.attname, a.attname, a.attname, write_expr);
+      -- keep the stored ciphertext when neither the value nor what it is bound to changed
+      unchanged := pg_catalog.format('NEW.%I IS NOT DISTINCT FROM OLD.%I', a.attname, a.attname)
+        || CASE WHEN c.context_mode = 'row' THEN pg_catalog.format(' AND NEW.%I IS NOT DISTINCT FROM OLD.%I', pk, pk) ELSE '' END
+        || CASE WHEN c.scope_column IS NOT NULL THEN pg_catalog.format(' AND NEW.%I IS NOT DISTINCT FROM OLD.%I', c.scope_column, c.scope_column) ELSE '' END;
+      update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END', a.attname, unchanged, a.attname, write_expr);
       IF c.searchable THEN
         write_expr := pg_catalog.format('pgseal.blind_index(NEW.%I::text, %L, %L, %s, %s)', a.attname, c.normalizer,
                                         c.table_schema || '.' || c.table_name || '.' || c.column_name, pgseal._scope_expr(c, 'NEW'), c.blind_index_bytes);
         insert_cols := insert_cols || pg_catalog.quote_ident(c.blind_index_column);
         insert_vals := insert_vals || write_expr;
-        update_sets := update_sets || pg_catalog.format('%I = CASE WHEN NEW.%I IS NOT DISTINCT FROM OLD.%I THEN t.%I ELSE %s END',
-                                                        c.blind_index_column, a.attname, a.attname, c.blind_index_column, write_expr);
+        update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END',
+                                                        c.blind_index_column, unchanged, c.blind_index_column, write_expr);
       END IF;
     ELSE
       select_list := select_list || ('t.' || pg_catalog.quote_ident(a.attname));

@@ -9,8 +9,9 @@ interface Args extends DatabaseArgs, MasterKeyArgs {
 export async function runKeysInit(args: Args): Promise<void> {
   const provider = masterKey(args);
   try {
-    const { version } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope));
-    console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
+    const { version, indexVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope));
+    if (version !== null) console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
+    if (indexVersion !== null) console.log(`pgseal: created blind-index key version ${indexVersion} (scope ${args.scope})`);
   } finally {
     provider.close();
   }

@@ -208,7 +208,7 @@ export class Table<T extends AnyTable> {
       out.push([c.name, writeExpression(params.add(this.#bytesOf(enc, value)), context, key, keys)]);
       if (c.blindIndexColumn) {
         const indexKey = await this.#keyring.indexKey(scope);
-        if (!indexKey) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no blind-index key for scope ${scope}`, { hint: 'run `pgseal keys init` for the scope' });
+        if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
         out.push([c.blindIndexColumn, params.add(blindIndex(indexKey, String(value), enc.def.normalize, c.context, enc.def.blindIndexBytes)) + '::bytea']);
       }
     }
@@ -285,9 +285,24 @@ export class Table<T extends AnyTable> {
 
   async update(pk: PrimaryKeyValue<T>, values: Values<T>): Promise<Row<T> | undefined> {
     const v = { ...(values as Record<string, unknown>) };
+    // Values bound to the row's key or tenant would no longer open if those changed alone.
+    for (const c of this.#encrypted()) {
+      const bound = [c.def.context === 'row' ? this.#pk : undefined, c.def.scopeColumn].filter((x): x is string => x !== undefined);
+      const moved = bound.filter((b) => b in v && !(b === this.#pk && v[b] === pk));
+      if (moved.length > 0 && !(c.name in v)) {
+        throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is bound to ${moved.join(' and ')}: changing it means writing ${c.name} again`, {
+          hint: `include ${c.name} in the same update`,
+        });
+      }
+    }
     const scoped = this.#encrypted().find((c) => c.def.scopeColumn && c.name in v);
     if (scoped && !(scoped.def.scopeColumn! in v)) {
-      const [current] = await this.#sql.unsafe(`SELECT ${ident(scoped.def.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never]);
+      let current: Record<string, unknown> | undefined;
+      try {
+        [current] = await this.#sql.unsafe(`SELECT ${ident(scoped.def.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never]);
+      } catch (error) {
+        throw toPgsealError(error);
+      }
       if (!current) return undefined;
       v[scoped.def.scopeColumn!] = current.s;
     }
@@ -335,7 +350,7 @@ export class Table<T extends AnyTable> {
     const scope = enc.def.scopeColumn ? options.scope : (enc.def.scope ?? 'default');
     if (!scope) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${c.context} is keyed per ${enc.def.scopeColumn}: pass { scope }`);
     const indexKey = await this.#keyring.indexKey(scope);
-    if (!indexKey) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no blind-index key for scope ${scope}`, { hint: 'run `pgseal keys init` for the scope' });
+    if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
     const indexes = wanted.map((w) => blindIndex(indexKey, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex'));
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
     const rows = await this.#run<Row<T>>(this.#readScopes(scope), async (keys, params) => {
@@ -356,8 +371,12 @@ export class Table<T extends AnyTable> {
   async list(options: { after?: PrimaryKeyValue<T>; limit?: number } & ScopeOption = {}): Promise<{ rows: Row<T>[]; next: PrimaryKeyValue<T> | undefined }> {
     const limit = options.limit ?? 100;
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
-      const after = options.after === undefined ? '' : ` WHERE ${ident(this.#pk)} > ${params.add(options.after)}`;
-      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${after} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
+      const where: string[] = [];
+      if (options.after !== undefined) where.push(`${ident(this.#pk)} > ${params.add(options.after)}`);
+      const scopeColumn = this.#encrypted().find((c) => c.def.scopeColumn)?.def.scopeColumn;
+      if (options.scope !== undefined && scopeColumn) where.push(`${ident(scopeColumn)}::text = ${params.add(options.scope)}`);
+      const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${filter} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
     }, undefined, limit > 50);
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
@@ -379,7 +398,16 @@ export class Table<T extends AnyTable> {
         problems.push(`${c.name} is encrypted in the definition but not registered (pgseal protect)`);
         continue;
       }
-      const expect = { valueType: d.valueType, searchable: d.searchable, normalizer: d.normalize, contextMode: d.context, scope: d.scope ?? null, scopeColumn: d.scopeColumn ?? null, blindIndexColumn: c.blindIndexColumn ?? null };
+      const expect = {
+        valueType: d.valueType,
+        searchable: d.searchable,
+        normalizer: d.normalize,
+        contextMode: d.context,
+        scope: d.scope ?? null,
+        scopeColumn: d.scopeColumn ?? null,
+        blindIndexColumn: c.blindIndexColumn ?? null,
+        ...(d.searchable ? { blindIndexBytes: d.blindIndexBytes } : {}),
+      };
       for (const [k, v] of Object.entries(expect)) {
         const actual = (r as unknown as Record<string, unknown>)[k];
         if (actual !== v) problems.push(`${c.name}.${k}: definition ${JSON.stringify(v)}, database ${JSON.stringify(actual)}`);

@@ -96,10 +96,17 @@ async function addKey(
  * Creates the first active data key of a scope, and its blind-index key (a separate key
  * family, so rotating data keys never forces blind indexes to be recomputed).
  */
-export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number; indexVersion: number | null }> {
-  const { version } = await addKey(sql, provider, scope, false);
-  const [hasIndex] = await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = 'index' and state = 'active'`);
-  const indexVersion = hasIndex!.n > 0 ? null : (await addKey(sql, provider, scope, false, 'index')).version;
+export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number | null; indexVersion: number | null }> {
+  checkScope(scope);
+  const active = async (purpose: Purpose) =>
+    (await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = ${purpose} and state = 'active'`))[0]!.n > 0;
+  const [hasData, hasIndex] = [await active('data'), await active('index')];
+  if (hasData && hasIndex) {
+    throw new PgsealError(ErrorCodes.ALREADY_INITIALISED, `scope ${scope} already has an active key`, { hint: 'use `pgseal keys rotate` to make a new version' });
+  }
+  // a scope created before blind-index keys existed gets just its index key
+  const version = hasData ? null : (await addKey(sql, provider, scope, false)).version;
+  const indexVersion = hasIndex ? null : (await addKey(sql, provider, scope, false, 'index')).version;
   return { version, indexVersion };
 }
 

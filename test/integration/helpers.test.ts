@@ -192,6 +192,12 @@ describe('typed helpers', () => {
     await seal.table(customers).update(2, { notes: 'restored' });
   });
 
+  it('refuses to move a row\'s key or tenant without writing the values bound to it', async () => {
+    await expect(seal.table(customers).update(2, { id: 777 })).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    await expect(seal.table(tenantNotes).update(1, { tenant: 't2' })).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    expect((await seal.table(customers).findByPk(2))?.notes).toBe('restored');
+  });
+
   it('checks the definition against pgseal.columns', async () => {
     await expect(seal.table(customers).verify()).resolves.toBeUndefined();
     const wrong = defineTable({ name: 'customers', primaryKey: 'id', columns: { id: column.plain<number>(), email: column.text({ searchable: true, normalize: 'trim' }) } });
@@ -210,6 +216,7 @@ describe('per-tenant keys', () => {
     expect((await t.findByPk(1, { scope: 't1' }))?.body).toBe('segreto di t1');
     await expect(t.findByPk(2, { scope: 't1' })).rejects.toMatchObject({ code: ErrorCodes.UNKNOWN_KEY_VERSION });
     expect((await t.findBy('body', ' segreto di t2 ', { scope: 't2' })).map((r) => r.id)).toEqual([2]);
+    expect((await t.list({ scope: 't1' })).rows.map((r) => r.id)).toEqual([1]);
     expect(await t.findBy('body', 'segreto di t2', { scope: 't1' })).toEqual([]);
   });
 

@@ -89,6 +89,7 @@ describe('registry', () => {
     expect((await listProtectedColumns(db.sql)).map((x) => `${x.table}.${x.column}`)).toEqual(['people.email_enc', 'quoted.Weird "Name"']);
     await unprotectColumn(db.sql, 'people', 'email_enc');
     await expect(unprotectColumn(db.sql, 'people', 'email_enc')).rejects.toMatchObject({ code: ErrorCodes.NOT_PROTECTED });
+    await expect(protectColumn(db.sql, { table: 'people', column: 'x', searchable: true, blindIndexBytes: 4 })).rejects.toMatchObject({ code: ErrorCodes.CANNOT_PROTECT });
     const [bidx] = await db.sql<{ n: number }[]>`select count(*)::int as n from information_schema.columns where table_name = 'people' and column_name = 'email_enc_bidx'`;
     expect(bidx!.n).toBe(0);
   });
@@ -133,6 +134,9 @@ describe('decrypted views', () => {
       expect(inserted[0]).toMatchObject({ tax_code: 'nrenna80a41h501u', vitals: { bpm: 72 } });
       const id = inserted[0]!.id;
       await withKeys(asNurse, ring, (tx) => tx`update patients_decrypted set diagnosis = 'aggiornato', name = 'Anna N.' where id = ${id}`);
+      // moving the row's key re-encrypts what is bound to it (row context)
+      await withKeys(asNurse, ring, (tx) => tx`update patients_decrypted set id = ${id + 1000} where id = ${id}`);
+      await withKeys(asNurse, ring, (tx) => tx`update patients_decrypted set id = ${id} where id = ${id + 1000}`);
       const [row] = await withKeys(asNurse, ring, (tx) => tx<{ name: string; diagnosis: string; tax_code: string }[]>`
         select name, diagnosis, tax_code from patients_decrypted where id = ${id}`);
       expect(row).toEqual({ name: 'Anna N.', diagnosis: 'aggiornato', tax_code: 'nrenna80a41h501u' });
