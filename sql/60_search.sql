@@ -83,22 +83,32 @@ RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(SELECT pgseal.blind_index(v, 
 -- The keyset path: keys as one bound argument of the statement itself, for one statement
 -- and one round trip without a transaction (the typed helpers use it). No settings are
 -- read per row: the version in the header is matched against the keyset's entries.
---   keyset: up to 8 entries of version u32 BE | encryption key (32) | MAC key (32)
+--   keyset: entries of version u32 BE | encryption key (32) | MAC key (32), the active key first
 --   key_material (writes): version u32 BE | encryption key (32) | MAC key (32)
+-- Only the first entry is matched inline: the expression stays small (a generic plan
+-- re-initialises it on every execution) and most rows are on the active key; other
+-- versions are looked up by _keyset_find.
+CREATE FUNCTION pgseal._keyset_find(ciphertext bytea, keyset bytea) RETURNS integer
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  version bytea := pg_catalog.substr(ciphertext, 3, 4);
+  at integer := 1;
+BEGIN
+  WHILE at < pg_catalog.octet_length(keyset) LOOP
+    IF pg_catalog.substr(keyset, at, 4) = version THEN
+      RETURN at + 4;
+    END IF;
+    at := at + 68;
+  END LOOP;
+  RETURN NULL;
+END
+$$;
+
 CREATE FUNCTION pgseal._keyset_offset(ciphertext bytea, keyset bytea) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN CASE pg_catalog.substr(ciphertext, 3, 4)
-  WHEN pg_catalog.substr(keyset, 1, 4) THEN 5
-  WHEN pg_catalog.substr(keyset, 69, 4) THEN 73
-  WHEN pg_catalog.substr(keyset, 137, 4) THEN 141
-  WHEN pg_catalog.substr(keyset, 205, 4) THEN 209
-  WHEN pg_catalog.substr(keyset, 273, 4) THEN 277
-  WHEN pg_catalog.substr(keyset, 341, 4) THEN 345
-  WHEN pg_catalog.substr(keyset, 409, 4) THEN 413
-  WHEN pg_catalog.substr(keyset, 477, 4) THEN 481
-END;
+RETURN CASE WHEN pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset, 1, 4) THEN 5
+            ELSE pgseal._keyset_find(ciphertext, keyset) END;
 
--- IMMUTABLE (it reads only its arguments) so the IMMUTABLE functions calling it inline.
 CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
@@ -174,7 +184,7 @@ REVOKE ALL ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
-  pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 FROM PUBLIC;
@@ -182,7 +192,7 @@ GRANT EXECUTE ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
-  pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 TO PUBLIC;

@@ -18,12 +18,10 @@ export class Params {
 
 /** How keys reach the statement: as one bound argument (one statement, one round trip), or per transaction. */
 /**
- * How values are read: 'client' returns ciphertext and opens it in Node (point reads: the
- * server does what a plaintext query does); 'argument' decrypts in SQL with the keys as
- * one bound argument (listings: cheaper per value); 'transaction' hands keys over per
- * transaction (more key versions than a keyset holds).
+ * How keys reach the statement: as one bound argument (one statement, one round trip), or
+ * per transaction (more key versions than a keyset holds).
  */
-export type KeyPath = { kind: 'client' } | { kind: 'argument'; keyset: string } | { kind: 'transaction' };
+export type KeyPath = { kind: 'argument'; keyset: string } | { kind: 'transaction' };
 
 export interface ColumnSql {
   name: string;
@@ -46,7 +44,7 @@ function readContext(c: ColumnSql & { def: EncryptedColumn<unknown, boolean> }, 
 
 /** The select-list entry that reads a column. */
 export function readExpression(c: ColumnSql, primaryKey: string, keys: KeyPath): string {
-  if (c.def.kind === 'plain' || keys.kind === 'client') return ident(c.name);
+  if (c.def.kind === 'plain') return ident(c.name);
   const enc = c as ColumnSql & { def: EncryptedColumn<unknown, boolean> };
   const ctx = readContext(enc, primaryKey);
   const bytes = enc.def.valueType === 'bytea';

@@ -11,8 +11,6 @@ import { loadRegistry } from '../registry/load.js';
 import { blindIndex } from '../search/blind-index.js';
 import { normalize } from '../search/normalize.js';
 import { withKeys } from '../transaction.js';
-import { open } from '../envelope.js';
-import type { EnvelopeKeys } from '../keys/derive.js';
 import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
 import { ident, literal, Params, selectList, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
 import { valueContext } from '../registry/types.js';
@@ -78,10 +76,7 @@ export class Table<T extends AnyTable> {
     scopes: string[] | undefined,
     build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
     rowsOf?: (rows: R[]) => R[],
-    bulk = false,
-  ): Promise<R[]> {
-    if (!bulk) return this.#runClient(scopes, build, rowsOf);
-    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
+  ): Promise<R[]> {    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
     const keyset = await this.#keyring.keyset(allScopes);
     const buffers: Buffer[] = keyset ? [keyset] : [];
     try {
@@ -104,56 +99,6 @@ export class Table<T extends AnyTable> {
     } finally {
       for (const b of buffers) if (b !== undefined) b.fill(0);
     }
-  }
-
-  /**
-   * Point reads and writes: ciphertext comes back and is opened here with the keyring's
-   * keys, limited to the scopes the read may meet (a row keyed by another tenant's key is
-   * refused). Writes still encrypt in SQL with the scope's key material as an argument.
-   */
-  async #runClient<R>(scopes: string[] | undefined, build: (keys: KeyPath, params: Params, tx: Sql) => Promise<string | undefined>, rowsOf?: (rows: R[]) => R[]): Promise<R[]> {
-    const params = new Params();
-    try {
-      const text = await build({ kind: 'client' }, params, this.#sql);
-      if (text === undefined) return [];
-      const rows = (await this.#sql.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
-      let keyFor = await this.#keyring.opener(scopes);
-      for (const row of rows) {
-        try {
-          this.#open(row as Record<string, unknown>, keyFor);
-        } catch (error) {
-          if (!(error instanceof PgsealError) || error.code !== ErrorCodes.UNKNOWN_KEY_VERSION) throw error;
-          // a rotation elsewhere: reload once and retry (reads are safe to repeat)
-          await this.#keyring.refresh();
-          keyFor = await this.#keyring.opener(scopes);
-          this.#open(row as Record<string, unknown>, keyFor);
-        }
-      }
-      return rowsOf ? rowsOf(rows) : rows;
-    } catch (error) {
-      throw toPgsealError(error);
-    } finally {
-      for (const v of params.values) if (Buffer.isBuffer(v)) v.fill(0);
-    }
-  }
-
-  /** Opens a row's encrypted columns in place (Node envelope, same bytes as SQL). */
-  #open(row: Record<string, unknown>, keyFor: (version: number) => EnvelopeKeys | undefined): void {
-    for (const c of this.#encrypted()) {
-      const v = row[c.name];
-      if (!Buffer.isBuffer(v)) continue;
-      const scope = c.def.scopeColumn ? String(row[c.def.scopeColumn]) : undefined;
-      const rowKey = c.def.context === 'row' ? String(row[this.#pk]) : undefined;
-      const plain = open(v, valueContext(c.context, scope, rowKey), keyFor);
-      if (c.def.valueType === 'bytea') {
-        row[c.name] = plain; // handed to the caller as is
-        continue;
-      }
-      const text = plain.toString('utf8');
-      plain.fill(0);
-      row[c.name] = c.def.valueType === 'jsonb' ? JSON.parse(text) : text;
-    }
-    for (const c of this.#columns) if (c.blindIndexColumn) delete row[c.blindIndexColumn];
   }
 
   async #scopeOf(c: ColumnSql & { def: Enc }, values: Record<string, unknown>): Promise<string> {
@@ -377,7 +322,7 @@ export class Table<T extends AnyTable> {
       if (options.scope !== undefined && scopeColumn) where.push(`${ident(scopeColumn)}::text = ${params.add(options.scope)}`);
       const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${filter} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
-    }, undefined, limit > 50);
+    });
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
   }

@@ -165,19 +165,6 @@ export class Keyring {
     return this.#keys.get(version);
   }
 
-  /**
-   * Data keys by version for client-side opening, restricted to some scopes. Loads the
-   * keyring first; the returned lookup is synchronous and shares the cache (do not keep it).
-   */
-  async opener(scopes?: readonly string[]): Promise<(version: number) => EnvelopeKeys | undefined> {
-    await this.#fresh();
-    const wanted = scopes ? new Set(scopes) : undefined;
-    return (version) => {
-      const key = this.#keys.get(version);
-      return key && key.purpose === 'data' && (!wanted || wanted.has(key.scope)) ? key : undefined;
-    };
-  }
-
   /** The active data key of a scope, for client-side seal. */
   async activeKey(scope = 'default'): Promise<VersionedKeys | undefined> {
     await this.#fresh();
@@ -207,7 +194,7 @@ export class Keyring {
 
   /**
    * The keyset argument of the *_with functions (sql/60_search.sql): the data keys of the
-   * given scopes, active ones first, at most 8. Undefined when more than 8 are usable
+   * given scopes, active ones first, at most KEYSET_MAX. Undefined when more are usable
    * (the caller then hands keys over per transaction instead). The caller zeroes it.
    */
   async keyset(scopes: readonly string[]): Promise<Buffer | undefined> {
@@ -245,8 +232,8 @@ export class Keyring {
   }
 }
 
-/** Entries a keyset holds at most (sql/60_search.sql unrolls its lookup over 8). */
-export const KEYSET_MAX = 8;
+/** Entries a keyset holds at most: beyond, keys go per transaction (bounds the bound argument's size). */
+export const KEYSET_MAX = 64;
 
 function writeKeyMaterial(key: VersionedKeys, out: Buffer, at: number): void {
   out.writeUInt32BE(key.version, at);
