@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
+import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
 import { table } from '../src/cli/output.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 
@@ -46,41 +46,40 @@ async function main(): Promise<void> {
     if (existing.some((k) => k.scope === 'default' && k.state === 'active')) say('scope "default" already has an active key: keeping it');
     else say(`key version ${(await initKeys(sql, master)).version} is active (with a blind-index key), wrapped by master key ${master.ref}`);
 
-    step(3, 'encrypt personal data on the way in (values are bound parameters, encrypted inside PostgreSQL)');
+    step(3, 'protect three columns (searchable through blind indexes) and write through the SQL rewriter');
     await sql`drop table if exists pgseal_demo_clienti`;
-    await sql`create table pgseal_demo_clienti (
-      id int generated always as identity primary key,
-      nome text not null,
-      email bytea not null, telefono bytea not null, codice_fiscale bytea not null)`;
-    await seal.begin(async (tx) => {
-      for (const c of clienti.slice(0, 2)) {
-        await tx`insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values (${c.nome},
-          pgseal.encrypt_text(${c.email}, 'public.pgseal_demo_clienti.email'),
-          pgseal.encrypt_text(${c.telefono}, 'public.pgseal_demo_clienti.telefono'),
-          pgseal.encrypt_text(${c.codice_fiscale}, 'public.pgseal_demo_clienti.codice_fiscale'))`;
-      }
-    });
-    say('inserted 2 customers');
+    await sql`create table pgseal_demo_clienti (id int generated always as identity primary key, nome text not null)`;
+    for (const [column, normalizer] of [['email', 'email'], ['telefono', 'phone'], ['codice_fiscale', 'upper']] as const) {
+      const c = await protectColumn(sql, { table: 'pgseal_demo_clienti', column, searchable: true, normalizer });
+      say(`protected ${c.schema}.${c.table}.${c.column} (normaliser ${c.normalizer}, blind index ${c.blindIndexColumn})`);
+    }
+    await seal.reloadRegistry();
+    for (const c of clienti.slice(0, 2)) {
+      // written as if the columns held plaintext; values are bound parameters, encrypted inside PostgreSQL
+      await seal.query('insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values ($1, $2, $3, $4)', [c.nome, c.email, c.telefono, c.codice_fiscale]);
+    }
+    const statement = 'select id from pgseal_demo_clienti where email = $1';
+    say(`inserted 2 customers; a lookup is rewritten to:\n  ${(await seal.rewriter()).rewrite(statement).sql}`);
 
     step(4, 'rotate the key: new writes use the new version, old rows stay readable');
     const { version, previous } = await rotateKey(sql, master);
     say(`key version ${version} is active; version ${previous} is decrypt-only`);
     await seal.keyring.refresh();
     const c = clienti[2]!;
-    await seal.begin((tx) => tx`insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values (${c.nome},
-      pgseal.encrypt_text(${c.email}, 'public.pgseal_demo_clienti.email'),
-      pgseal.encrypt_text(${c.telefono}, 'public.pgseal_demo_clienti.telefono'),
-      pgseal.encrypt_text(${c.codice_fiscale}, 'public.pgseal_demo_clienti.codice_fiscale'))`);
+    await seal.query`insert into pgseal_demo_clienti (nome, email, telefono, codice_fiscale) values (${c.nome}, ${c.email}, ${c.telefono}, ${c.codice_fiscale})`;
     say(`inserted ${c.nome} under version ${version}`);
 
     step(5, 'read back: both key versions decrypt');
-    const rows = await seal.begin((tx) => tx`
-      select id, nome, pgseal.key_version_of(email) as key_version,
-             pgseal.decrypt_text(email, 'public.pgseal_demo_clienti.email') as email,
-             pgseal.decrypt_text(telefono, 'public.pgseal_demo_clienti.telefono') as telefono,
-             pgseal.decrypt_text(codice_fiscale, 'public.pgseal_demo_clienti.codice_fiscale') as codice_fiscale
-        from pgseal_demo_clienti order by id`);
+    const versions = new Map((await sql<{ id: number; v: number }[]>`select id, pgseal.key_version_of(email) as v from pgseal_demo_clienti`).map((r) => [r.id, r.v]));
+    const rows = (await seal.query('select id, nome, email, telefono, codice_fiscale from pgseal_demo_clienti order by id')).map((r) => ({ ...r, key_version: versions.get(r.id as number) }));
     say(table(['id', 'nome', 'key_version', 'email', 'telefono', 'codice_fiscale'], rows));
+    const found = await seal.query('select id, nome from pgseal_demo_clienti where email = $1 or telefono = $2', ['  GIULIA.Bianchi@Example.IT', '0039 06 12345678']);
+    say(`search by e-mail (any case) or phone (any format), through the blind indexes: ${found.map((r) => `${r.id} ${r.nome}`).join(', ')}`);
+    try {
+      await seal.query("select id from pgseal_demo_clienti where email like '%rossi%'");
+    } catch (error) {
+      say(`a LIKE on ciphertext is refused: ${(error as { code?: string }).code}`);
+    }
 
     step(6, 'what the raw columns hold (a plain SELECT, no keys)');
     const raw = await sql<{ id: number; email: Buffer; codice_fiscale: Buffer }[]>`select id, email, codice_fiscale from pgseal_demo_clienti order by id`;
@@ -104,7 +103,7 @@ async function main(): Promise<void> {
     }
 
     step(7, 'the key registry (no key material)');
-    say(table(['version', 'scope', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
+    say(table(['version', 'scope', 'purpose', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
     say('\ndone.');
   } finally {
     seal.close();
