@@ -76,7 +76,7 @@ $bindings$;
 -- SQL functions calling them on their failure branch can still be inlined.
 
 CREATE FUNCTION pgseal._raise(code text, message text, hint text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
 END
@@ -84,7 +84,7 @@ $$;
 
 -- Called when an envelope did not open; works out why, on the slow path only.
 CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   version_hex text;
 BEGIN
@@ -116,7 +116,7 @@ END
 $$;
 
 CREATE FUNCTION pgseal._fail_no_active_key(scope text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
     PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
@@ -288,7 +288,7 @@ LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
   utf8 bytea := pg_catalog.convert_to(context, 'UTF8');
 BEGIN
-  RETURN utf8 || pg_catalog.int4send(pg_catalog.octet_length(utf8));
+  RETURN utf8 OPERATOR(pg_catalog.||) pg_catalog.int4send(pg_catalog.octet_length(utf8));
 END
 $$;
 
@@ -302,9 +302,10 @@ LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
   body bytea;
 BEGIN
-  body := '\x0101'::bytea || pg_catalog.substr(key_material, 1, 4) || iv
-       || pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv);
-  RETURN body || pgseal._hmac_sha256(body || context_bytes, pg_catalog.substr(key_material, 37, 32));
+  -- operators qualified: a SET search_path clause would cost every call
+  body := pg_catalog.byteacat(pg_catalog.byteacat(pg_catalog.byteacat('\x0101'::bytea, pg_catalog.substr(key_material, 1, 4)), iv),
+                              pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv));
+  RETURN pg_catalog.byteacat(body, pgseal._hmac_sha256(pg_catalog.byteacat(body, context_bytes), pg_catalog.substr(key_material, 37, 32)));
 END
 $$;
 
@@ -319,17 +320,19 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.decode(NULLIF(
   pg_catalog.current_setting('pgseal.active_' || pg_catalog.translate(scope, '-', '$'), true), ''), 'hex');
 
--- The MAC and encryption keys a ciphertext names, from this transaction's keys; NULL or
--- empty when absent (the tag check then fails and _fail_open says why).
+-- The MAC and encryption keys a ciphertext names, from this transaction's keys; NULL when
+-- absent (the tag check then fails and _fail_open says why). A setting once made on a
+-- connection stays defined as '' after its transaction: that must never act as a key (an
+-- HMAC under an empty key is one anyone can compute).
 CREATE FUNCTION pgseal._mac_key_for(ciphertext bytea) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.decode(pg_catalog.current_setting(
-  'pgseal.mac_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+RETURN pg_catalog.decode(NULLIF(pg_catalog.current_setting(
+  'pgseal.mac_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), ''), 'hex');
 
 CREATE FUNCTION pgseal._enc_key_for(ciphertext bytea) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.decode(pg_catalog.current_setting(
-  'pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+RETURN pg_catalog.decode(NULLIF(pg_catalog.current_setting(
+  'pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), ''), 'hex');
 
 CREATE FUNCTION pgseal.encrypt_bytea(plaintext bytea, context text, scope text DEFAULT 'default') RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE

@@ -55,6 +55,13 @@ BEGIN
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
   SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO col_type
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = p_column AND NOT a.attisdropped AND a.attnum > 0;
+  -- contexts join schema, table and column with '.', then '@scope' and '#key': names
+  -- holding those characters could make two columns share a context
+  IF t_schema ~ '[.@#]' OR t_name ~ '[.@#]' OR p_column ~ '[.@#]' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS009',
+      MESSAGE = pg_catalog.format('pgseal: %I.%I.%I: a protected column''s schema, table and column names cannot contain ".", "@" or "#"', t_schema, t_name, p_column),
+      HINT = 'Rename the column (or table) before protecting it.';
+  END IF;
   IF p_blind_index_bytes NOT BETWEEN 8 AND 32 THEN
     RAISE EXCEPTION USING ERRCODE = 'PS009', MESSAGE = 'pgseal: a blind index keeps 8 to 32 bytes',
       HINT = 'Pass --index-bytes between 8 and 32 (16 by default).';
@@ -93,6 +100,14 @@ BEGIN
       HINT = 'Changing how a column is protected means re-encrypting it; unprotect it first only if it holds no data.';
   END IF;
   IF p_searchable THEN
+    -- an existing column of that name is used only if it is bytea and no other column's index
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = bidx AND NOT a.attisdropped AND a.attnum > 0
+                  AND a.atttypid <> 'pg_catalog.bytea'::pg_catalog.regtype)
+       OR EXISTS (SELECT 1 FROM pgseal.columns r WHERE r.table_schema = t_schema AND r.table_name = t_name AND r.blind_index_column = bidx) THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS009',
+        MESSAGE = pg_catalog.format('pgseal: %I.%I already has a column %I that cannot hold this blind index', t_schema, t_name, bidx),
+        HINT = 'Rename or drop that column first.';
+    END IF;
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I ADD COLUMN IF NOT EXISTS %I bytea', t_schema, t_name, bidx);
     EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (%I)',
                               pg_catalog.left(t_name || '_' || bidx || '_idx', 63), t_schema, t_name, bidx);
@@ -149,10 +164,11 @@ REVOKE ALL ON FUNCTION pgseal.unprotect_column(regclass, name, boolean) FROM PUB
 -- decrypted value.
 
 CREATE FUNCTION pgseal._bad_normalizer(normalizer text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format('pgseal: unknown normalizer %L', normalizer),
-    HINT = 'Use one of none, trim, email, phone, upper.';
+  -- not echoed: swapped arguments would put the value itself in the message
+  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: unknown normalizer',
+    HINT = 'Use one of none, trim, email, phone, upper (the second argument of pgseal.normalize, pgseal.blind_index).';
 END
 $$;
 
@@ -190,7 +206,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN column_context || '#' || row_key;
 
 CREATE FUNCTION pgseal._fail_no_index_key(scope text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
     PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
@@ -234,11 +250,12 @@ DECLARE
   version bytea := pg_catalog.substr(ciphertext, 3, 4);
   at integer := 1;
 BEGIN
-  WHILE at < pg_catalog.octet_length(keyset) LOOP
-    IF pg_catalog.substr(keyset, at, 4) = version THEN
-      RETURN at + 4;
+  -- operators qualified: a SET search_path clause would cost every call
+  WHILE at OPERATOR(pg_catalog.<) pg_catalog.octet_length(keyset) LOOP
+    IF pg_catalog.substr(keyset, at, 4) OPERATOR(pg_catalog.=) version THEN
+      RETURN at OPERATOR(pg_catalog.+) 4;
     END IF;
-    at := at + 68;
+    at := at OPERATOR(pg_catalog.+) 68;
   END LOOP;
   RETURN NULL;
 END
@@ -250,7 +267,7 @@ RETURN CASE WHEN pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset,
             ELSE pgseal._keyset_find(ciphertext, keyset) END;
 
 CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF context IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
@@ -298,7 +315,7 @@ RETURN pg_catalog.convert_from(pgseal.decrypt_bytea_with(ciphertext, context, ke
 CREATE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  IF pg_catalog.octet_length(key_material) IS DISTINCT FROM 68 THEN
+  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
       HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
   END IF;

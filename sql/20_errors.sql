@@ -16,7 +16,7 @@
 -- SQL functions calling them on their failure branch can still be inlined.
 
 CREATE FUNCTION pgseal._raise(code text, message text, hint text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
 END
@@ -24,7 +24,7 @@ $$;
 
 -- Called when an envelope did not open; works out why, on the slow path only.
 CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   version_hex text;
 BEGIN
@@ -56,7 +56,7 @@ END
 $$;
 
 CREATE FUNCTION pgseal._fail_no_active_key(scope text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
     PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',

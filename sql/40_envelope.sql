@@ -29,7 +29,7 @@ LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
   utf8 bytea := pg_catalog.convert_to(context, 'UTF8');
 BEGIN
-  RETURN utf8 || pg_catalog.int4send(pg_catalog.octet_length(utf8));
+  RETURN utf8 OPERATOR(pg_catalog.||) pg_catalog.int4send(pg_catalog.octet_length(utf8));
 END
 $$;
 
@@ -43,9 +43,10 @@ LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
   body bytea;
 BEGIN
-  body := '\x0101'::bytea || pg_catalog.substr(key_material, 1, 4) || iv
-       || pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv);
-  RETURN body || pgseal._hmac_sha256(body || context_bytes, pg_catalog.substr(key_material, 37, 32));
+  -- operators qualified: a SET search_path clause would cost every call
+  body := pg_catalog.byteacat(pg_catalog.byteacat(pg_catalog.byteacat('\x0101'::bytea, pg_catalog.substr(key_material, 1, 4)), iv),
+                              pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv));
+  RETURN pg_catalog.byteacat(body, pgseal._hmac_sha256(pg_catalog.byteacat(body, context_bytes), pg_catalog.substr(key_material, 37, 32)));
 END
 $$;
 
@@ -60,17 +61,19 @@ LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.decode(NULLIF(
   pg_catalog.current_setting('pgseal.active_' || pg_catalog.translate(scope, '-', '$'), true), ''), 'hex');
 
--- The MAC and encryption keys a ciphertext names, from this transaction's keys; NULL or
--- empty when absent (the tag check then fails and _fail_open says why).
+-- The MAC and encryption keys a ciphertext names, from this transaction's keys; NULL when
+-- absent (the tag check then fails and _fail_open says why). A setting once made on a
+-- connection stays defined as '' after its transaction: that must never act as a key (an
+-- HMAC under an empty key is one anyone can compute).
 CREATE FUNCTION pgseal._mac_key_for(ciphertext bytea) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.decode(pg_catalog.current_setting(
-  'pgseal.mac_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+RETURN pg_catalog.decode(NULLIF(pg_catalog.current_setting(
+  'pgseal.mac_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), ''), 'hex');
 
 CREATE FUNCTION pgseal._enc_key_for(ciphertext bytea) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pg_catalog.decode(pg_catalog.current_setting(
-  'pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), 'hex');
+RETURN pg_catalog.decode(NULLIF(pg_catalog.current_setting(
+  'pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), ''), 'hex');
 
 CREATE FUNCTION pgseal.encrypt_bytea(plaintext bytea, context text, scope text DEFAULT 'default') RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE

@@ -49,6 +49,13 @@ BEGIN
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table;
   SELECT pg_catalog.format_type(a.atttypid, a.atttypmod) INTO col_type
     FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = p_column AND NOT a.attisdropped AND a.attnum > 0;
+  -- contexts join schema, table and column with '.', then '@scope' and '#key': names
+  -- holding those characters could make two columns share a context
+  IF t_schema ~ '[.@#]' OR t_name ~ '[.@#]' OR p_column ~ '[.@#]' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS009',
+      MESSAGE = pg_catalog.format('pgseal: %I.%I.%I: a protected column''s schema, table and column names cannot contain ".", "@" or "#"', t_schema, t_name, p_column),
+      HINT = 'Rename the column (or table) before protecting it.';
+  END IF;
   IF p_blind_index_bytes NOT BETWEEN 8 AND 32 THEN
     RAISE EXCEPTION USING ERRCODE = 'PS009', MESSAGE = 'pgseal: a blind index keeps 8 to 32 bytes',
       HINT = 'Pass --index-bytes between 8 and 32 (16 by default).';
@@ -87,6 +94,14 @@ BEGIN
       HINT = 'Changing how a column is protected means re-encrypting it; unprotect it first only if it holds no data.';
   END IF;
   IF p_searchable THEN
+    -- an existing column of that name is used only if it is bytea and no other column's index
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = bidx AND NOT a.attisdropped AND a.attnum > 0
+                  AND a.atttypid <> 'pg_catalog.bytea'::pg_catalog.regtype)
+       OR EXISTS (SELECT 1 FROM pgseal.columns r WHERE r.table_schema = t_schema AND r.table_name = t_name AND r.blind_index_column = bidx) THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS009',
+        MESSAGE = pg_catalog.format('pgseal: %I.%I already has a column %I that cannot hold this blind index', t_schema, t_name, bidx),
+        HINT = 'Rename or drop that column first.';
+    END IF;
     EXECUTE pg_catalog.format('ALTER TABLE %I.%I ADD COLUMN IF NOT EXISTS %I bytea', t_schema, t_name, bidx);
     EXECUTE pg_catalog.format('CREATE INDEX IF NOT EXISTS %I ON %I.%I (%I)',
                               pg_catalog.left(t_name || '_' || bidx || '_idx', 63), t_schema, t_name, bidx);

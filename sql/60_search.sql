@@ -9,10 +9,11 @@
 -- decrypted value.
 
 CREATE FUNCTION pgseal._bad_normalizer(normalizer text) RETURNS text
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format('pgseal: unknown normalizer %L', normalizer),
-    HINT = 'Use one of none, trim, email, phone, upper.';
+  -- not echoed: swapped arguments would put the value itself in the message
+  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: unknown normalizer',
+    HINT = 'Use one of none, trim, email, phone, upper (the second argument of pgseal.normalize, pgseal.blind_index).';
 END
 $$;
 
@@ -50,7 +51,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN column_context || '#' || row_key;
 
 CREATE FUNCTION pgseal._fail_no_index_key(scope text) RETURNS bytea
-LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
     PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
@@ -94,11 +95,12 @@ DECLARE
   version bytea := pg_catalog.substr(ciphertext, 3, 4);
   at integer := 1;
 BEGIN
-  WHILE at < pg_catalog.octet_length(keyset) LOOP
-    IF pg_catalog.substr(keyset, at, 4) = version THEN
-      RETURN at + 4;
+  -- operators qualified: a SET search_path clause would cost every call
+  WHILE at OPERATOR(pg_catalog.<) pg_catalog.octet_length(keyset) LOOP
+    IF pg_catalog.substr(keyset, at, 4) OPERATOR(pg_catalog.=) version THEN
+      RETURN at OPERATOR(pg_catalog.+) 4;
     END IF;
-    at := at + 68;
+    at := at OPERATOR(pg_catalog.+) 68;
   END LOOP;
   RETURN NULL;
 END
@@ -110,7 +112,7 @@ RETURN CASE WHEN pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset,
             ELSE pgseal._keyset_find(ciphertext, keyset) END;
 
 CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF context IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
@@ -158,7 +160,7 @@ RETURN pg_catalog.convert_from(pgseal.decrypt_bytea_with(ciphertext, context, ke
 CREATE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  IF pg_catalog.octet_length(key_material) IS DISTINCT FROM 68 THEN
+  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
       HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
   END IF;

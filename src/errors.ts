@@ -139,7 +139,10 @@ export function toPgsealError(error: unknown, what = 'the database'): PgsealErro
       column_name: str(e.column_name),
       constraint_name: str(e.constraint_name),
     };
-    const message = (str(e.message) ?? 'database error').replace(/^pgseal: /, '');
+    let message = (str(e.message) ?? 'database error').replace(/^pgseal: /, '');
+    // Data exceptions quote the offending value ('invalid input syntax for type numeric:
+    // "..."'), which may be a plaintext meant for an encrypted column: keep the words only.
+    if (code.startsWith('22')) message = message.replace(/"(?:[^"]|"")*"|'(?:[^']|'')*'/g, '(value hidden)');
     const mapped = SqlStates[code];
     if (mapped) return new PgsealError(mapped, message, fields);
     if (code === '28P01' || code === '28000') {

@@ -10,10 +10,24 @@ export const literal = (text: string): string => "'" + text.replace(/'/g, "''") 
 /** Collects bound parameters and hands out their placeholders. */
 export class Params {
   readonly values: unknown[] = [];
+  /** buffers pgseal made (keys, plaintext copies): zeroed after the statement; never the caller's */
+  readonly secrets: Buffer[] = [];
   add(value: unknown): string {
     this.values.push(value);
     return `$${this.values.length}`;
   }
+  addSecret(value: Buffer): string {
+    this.secrets.push(value);
+    return this.add(value);
+  }
+}
+
+/**
+ * A value as the text the database stores for it: typed like the column first, so '07'
+ * written to an integer key gives '7', the same text the row yields when it is read.
+ */
+export function storedText(placeholder: string, target: string, columnName: string): string {
+  return `(COALESCE(${placeholder}, (NULL::${target}).${ident(columnName)}))::text`;
 }
 
 /** How keys reach the statement: as one bound argument (one statement, one round trip), or per transaction. */

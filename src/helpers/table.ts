@@ -12,8 +12,7 @@ import { blindIndex } from '../search/blind-index.js';
 import { normalize } from '../search/normalize.js';
 import { withKeys } from '../transaction.js';
 import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
-import { ident, literal, Params, selectList, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
-import { valueContext } from '../registry/types.js';
+import { ident, literal, Params, selectList, storedText, writeExpression, type ColumnSql, type KeyPath } from './sql.js';
 
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
 type Enc = EncryptedColumn<unknown, boolean>;
@@ -82,15 +81,15 @@ export class Table<T extends AnyTable> {
     try {
       const exec = async (db: Sql | TransactionSql, keys: KeyPath, params: Params): Promise<R[]> => {
         const text = await build(keys, params, db);
+        buffers.push(...params.secrets);
         if (text === undefined) return [];
-        for (const v of params.values) if (Buffer.isBuffer(v)) buffers.push(v);
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
         for (const row of rows) this.#decode(row as Record<string, unknown>);
         return rowsOf ? rowsOf(rows) : rows;
       };
       if (keyset) {
         const params = new Params();
-        const keys: KeyPath = { kind: 'argument', keyset: params.add(keyset) + '::bytea' };
+        const keys: KeyPath = { kind: 'argument', keyset: params.addSecret(keyset) + '::bytea' };
         return await exec(this.#sql, keys, params);
       }
       return await withKeys(this.#sql, this.#keyring, (tx) => exec(tx, { kind: 'transaction' }, new Params()), { scopes: allScopes });
@@ -131,26 +130,29 @@ export class Table<T extends AnyTable> {
       }
       let key = materials.get(scope);
       if (!key) {
-        const material = keys === 'transaction' ? scope : await this.#keyring.keyMaterial(scope);
-        if (material === undefined) {
-          throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: `create it with \`pgseal keys init --scope ${scope}\`` });
+        if (keys === 'transaction') key = params.add(scope);
+        else {
+          const material = await this.#keyring.keyMaterial(scope);
+          if (material === undefined) {
+            throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: `create it with \`pgseal keys init --scope ${scope}\`` });
+          }
+          key = params.addSecret(material);
         }
-        key = params.add(material);
         materials.set(scope, key);
       }
+      // the context is built in SQL from the values as stored (see storedText)
       let context = literal(c.context);
-      let rowKey: string | undefined;
+      if (enc.def.scopeColumn) {
+        context = `pgseal.scope_context(${context}, ${storedText(params.add(values[enc.def.scopeColumn]), this.#target, enc.def.scopeColumn)})`;
+      }
       if (enc.def.context === 'row') {
         const pk = values[this.#pk];
         if (pk === undefined || pk === null) {
           throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is bound to its row: give the primary key ${this.#pk}`);
         }
-        rowKey = String(pk);
+        context = `pgseal.row_context(${context}, ${storedText(params.add(pk), this.#target, this.#pk)})`;
       }
-      if (enc.def.scopeColumn || rowKey !== undefined) {
-        context = params.add(valueContext(c.context, enc.def.scopeColumn ? scope : undefined, rowKey)) + '::text';
-      }
-      out.push([c.name, writeExpression(params.add(this.#bytesOf(enc, value)), context, key, keys)]);
+      out.push([c.name, writeExpression(params.addSecret(this.#bytesOf(enc, value)), context, key, keys)]);
       if (c.blindIndexColumn) {
         const indexKey = await this.#keyring.indexKey(scope);
         if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });

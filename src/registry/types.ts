@@ -41,11 +41,3 @@ export function columnContext(c: Pick<ProtectedColumn, 'schema' | 'table' | 'col
   return `${c.schema}.${c.table}.${c.column}`;
 }
 
-/**
- * The context a value is bound to: 'schema.table.column', then '@<scope>' when the scope
- * comes from a column (per-tenant), then '#<primary key>' in row mode. Same as
- * pgseal.scope_context / pgseal.row_context in SQL.
- */
-export function valueContext(column: string, scope: string | undefined, rowKey: string | undefined): string {
-  return column + (scope === undefined ? '' : `@${scope}`) + (rowKey === undefined ? '' : `#${rowKey}`);
-}

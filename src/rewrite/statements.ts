@@ -734,8 +734,11 @@ export class StatementRewriter implements ExprContext {
  * ("inconsistent types deduced for parameter"); COALESCE with a typed NULL of the column
  * gives it the column's type instead.
  */
+/**
+ * A value typed like the column it goes to, so its text is what the stored value yields
+ * when read back ('07' written to an integer key binds '#7', not '#07').
+ */
 function typedLike(value: Node, table: TableInfo, column: string): Node {
-  if (!('ParamRef' in value)) return value;
   const typedNull: Node = {
     A_Indirection: {
       arg: { TypeCast: { arg: { A_Const: { isnull: true } }, typeName: { names: [str(table.schema), str(table.table)], typemod: -1 } } },

@@ -235,6 +235,25 @@ describe('per-tenant keys', () => {
   });
 });
 
+describe('keys written in another spelling', () => {
+  it('bind contexts to the stored text of the key: an upper-case uuid reads back, insertMany too', async () => {
+    await db.sql`create table documents (id uuid primary key, raw bytea)`;
+    await protectColumn(db.sql, { table: 'documents', column: 'body', context: 'row' });
+    const documents = defineTable({ name: 'documents', primaryKey: 'id', columns: { id: column.plain<string>(), raw: column.plain<Buffer>(), body: column.text({ context: 'row' }) } });
+    const t = seal.table(documents);
+    const upper = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11';
+    const mine = Buffer.from('caller owned');
+    await t.insert({ id: upper, raw: mine, body: 'uno' });
+    expect(mine.toString()).toBe('caller owned'); // pgseal zeroes its own buffers, never the caller's
+    await t.insertMany([{ id: upper.replace('A11', 'A12'), body: 'due' }]);
+    expect((await t.findByPk(upper.toLowerCase()))?.body).toBe('uno');
+    expect((await t.findByPk(upper.replace('A11', 'A12').toLowerCase()))?.body).toBe('due');
+    const probe = Buffer.from('caller owned');
+    expect((await t.findBy('raw', probe)).map((r) => r.body)).toEqual(['uno']);
+    expect(probe.toString()).toBe('caller owned');
+  });
+});
+
 describe('many key versions', () => {
   it('falls back to handing keys over per transaction when more than 8 versions are live', async () => {
     const t = seal.table(customers);

@@ -133,6 +133,19 @@ describe('through the library and the CLI', () => {
     expect(count!.n).toBeGreaterThan(5);
   });
 
+  it('binds a row context to the stored key, whatever its spelling in the statement', async () => {
+    await seal.query("insert into orders (id, customer_id, amount, memo, status) values ('0777', 1, 5, 'memo spelled 0777', 'open')");
+    const [row] = await seal.query<{ memo: string }>('select memo from orders where id = 777');
+    expect(row!.memo).toBe('memo spelled 0777');
+  });
+
+  it('keeps a plaintext out of the error a bad value raises', async () => {
+    const secret = 'IT60X0542811101000000123456';
+    const error = await seal.query('insert into orders (id, customer_id, amount, status) values ($1, 1, $2, $3)', [778, secret, 'open']).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: ErrorCodes.DB_ERROR, sqlstate: '22P02' });
+    expect(JSON.stringify(error) + String(error)).not.toContain(secret);
+  });
+
   it('pgseal query rewrites by default, refuses in one line, and runs as written with --raw', async () => {
     const env = { DATABASE_URL: enc.url, PGSEAL_MASTER_KEY: masterText };
     const read = await runCli(['query', '--json', 'select id, email, notes from customers where id = 1'], env);

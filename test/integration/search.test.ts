@@ -90,6 +90,9 @@ describe('registry', () => {
     await unprotectColumn(db.sql, 'people', 'email_enc');
     await expect(unprotectColumn(db.sql, 'people', 'email_enc')).rejects.toMatchObject({ code: ErrorCodes.NOT_PROTECTED });
     await expect(protectColumn(db.sql, { table: 'people', column: 'x', searchable: true, blindIndexBytes: 4 })).rejects.toMatchObject({ code: ErrorCodes.CANNOT_PROTECT });
+    await db.sql`alter table people add column phone_bidx text`;
+    await expect(protectColumn(db.sql, { table: 'people', column: 'phone', searchable: true })).rejects.toMatchObject({ code: ErrorCodes.CANNOT_PROTECT });
+    await expect(protectColumn(db.sql, { table: 'people', column: 'c#1' })).rejects.toMatchObject({ code: ErrorCodes.CANNOT_PROTECT });
     const [bidx] = await db.sql<{ n: number }[]>`select count(*)::int as n from information_schema.columns where table_name = 'people' and column_name = 'email_enc_bidx'`;
     expect(bidx!.n).toBe(0);
   });

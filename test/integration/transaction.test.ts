@@ -32,6 +32,15 @@ afterAll(async () => {
   await db?.drop();
 });
 
+/** A second scope, so a transaction can load keys that do not include version 1. */
+async function rotateAndLoadOnly(): Promise<string> {
+  const scope = 'forge-check';
+  const { listKeys } = await import('../../src/keys/registry.js');
+  if (!(await listKeys(db.sql)).some((k) => k.scope === scope)) await initKeys(db.sql, master, scope);
+  await keyring.refresh();
+  return scope;
+}
+
 /** Every hex key that went into the last payload, to look for. */
 async function keyHexes(): Promise<string[]> {
   const payload = await keyring.payload();
@@ -73,6 +82,25 @@ describe('withKeys', () => {
     const left = await visible(single);
     expect(left.filter((r) => r.setting !== null)).toEqual([]);
     await expect(single`select pgseal.encrypt_text('x', 'c')`).rejects.toMatchObject({ code: 'PS001' });
+  });
+
+  it('never lets the empty settings a finished transaction leaves behind act as a key', async () => {
+    // what anyone can compute: AES under an all-zero key, tagged with HMAC under an empty key
+    const { createCipheriv, createHmac } = await import('node:crypto');
+    const header = Buffer.from([1, 1, 0, 0, 0, 1]);
+    const iv = Buffer.alloc(16, 7);
+    const c = createCipheriv('aes-128-cbc', Buffer.alloc(16), iv);
+    const body = Buffer.concat([header, iv, c.update('attacker chosen'), c.final()]);
+    const ctx = Buffer.from('public.t.c');
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(ctx.length);
+    const forged = Buffer.concat([body, createHmac('sha256', Buffer.alloc(0)).update(body).update(ctx).update(len).digest()]);
+    await withKeys(single, keyring, (tx) => tx`select 1`); // leaves pgseal.* settings defined as ''
+    await expect(single`select pgseal.decrypt_text(${forged}, 'public.t.c')`).rejects.toMatchObject({ code: 'PS001' });
+    const other = await rotateAndLoadOnly();
+    await expect(withKeys(single, keyring, (tx) => tx`select pgseal.decrypt_text(${forged}, 'public.t.c')`, { scopes: [other] })).rejects.toMatchObject({
+      code: ErrorCodes.UNKNOWN_KEY_VERSION,
+    });
   });
 
   it('never shows a key in pg_stat_activity while the transaction runs', async () => {
