@@ -70,6 +70,9 @@ $bindings$;
 --   PS008  no blind-index key for the scope
 --   PS009  a column that cannot be protected as asked (type, primary key, scope column)
 --   PS010  not a protected column
+--   PS011  key version still in use (retire refused), or not in a state that allows it
+--   PS012  key version retired: its values can no longer be read
+--   PS013  key destroyed (crypto-shredded): its values can never be read again
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression
@@ -79,6 +82,28 @@ CREATE FUNCTION pgseal._raise(code text, message text, hint text) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
+END
+$$;
+
+-- A version missing from the transaction's keys may be retired or destroyed: say so. Reads
+-- pgseal.keys on the failure path only; a caller who may not read it gets PS002 instead.
+CREATE FUNCTION pgseal._fail_key_state(version integer) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  state text;
+BEGIN
+  BEGIN
+    SELECT k.state INTO state FROM pgseal.keys k WHERE k.version = _fail_key_state.version;
+  EXCEPTION WHEN insufficient_privilege OR undefined_table THEN
+    RETURN;
+  END;
+  IF state = 'retired' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS012', MESSAGE = format('pgseal: key version %s is retired', version),
+      HINT = 'This value was not re-encrypted before its key version was retired; it can no longer be read.';
+  ELSIF state = 'destroyed' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS013', MESSAGE = format('pgseal: key version %s was destroyed (crypto-shredded)', version),
+      HINT = 'The keys of this scope were destroyed on purpose; the value can never be read again.';
+  END IF;
 END
 $$;
 
@@ -105,6 +130,7 @@ BEGIN
       PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
         'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
     END IF;
+    PERFORM pgseal._fail_key_state(pgseal.key_version_of(ciphertext));
     PERFORM pgseal._raise('PS002',
       pg_catalog.format('pgseal: key version %s is not among this transaction''s keys', pgseal.key_version_of(ciphertext)),
       'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (or include its scope); if it is retired or destroyed the value can no longer be read; if it is not listed at all, the value is damaged.');
@@ -389,7 +415,7 @@ GRANT EXECUTE ON FUNCTION
   pgseal.encrypt_text(text, text, text), pgseal.encrypt_bytea(bytea, text, text),
   pgseal.decrypt_text(bytea, text), pgseal.decrypt_bytea(bytea, text),
   pgseal.key_version_of(bytea), pgseal.seal(bytea, text, bytea, bytea), pgseal._seal(bytea, bytea, bytea, bytea),
-  pgseal._raise(text, text, text), pgseal._fail_open(bytea, text), pgseal._fail_no_active_key(text),
+  pgseal._raise(text, text, text), pgseal._fail_key_state(integer), pgseal._fail_open(bytea, text), pgseal._fail_no_active_key(text),
   pgseal._context_bytes(text), pgseal._active_key(text), pgseal._mac_key_for(bytea), pgseal._enc_key_for(bytea),
   pgseal._hmac_sha256(bytea, bytea), pgseal._aes_cbc_encrypt(bytea, bytea, bytea),
   pgseal._aes_cbc_decrypt(bytea, bytea, bytea), pgseal._random_bytes(integer)
@@ -432,6 +458,7 @@ DROP FUNCTION pgseal.add_key(integer, text, text, bytea, text, text);
 DROP TABLE pgseal.keys;
 DROP FUNCTION pgseal._fail_no_active_key(text);
 DROP FUNCTION pgseal._fail_open(bytea, text);
+DROP FUNCTION pgseal._fail_key_state(integer);
 DROP FUNCTION pgseal._raise(text, text, text);
 DROP FUNCTION pgseal._random_bytes(integer);
 DROP FUNCTION pgseal._aes_cbc_decrypt(bytea, bytea, bytea);

@@ -279,6 +279,7 @@ BEGIN
       'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this: write it with pgseal.encrypt_text() instead.');
   END IF;
   IF keyset IS NULL OR pgseal._keyset_offset(ciphertext, keyset) IS NULL THEN
+    PERFORM pgseal._fail_key_state(pgseal.key_version_of(ciphertext));
     PERFORM pgseal._raise('PS002',
       pg_catalog.format('pgseal: key version %s is not among this statement''s keys', pgseal.key_version_of(ciphertext)),
       'Reload the keyring (a rotation happened elsewhere), or the value is damaged.');

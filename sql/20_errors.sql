@@ -10,6 +10,9 @@
 --   PS008  no blind-index key for the scope
 --   PS009  a column that cannot be protected as asked (type, primary key, scope column)
 --   PS010  not a protected column
+--   PS011  key version still in use (retire refused), or not in a state that allows it
+--   PS012  key version retired: its values can no longer be read
+--   PS013  key destroyed (crypto-shredded): its values can never be read again
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression
@@ -19,6 +22,28 @@ CREATE FUNCTION pgseal._raise(code text, message text, hint text) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RAISE EXCEPTION USING ERRCODE = code, MESSAGE = message, HINT = hint;
+END
+$$;
+
+-- A version missing from the transaction's keys may be retired or destroyed: say so. Reads
+-- pgseal.keys on the failure path only; a caller who may not read it gets PS002 instead.
+CREATE FUNCTION pgseal._fail_key_state(version integer) RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  state text;
+BEGIN
+  BEGIN
+    SELECT k.state INTO state FROM pgseal.keys k WHERE k.version = _fail_key_state.version;
+  EXCEPTION WHEN insufficient_privilege OR undefined_table THEN
+    RETURN;
+  END;
+  IF state = 'retired' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS012', MESSAGE = format('pgseal: key version %s is retired', version),
+      HINT = 'This value was not re-encrypted before its key version was retired; it can no longer be read.';
+  ELSIF state = 'destroyed' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS013', MESSAGE = format('pgseal: key version %s was destroyed (crypto-shredded)', version),
+      HINT = 'The keys of this scope were destroyed on purpose; the value can never be read again.';
+  END IF;
 END
 $$;
 
@@ -45,6 +70,7 @@ BEGIN
       PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
         'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
     END IF;
+    PERFORM pgseal._fail_key_state(pgseal.key_version_of(ciphertext));
     PERFORM pgseal._raise('PS002',
       pg_catalog.format('pgseal: key version %s is not among this transaction''s keys', pgseal.key_version_of(ciphertext)),
       'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (or include its scope); if it is retired or destroyed the value can no longer be read; if it is not listed at all, the value is damaged.');

@@ -35,6 +35,9 @@ export const ErrorCodes = {
   REGISTRY_MISMATCH: 'PGSEAL_REGISTRY_MISMATCH',
   NO_INDEX_KEY: 'PGSEAL_NO_INDEX_KEY',
   CANNOT_PROTECT: 'PGSEAL_CANNOT_PROTECT',
+  KEY_IN_USE: 'PGSEAL_KEY_IN_USE',
+  KEY_RETIRED: 'PGSEAL_KEY_RETIRED',
+  KEY_DESTROYED: 'PGSEAL_KEY_DESTROYED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -50,6 +53,9 @@ export const SqlStates: Record<string, ErrorCode> = {
   PS008: ErrorCodes.NO_INDEX_KEY,
   PS009: ErrorCodes.CANNOT_PROTECT,
   PS010: ErrorCodes.NOT_PROTECTED,
+  PS011: ErrorCodes.KEY_IN_USE,
+  PS012: ErrorCodes.KEY_RETIRED,
+  PS013: ErrorCodes.KEY_DESTROYED,
 };
 
 export interface PgsealErrorFields {

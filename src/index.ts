@@ -15,6 +15,7 @@ export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } fro
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
 export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
 export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './keys/registry.js';
+export { keyUsage, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage } from './keys/lifecycle.js';
 export { deriveEnvelopeKeys, type EnvelopeKeys } from './keys/derive.js';
 export { seal, open, keyVersionOf } from './envelope.js';
 export { withKeys, type WithKeysOptions } from './transaction.js';

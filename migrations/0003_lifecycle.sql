@@ -1,0 +1,79 @@
+-- pgseal 0003: key lifecycle (usage counts, retire, destroy). Released: never edit; sources in sql/.
+
+-- Up Migration
+
+-- ==== sql/80_lifecycle.sql ====
+-- Key lifecycle beyond rotation: which rows use which key version, retiring a version no
+-- row uses any more, and destroying a scope's keys (crypto-shredding). SQLSTATEs PS011 to
+-- PS013 are in 20_errors.sql.
+
+-- Rows per key version and protected column, counted (full scans: an index on
+-- pgseal.key_version_of(col) makes them cheap).
+CREATE FUNCTION pgseal.key_usage(p_version integer DEFAULT NULL)
+RETURNS TABLE (table_schema name, table_name name, column_name name, version integer, row_count bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  c record;
+BEGIN
+  FOR c IN SELECT r.table_schema, r.table_name, r.column_name FROM pgseal.columns r ORDER BY 1, 2, 3 LOOP
+    RETURN QUERY EXECUTE format(
+      'SELECT %L::name, %L::name, %L::name, pgseal.key_version_of(%I), count(*) FROM %I.%I WHERE %I IS NOT NULL %s GROUP BY 4 ORDER BY 4',
+      c.table_schema, c.table_name, c.column_name, c.column_name, c.table_schema, c.table_name, c.column_name,
+      CASE WHEN p_version IS NULL THEN '' ELSE format('AND pgseal.key_version_of(%I) = %s', c.column_name, p_version) END);
+  END LOOP;
+END
+$$;
+
+-- Retires a decrypt-only version: refused while any row of any protected column uses it,
+-- unless forced (its rows then fail with PS012).
+CREATE FUNCTION pgseal.retire_key(p_version integer, p_force boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  k pgseal.keys;
+  used record;
+BEGIN
+  SELECT * INTO k FROM pgseal.keys WHERE version = p_version FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = format('pgseal: there is no key version %s', p_version), HINT = 'See `pgseal keys list`.';
+  END IF;
+  IF k.state <> 'decrypt-only' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS011', MESSAGE = format('pgseal: key version %s is %s, not decrypt-only', p_version, k.state),
+      HINT = CASE WHEN k.state = 'active' THEN 'Rotate first (pgseal keys rotate), re-encrypt, then retire the old version.' ELSE 'Nothing to do.' END;
+  END IF;
+  IF NOT p_force THEN
+    SELECT * INTO used FROM pgseal.key_usage(p_version) u LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS011',
+        MESSAGE = format('pgseal: key version %s is still used by %s rows of %I.%I.%I', p_version, used.row_count, used.table_schema, used.table_name, used.column_name),
+        HINT = 'Re-encrypt those rows under the active version first; retiring now would make them unreadable.';
+    END IF;
+  END IF;
+  UPDATE pgseal.keys SET state = 'retired', retired_at = now() WHERE version = p_version;
+END
+$$;
+
+-- Crypto-shredding: the scope's keys lose their material for good. Every value encrypted
+-- under them, in backups too, can never be read again (GDPR erasure of a tenant or subject).
+CREATE FUNCTION pgseal.destroy_scope_keys(p_scope text) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  n integer;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('pgseal.keys'), hashtext(p_scope || '/data'));
+  UPDATE pgseal.keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
+   WHERE scope = p_scope AND state <> 'destroyed';
+  GET DIAGNOSTICS n = ROW_COUNT;
+  IF n = 0 AND NOT EXISTS (SELECT 1 FROM pgseal.keys WHERE scope = p_scope) THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = format('pgseal: there is no key scope %L', p_scope), HINT = 'See `pgseal keys list`.';
+  END IF;
+  RETURN n;
+END
+$$;
+
+-- owner only: they change or scan every protected table
+REVOKE ALL ON FUNCTION pgseal.key_usage(integer), pgseal.retire_key(integer, boolean), pgseal.destroy_scope_keys(text) FROM PUBLIC;
+
+-- Down Migration
+DROP FUNCTION pgseal.destroy_scope_keys(text);
+DROP FUNCTION pgseal.retire_key(integer, boolean);
+DROP FUNCTION pgseal.key_usage(integer);

@@ -1,0 +1,82 @@
+// Key lifecycle after rotation: usage counts, retiring a version, destroying a scope's keys
+// (crypto-shredding), and re-wrapping every data key under a new master key.
+
+import type { Sql } from 'postgres';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { wrapContext } from './derive.js';
+import { unwrapKeyRow, type KeyRow } from './keyring.js';
+import type { MasterKeyProvider } from './master-key.js';
+
+export interface KeyUsage {
+  version: number;
+  column: string;
+  rows: number;
+}
+
+async function guarded<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw toPgsealError(error);
+  }
+}
+
+/** Rows per key version and protected column (scans every protected table). */
+export function keyUsage(sql: Sql, version?: number): Promise<KeyUsage[]> {
+  return guarded(async () => {
+    const rows = await sql<{ table_schema: string; table_name: string; column_name: string; version: number | null; row_count: string }[]>`
+      select * from pgseal.key_usage(${version ?? null}::integer)`;
+    return rows.map((r) => ({ version: r.version ?? 0, column: `${r.table_schema}.${r.table_name}.${r.column_name}`, rows: Number(r.row_count) }));
+  });
+}
+
+/** Retires a decrypt-only version; refused (PGSEAL_KEY_IN_USE) while any row uses it, unless forced. */
+export function retireKey(sql: Sql, version: number, options: { force?: boolean } = {}): Promise<void> {
+  return guarded(async () => {
+    await sql`select pgseal.retire_key(${version}::integer, ${options.force ?? false})`;
+  });
+}
+
+/** Crypto-shredding: the scope's keys lose their material; `confirm` must repeat the scope. */
+export function destroyScopeKeys(sql: Sql, scope: string, confirm: string): Promise<number> {
+  if (confirm !== scope) {
+    return Promise.reject(
+      new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
+        hint: `destroying keys cannot be undone: pass --confirm ${scope} to destroy scope ${scope}`,
+      }),
+    );
+  }
+  return guarded(async () => {
+    const [row] = await sql<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
+    return row!.n;
+  });
+}
+
+/**
+ * Master-key rotation: every data key is unwrapped with `from` and wrapped with `to`, in
+ * one transaction (all or nothing); no data row is touched. Afterwards `from` opens nothing.
+ */
+export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider): Promise<number> {
+  if (from.ref === to.ref) {
+    return Promise.reject(new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the new master key is the current one', { hint: 'generate a new one with `pgseal keys generate-master-key`' }));
+  }
+  return guarded(() =>
+    sql.begin(async (tx) => {
+      // no rotation or other rewrap may interleave
+      await tx`lock table pgseal.keys in share row exclusive mode`;
+      const rows = await tx<KeyRow[]>`
+        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+          from pgseal.keys where wrapped_key is not null order by version`;
+      for (const row of rows) {
+        const dek = await unwrapKeyRow(from, row);
+        try {
+          const wrapped = await to.wrap(dek, wrapContext(row.scope, row.purpose, row.version));
+          await tx`update pgseal.keys set wrapped_key = ${wrapped}, kek_ref = ${to.ref} where version = ${row.version}`;
+        } finally {
+          dek.fill(0);
+        }
+      }
+      return rows.length;
+    }),
+  );
+}

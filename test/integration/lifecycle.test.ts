@@ -1,0 +1,109 @@
+// Key lifecycle after rotation: usage counts, retire (refused while a row uses the version),
+// destroy (crypto-shredding, other scopes unaffected), rewrap (master-key rotation: data
+// rows byte-identical, the old master key refused afterwards).
+
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { column, defineTable, destroyScopeKeys, ErrorCodes, initKeys, keyUsage, LocalMasterKey, pgseal, protectColumn, retireKey, rewrapKeys, rotateKey, type Pgseal } from '../../src/index.js';
+import { Keyring } from '../../src/keys/keyring.js';
+import { runCli } from '../support/cli.js';
+import { createDatabase, type TestDatabase } from '../support/db.js';
+
+let db: TestDatabase;
+let seal: Pgseal;
+const masterText = randomBytes(32).toString('base64');
+const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
+
+const notes = defineTable({
+  name: 'notes',
+  primaryKey: 'id',
+  columns: { id: column.plain<number>(), tenant: column.plain<string>(), body: column.text({ scopeColumn: 'tenant' }) },
+});
+
+beforeAll(async () => {
+  db = await createDatabase({ migrated: true });
+  for (const scope of ['default', 'acme', 'globex']) await initKeys(db.sql, master(), scope);
+  await db.sql`create table notes (id int primary key, tenant text not null)`;
+  await protectColumn(db.sql, { table: 'notes', column: 'body', scopeColumn: 'tenant' });
+  seal = pgseal({ sql: db.sql, masterKey: master() });
+  const t = seal.table(notes);
+  await t.insert({ id: 1, tenant: 'acme', body: 'acme one' });
+  await t.insert({ id: 2, tenant: 'globex', body: 'globex one' });
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+const versionOf = async (id: number) => (await db.sql<{ v: number }[]>`select pgseal.key_version_of(body) as v from notes where id = ${id}`)[0]!.v;
+
+describe('retire', () => {
+  it('is refused while one row still uses the version, accepted once none does', async () => {
+    const old = await versionOf(1);
+    const { version } = await rotateKey(db.sql, master(), 'acme');
+    await seal.keyring.refresh();
+    await expect(retireKey(db.sql, version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE }); // active
+    await expect(retireKey(db.sql, old)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, sqlstate: 'PS011' });
+    expect(await keyUsage(db.sql, old)).toEqual([{ version: old, column: 'public.notes.body', rows: 1 }]);
+    await seal.table(notes).update(1, { body: 'acme one' }); // written again under the active version
+    expect(await versionOf(1)).toBe(version);
+    await retireKey(db.sql, old);
+    const [state] = await db.sql<{ state: string }[]>`select state from pgseal.keys where version = ${old}`;
+    expect(state!.state).toBe('retired');
+    expect((await seal.table(notes).findByPk(1))?.body).toBe('acme one');
+  });
+
+  it('forced, leaves the version\'s rows failing with PS012', async () => {
+    const old = await versionOf(2);
+    await rotateKey(db.sql, master(), 'globex');
+    await seal.keyring.refresh();
+    await retireKey(db.sql, old, { force: true });
+    await seal.keyring.refresh();
+    await expect(seal.table(notes).findByPk(2)).rejects.toMatchObject({ code: ErrorCodes.KEY_RETIRED, sqlstate: 'PS012' });
+    await expect(seal.begin((tx) => tx`select pgseal.decrypt_text(body, pgseal.scope_context('public.notes.body', tenant)) from notes where id = 2`)).rejects.toMatchObject({
+      code: ErrorCodes.KEY_RETIRED,
+    });
+    await db.sql`delete from notes where id = 2`;
+  });
+});
+
+describe('destroy', () => {
+  it('makes the scope\'s rows unreadable with their own SQLSTATE; other scopes are unaffected; needs the confirmation', async () => {
+    const t = seal.table(notes);
+    await t.insert({ id: 3, tenant: 'globex', body: 'globex two' });
+    await expect(destroyScopeKeys(db.sql, 'globex', 'acme')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    const bad = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globe'], { DATABASE_URL: db.url });
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split('\n')).toHaveLength(1);
+    expect((await t.findByPk(3))?.body).toBe('globex two');
+    const ok = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globex'], { DATABASE_URL: db.url });
+    expect(ok.code, ok.stderr).toBe(0);
+    const [left] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = 'globex' and wrapped_key is not null`;
+    expect(left!.n).toBe(0);
+    await seal.keyring.refresh();
+    await expect(t.findByPk(3)).rejects.toMatchObject({ code: ErrorCodes.KEY_DESTROYED, sqlstate: 'PS013' });
+    expect((await t.findByPk(1))?.body).toBe('acme one');
+  });
+});
+
+describe('rewrap', () => {
+  it('re-wraps every key under a new master key: data rows byte-identical, the old master key refused after', async () => {
+    const before = await db.sql<{ id: number; body: Buffer }[]>`select id, body from notes order by id`;
+    const newText = randomBytes(32).toString('base64');
+    const r = await runCli(['keys', 'rewrap'], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText, PGSEAL_NEW_MASTER_KEY: newText });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const after = await db.sql<{ id: number; body: Buffer }[]>`select id, body from notes order by id`;
+    expect(after).toEqual(before);
+    const old = new Keyring(db.sql, master());
+    await expect(old.payload()).rejects.toMatchObject({ code: ErrorCodes.MASTER_KEY_MISMATCH });
+    old.close();
+    const fresh = pgseal({ sql: db.sql, masterKey: new LocalMasterKey(Buffer.from(newText, 'base64')) });
+    expect((await fresh.table(notes).findByPk(1))?.body).toBe('acme one');
+    fresh.keyring.close();
+    // the old master key cannot rewrap again, and nothing changes
+    await expect(rewrapKeys(db.sql, master(), new LocalMasterKey(randomBytes(32)))).rejects.toMatchObject({ code: ErrorCodes.MASTER_KEY_MISMATCH });
+    const list = JSON.parse((await runCli(['keys', 'list', '--json'], { DATABASE_URL: db.url })).stdout) as Array<{ kek_ref: string; rows: number; usage: unknown[] }>;
+    expect(new Set(list.map((k) => k.kek_ref)).size).toBeLessThanOrEqual(2); // destroyed keys keep their old reference
+    expect(list.reduce((n, k) => n + k.rows, 0)).toBe(after.length);
+  });
+});
