@@ -13,12 +13,11 @@
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import postgres, { type Sql, type TransactionSql } from 'postgres';
+import postgres, { type Sql } from 'postgres';
 import { LocalMasterKey } from '../src/keys/master-key.js';
 import { initKeys } from '../src/keys/registry.js';
 import { Keyring } from '../src/keys/keyring.js';
 import { migrate } from '../src/migrate.js';
-import { withKeys } from '../src/transaction.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 import { benchEnvelope } from './bench/envelope.js';
 import { benchHelpers } from './bench/helpers.js';

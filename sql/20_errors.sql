@@ -47,33 +47,40 @@ BEGIN
 END
 $$;
 
--- Called when an envelope did not open; works out why, on the slow path only.
-CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
+-- PS001 unless pgseal.use_keys() ran in this transaction.
+CREATE FUNCTION pgseal._fail_if_no_keys() RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-  version_hex text;
+BEGIN
+  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
+    PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
+      'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
+  END IF;
+END
+$$;
+
+-- Why an envelope did not open, on the slow path only, for both ways keys arrive
+-- (transaction settings, or a keyset argument): NULL context, not an envelope, its key
+-- version not handed in (no keys at all, retired, destroyed, unknown), or authentication.
+CREATE FUNCTION pgseal._fail_envelope(ciphertext bytea, context text, key_handed_in boolean, keys_from_settings boolean)
+RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   IF context IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
       HINT = 'Pass the context the value was encrypted with, by default ''schema.table.column''.';
   END IF;
-  IF pg_catalog.octet_length(ciphertext) < 70
-     OR pg_catalog.get_byte(ciphertext, 0) <> 1
-     OR pg_catalog.get_byte(ciphertext, 1) <> 1
-     OR pg_catalog.get_byte(ciphertext, 2) >= 128 THEN
+  IF pgseal.key_version_of(ciphertext) IS NULL THEN
     PERFORM pgseal._raise('PS004', 'pgseal: value is not a pgseal ciphertext',
       'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this: write it with pgseal.encrypt_text() instead.');
   END IF;
-  version_hex := pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex');
-  IF NULLIF(pg_catalog.current_setting('pgseal.enc_' || version_hex, true), '') IS NULL THEN
-    IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
-      PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
-        'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
+  IF NOT key_handed_in THEN
+    IF keys_from_settings THEN
+      PERFORM pgseal._fail_if_no_keys();
     END IF;
     PERFORM pgseal._fail_key_state(pgseal.key_version_of(ciphertext));
     PERFORM pgseal._raise('PS002',
-      pg_catalog.format('pgseal: key version %s is not among this transaction''s keys', pgseal.key_version_of(ciphertext)),
-      'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (or include its scope); if it is retired or destroyed the value can no longer be read; if it is not listed at all, the value is damaged.');
+      pg_catalog.format('pgseal: key version %s is not among the keys handed in', pgseal.key_version_of(ciphertext)),
+      'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (a rotation happened elsewhere) or include its scope; if it is not listed at all, the value is damaged.');
   END IF;
   PERFORM pgseal._raise('PS003', 'pgseal: ciphertext failed authentication',
     'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.');
@@ -81,13 +88,20 @@ BEGIN
 END
 $$;
 
+-- The failure branch of decrypt_bytea: keys come from the transaction's settings.
+CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RETURN pgseal._fail_envelope(ciphertext, context,
+    NULLIF(pg_catalog.current_setting('pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), '') IS NOT NULL,
+    true);
+END
+$$;
+
 CREATE FUNCTION pgseal._fail_no_active_key(scope text) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
-    PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
-      'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
-  END IF;
+  PERFORM pgseal._fail_if_no_keys();
   PERFORM pgseal._raise('PS005', pg_catalog.format('pgseal: no active key for scope %L in this transaction', scope),
     'Create one with `pgseal keys init` (or `pgseal keys rotate --scope <scope>`), and load that scope''s keys in the transaction.');
   RETURN NULL;

@@ -13,7 +13,8 @@ GRANT EXECUTE ON FUNCTION
   pgseal.encrypt_text(text, text, text), pgseal.encrypt_bytea(bytea, text, text),
   pgseal.decrypt_text(bytea, text), pgseal.decrypt_bytea(bytea, text),
   pgseal.key_version_of(bytea), pgseal.seal(bytea, text, bytea, bytea), pgseal._seal(bytea, bytea, bytea, bytea),
-  pgseal._raise(text, text, text), pgseal._fail_key_state(integer), pgseal._fail_open(bytea, text), pgseal._fail_no_active_key(text),
+  pgseal._raise(text, text, text), pgseal._fail_key_state(integer), pgseal._fail_if_no_keys(),
+  pgseal._fail_envelope(bytea, text, boolean, boolean), pgseal._fail_open(bytea, text), pgseal._fail_no_active_key(text),
   pgseal._context_bytes(text), pgseal._active_key(text), pgseal._mac_key_for(bytea), pgseal._enc_key_for(bytea),
   pgseal._hmac_sha256(bytea, bytea), pgseal._aes_cbc_encrypt(bytea, bytea, bytea),
   pgseal._aes_cbc_decrypt(bytea, bytea, bytea), pgseal._random_bytes(integer)

@@ -53,10 +53,7 @@ RETURN column_context || '#' || row_key;
 CREATE FUNCTION pgseal._fail_no_index_key(scope text) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
-    PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
-      'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
-  END IF;
+  PERFORM pgseal._fail_if_no_keys();
   PERFORM pgseal._raise('PS008', pg_catalog.format('pgseal: no blind-index key for scope %L in this transaction', scope),
     'Create the scope''s keys with `pgseal keys init` (it creates a data key and an index key), and load that scope in the transaction.');
   RETURN NULL;
@@ -111,27 +108,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset, 1, 4) THEN 5
             ELSE pgseal._keyset_find(ciphertext, keyset) END;
 
+-- The failure branch of decrypt_bytea_with: keys come as the keyset argument. Declared
+-- IMMUTABLE, and opaque (PL/pgSQL), so the IMMUTABLE functions calling it still inline; it
+-- runs only when a value does not open.
 CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF context IS NULL THEN
-    RAISE EXCEPTION USING ERRCODE = '22004', MESSAGE = 'pgseal: the context argument must not be NULL',
-      HINT = 'Pass the context the value was encrypted with, by default ''schema.table.column''.';
-  END IF;
-  IF pg_catalog.octet_length(ciphertext) < 70 OR pg_catalog.get_byte(ciphertext, 0) <> 1
-     OR pg_catalog.get_byte(ciphertext, 1) <> 1 OR pg_catalog.get_byte(ciphertext, 2) >= 128 THEN
-    PERFORM pgseal._raise('PS004', 'pgseal: value is not a pgseal ciphertext',
-      'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this: write it with pgseal.encrypt_text() instead.');
-  END IF;
-  IF keyset IS NULL OR pgseal._keyset_offset(ciphertext, keyset) IS NULL THEN
-    PERFORM pgseal._fail_key_state(pgseal.key_version_of(ciphertext));
-    PERFORM pgseal._raise('PS002',
-      pg_catalog.format('pgseal: key version %s is not among this statement''s keys', pgseal.key_version_of(ciphertext)),
-      'Reload the keyring (a rotation happened elsewhere), or the value is damaged.');
-  END IF;
-  PERFORM pgseal._raise('PS003', 'pgseal: ciphertext failed authentication',
-    'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.');
-  RETURN NULL;
+  RETURN pgseal._fail_envelope(ciphertext, context, pgseal._keyset_offset(ciphertext, keyset) IS NOT NULL, false);
 END
 $$;
 

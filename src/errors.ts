@@ -116,6 +116,15 @@ interface DriverError {
   port?: unknown;
 }
 
+/** Runs `work`, turning whatever the driver throws into a PgsealError. */
+export async function withPgsealErrors<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw toPgsealError(error);
+  }
+}
+
 export const isNetworkCode = (code: string): boolean => NETWORK_CODES.has(code);
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
@@ -161,6 +170,9 @@ export function toPgsealError(error: unknown, what = 'the database'): PgsealErro
       return new PgsealError(ErrorCodes.DB_ERROR, message, { ...fields, hint: 'check the database name in DATABASE_URL' });
     }
     if (code === '22004' && /^pgseal: /.test(str(e.message) ?? '')) return new PgsealError(ErrorCodes.INVALID_ARGUMENT, message, fields);
+    if (code === '42P01' && !/pgseal\./.test(message)) {
+      return new PgsealError(ErrorCodes.TABLE_NOT_FOUND, message, { ...fields, hint: 'name an existing table, schema-qualified if it is not on the search_path' });
+    }
     if (code === '3F000' || (code === '42883' && /pgseal\./.test(message)) || (code === '42P01' && /pgseal\./.test(message))) {
       return new PgsealError(ErrorCodes.NOT_INSTALLED, message, {
         ...fields,

@@ -1,8 +1,7 @@
 // Envelope throughput: decrypt_text / encrypt_text against pgcrypto's own primitives
 // composed inline in one SELECT (the floor), on the same rows, in the same run.
 
-import type { Sql, TransactionSql } from 'postgres';
-import type { Keyring } from '../../src/keys/keyring.js';
+import type { TransactionSql } from 'postgres';
 import { withKeys } from '../../src/transaction.js';
 import { median, type BenchContext } from './common.js';
 

@@ -5,7 +5,7 @@
 // and the decrypted values are re-checked so a truncation collision never returns a row.
 
 import type { Sql, TransactionSql } from 'postgres';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { loadRegistry } from '../registry/load.js';
 import { blindIndex } from '../search/blind-index.js';
@@ -74,7 +74,6 @@ export class Table<T extends AnyTable> {
   async #run<R>(
     scopes: string[] | undefined,
     build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
-    rowsOf?: (rows: R[]) => R[],
   ): Promise<R[]> {    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
     const keyset = await this.#keyring.keyset(allScopes);
     const buffers: Buffer[] = keyset ? [keyset] : [];
@@ -85,7 +84,7 @@ export class Table<T extends AnyTable> {
         if (text === undefined) return [];
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
         for (const row of rows) this.#decode(row as Record<string, unknown>);
-        return rowsOf ? rowsOf(rows) : rows;
+        return rows;
       };
       if (keyset) {
         const params = new Params();
@@ -244,12 +243,9 @@ export class Table<T extends AnyTable> {
     }
     const scoped = this.#encrypted().find((c) => c.def.scopeColumn && c.name in v);
     if (scoped && !(scoped.def.scopeColumn! in v)) {
-      let current: Record<string, unknown> | undefined;
-      try {
-        [current] = await this.#sql.unsafe(`SELECT ${ident(scoped.def.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never]);
-      } catch (error) {
-        throw toPgsealError(error);
-      }
+      const [current] = await withPgsealErrors(() =>
+        this.#sql.unsafe(`SELECT ${ident(scoped.def.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never]),
+      );
       if (!current) return undefined;
       v[scoped.def.scopeColumn!] = current.s;
     }
@@ -264,12 +260,8 @@ export class Table<T extends AnyTable> {
   }
 
   async delete(pk: PrimaryKeyValue<T>): Promise<boolean> {
-    try {
-      const result = await this.#sql.unsafe(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never], { prepare: true });
-      return result.count > 0;
-    } catch (error) {
-      throw toPgsealError(error);
-    }
+    const result = await withPgsealErrors(() => this.#sql.unsafe(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never], { prepare: true }));
+    return result.count > 0;
   }
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {

@@ -3,7 +3,7 @@
 // TTL, and zeroes every buffer when it expires or the keyring closes.
 
 import type { Sql } from 'postgres';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import type { VersionedKeys } from '../envelope.js';
 import { deriveEnvelopeKeys, deriveIndexKey, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
 import type { MasterKeyProvider } from './master-key.js';
@@ -106,16 +106,11 @@ export class Keyring {
   }
 
   async #load(): Promise<void> {
-    let rows: KeyRow[];
-    try {
-      rows = await this.#sql<KeyRow[]>`
-        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
-          from pgseal.keys
-         where state in ('active', 'decrypt-only')
-         order by version`;
-    } catch (error) {
-      throw toPgsealError(error);
-    }
+    const rows = await withPgsealErrors(() => this.#sql<KeyRow[]>`
+      select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+        from pgseal.keys
+       where state in ('active', 'decrypt-only')
+       order by version`);
     const next = new Map<number, CachedKey>();
     try {
       for (const row of rows) {

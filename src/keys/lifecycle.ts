@@ -2,7 +2,7 @@
 // (crypto-shredding), and re-wrapping every data key under a new master key.
 
 import type { Sql } from 'postgres';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { wrapContext } from './derive.js';
 import { unwrapKeyRow, type KeyRow } from './keyring.js';
 import type { MasterKeyProvider } from './master-key.js';
@@ -11,14 +11,6 @@ export interface KeyUsage {
   version: number;
   column: string;
   rows: number;
-}
-
-async function guarded<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    throw toPgsealError(error);
-  }
 }
 
 /** Rows per key version and protected column (scans every protected table). */

@@ -3,7 +3,7 @@
 // written, so a wrong master key changes nothing.
 
 import type { Sql } from 'postgres';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from './derive.js';
 import { unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
 import type { MasterKeyProvider } from './master-key.js';
@@ -30,14 +30,6 @@ function checkScope(scope: string): void {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `invalid scope name ${JSON.stringify(scope)}`, {
       hint: 'a scope is 1 to 63 characters: a-z, 0-9, _ and -',
     });
-  }
-}
-
-async function guarded<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    throw toPgsealError(error);
   }
 }
 

@@ -2,7 +2,7 @@
 // catalogs, into the Registry the helpers, the rewriter and the CLI share.
 
 import type { Sql } from 'postgres';
-import { toPgsealError } from '../errors.js';
+import { withPgsealErrors } from '../errors.js';
 import type { ContextMode, Normalizer, ProtectedColumn, Registry, TableInfo, ValueType } from './types.js';
 
 interface ColumnRow {
@@ -36,24 +36,18 @@ export function toProtectedColumn(r: ColumnRow): ProtectedColumn {
 }
 
 export async function listProtectedColumns(sql: Sql): Promise<ProtectedColumn[]> {
-  try {
-    const rows = await sql<ColumnRow[]>`
-      select table_schema, table_name, column_name, value_type, scope, scope_column, context_mode,
-             searchable, normalizer, blind_index_column, blind_index_bytes
-        from pgseal.columns order by table_schema, table_name, column_name`;
-    return rows.map(toProtectedColumn);
-  } catch (error) {
-    throw toPgsealError(error);
-  }
+  const rows = await withPgsealErrors(() => sql<ColumnRow[]>`
+    select table_schema, table_name, column_name, value_type, scope, scope_column, context_mode,
+           searchable, normalizer, blind_index_column, blind_index_bytes
+      from pgseal.columns order by table_schema, table_name, column_name`);
+  return rows.map(toProtectedColumn);
 }
 
 export async function loadRegistry(sql: Sql): Promise<Registry> {
   const columns = await listProtectedColumns(sql);
   const registry: Registry = new Map();
   if (columns.length === 0) return registry;
-  let shapes: { table_schema: string; table_name: string; columns: string[]; primary_key: string[] | null }[];
-  try {
-    shapes = await sql`
+  const shapes = await withPgsealErrors(() => sql<{ table_schema: string; table_name: string; columns: string[]; primary_key: string[] | null }[]>`
       select n.nspname as table_schema, c.relname as table_name,
              array(select a.attname::text from pg_catalog.pg_attribute a
                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as columns,
@@ -62,10 +56,7 @@ export async function loadRegistry(sql: Sql): Promise<Registry> {
                      join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
                     where i.indrelid = c.oid and i.indisprimary order by k.ord) as primary_key
         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-       where (n.nspname, c.relname) in (select table_schema, table_name from pgseal.columns)`;
-  } catch (error) {
-    throw toPgsealError(error);
-  }
+       where (n.nspname, c.relname) in (select table_schema, table_name from pgseal.columns)`);
   for (const s of shapes) {
     const info: TableInfo = { schema: s.table_schema, table: s.table_name, columns: s.columns, primaryKey: s.primary_key ?? [], protected: new Map() };
     registry.set(`${s.table_schema}.${s.table_name}`, info);

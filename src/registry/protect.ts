@@ -1,7 +1,7 @@
 // Registering and unregistering protected columns (pgseal.protect_column / unprotect_column).
 
 import type { Sql } from 'postgres';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, withPgsealErrors as guard } from '../errors.js';
 import { toProtectedColumn } from './load.js';
 import type { ContextMode, Normalizer, ProtectedColumn, ValueType } from './types.js';
 
@@ -16,16 +16,6 @@ export interface ProtectOptions {
   scope?: string;
   scopeColumn?: string;
   blindIndexBytes?: number;
-}
-
-function guard<T>(work: () => Promise<T>): Promise<T> {
-  return work().catch((error: unknown) => {
-    const e = toPgsealError(error);
-    if (e.sqlstate === '42P01') {
-      throw new PgsealError(ErrorCodes.TABLE_NOT_FOUND, e.message, { hint: 'name an existing table, schema-qualified if it is not on the search_path', sqlstate: e.sqlstate });
-    }
-    throw e;
-  });
 }
 
 export function protectColumn(sql: Sql, o: ProtectOptions): Promise<ProtectedColumn> {
