@@ -13,6 +13,7 @@
 --   PS011  key version still in use (retire refused), or not in a state that allows it
 --   PS012  key version retired: its values can no longer be read
 --   PS013  key destroyed (crypto-shredded): its values can never be read again
+--   PS014  a value written with a compromised key version (after an emergency rotation)
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression

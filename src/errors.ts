@@ -38,6 +38,11 @@ export const ErrorCodes = {
   KEY_IN_USE: 'PGSEAL_KEY_IN_USE',
   KEY_RETIRED: 'PGSEAL_KEY_RETIRED',
   KEY_DESTROYED: 'PGSEAL_KEY_DESTROYED',
+  KEY_COMPROMISED: 'PGSEAL_KEY_COMPROMISED',
+  NO_PRIMARY_KEY: 'PGSEAL_NO_PRIMARY_KEY',
+  REENCRYPT_RUNNING: 'PGSEAL_REENCRYPT_RUNNING',
+  REENCRYPT_STOPPED: 'PGSEAL_REENCRYPT_STOPPED',
+  REENCRYPT_INCOMPLETE: 'PGSEAL_REENCRYPT_INCOMPLETE',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -56,6 +61,7 @@ export const SqlStates: Record<string, ErrorCode> = {
   PS011: ErrorCodes.KEY_IN_USE,
   PS012: ErrorCodes.KEY_RETIRED,
   PS013: ErrorCodes.KEY_DESTROYED,
+  PS014: ErrorCodes.KEY_COMPROMISED,
 };
 
 export interface PgsealErrorFields {

@@ -10,6 +10,7 @@ import type { ColumnDef, TableDefinition } from './helpers/define.js';
 import { Table } from './helpers/table.js';
 import { loadRegistry } from './registry/load.js';
 import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
+import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -29,6 +30,10 @@ export type { ProtectedColumn, Registry, TableInfo, ValueType, Normalizer, Conte
 export { blindIndex } from './search/blind-index.js';
 export { loadSqlRewriter, SqlRewriter, type RewriteOptions, type RewriteResult } from './rewrite/index.js';
 export { normalize } from './search/normalize.js';
+export { reencrypt, type ReencryptOptions, type ReencryptProgress, type ReencryptResult, type ColumnProgress } from './reencrypt/run.js';
+export { reencryptStatus, reencryptDryRun, type RunStatus, type ColumnStatus, type DryRunReport, type DryRunColumn } from './reencrypt/status.js';
+export { emergencyRotate, type EmergencyRotation } from './reencrypt/emergency.js';
+export { defaultActor, type Attribution } from './audit/record.js';
 
 export interface PgsealOptions extends KeyringOptions {
   /** your postgres.js client; pgseal never closes it */
@@ -57,6 +62,11 @@ export interface Pgseal {
   rewriter(): Promise<SqlRewriter>;
   /** Reloads pgseal.columns (after protect / unprotect) for the rewriter. */
   reloadRegistry(): Promise<void>;
+  /**
+   * Moves every value on an older data-key version onto the active one, inside the
+   * database, in checkpointed batches (resumable; see ReencryptOptions).
+   */
+  reencrypt(options?: ReencryptOptions): Promise<ReencryptResult>;
   /** Typed helpers for one table definition (see defineTable). */
   table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T): Table<T>;
   /** Zeroes the keys in memory (your `sql` stays open). */
@@ -106,6 +116,7 @@ export function pgseal(options: PgsealOptions): Pgseal {
       rewriter = undefined;
       await getRewriter();
     },
+    reencrypt: (opts) => reencrypt(options.sql, keyring, opts),
     table: (definition) => new Table(options.sql, keyring, definition),
     close: () => {
       keyring.close();

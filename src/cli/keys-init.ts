@@ -1,15 +1,16 @@
 import type { Argv, CommandModule } from 'yargs';
 import { DEFAULT_SCOPE, initKeys } from '../keys/registry.js';
+import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
-interface Args extends DatabaseArgs, MasterKeyArgs {
+interface Args extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   scope: string;
 }
 
 export async function runKeysInit(args: Args): Promise<void> {
   const provider = masterKey(args);
   try {
-    const { version, indexVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope));
+    const { version, indexVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope, by(args)));
     if (version !== null) console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
     if (indexVersion !== null) console.log(`pgseal: created blind-index key version ${indexVersion} (scope ${args.scope})`);
   } finally {
@@ -21,6 +22,6 @@ export const keysInitCommand: CommandModule<object, Args> = {
   command: 'init',
   describe: 'create the first active data key of a scope',
   builder: (y: Argv) =>
-    withMasterKey(withDatabase(y)).option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope (tenant or data subject)' }) as unknown as Argv<Args>,
+    withAttribution(withMasterKey(withDatabase(y))).option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope (tenant or data subject)' }) as unknown as Argv<Args>,
   handler: runKeysInit,
 };

@@ -1,17 +1,51 @@
 import type { Argv, CommandModule } from 'yargs';
+import { ErrorCodes, PgsealError } from '../errors.js';
 import { DEFAULT_SCOPE, rotateKey } from '../keys/registry.js';
-import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
+import { emergencyRotate } from '../reencrypt/emergency.js';
+import { by } from './attribution.js';
+import { masterKey, usingDatabase } from './options.js';
+import { printResult, withRunContext, withRunOptions, type RunArgs } from './reencrypt.js';
+import { progressSink } from './progress.js';
 
-interface Args extends DatabaseArgs, MasterKeyArgs {
+interface Args extends RunArgs {
   scope: string;
+  emergency?: boolean | undefined;
 }
 
 export async function runKeysRotate(args: Args): Promise<void> {
+  if (args.emergency) return runEmergency(args);
   const provider = masterKey(args);
   try {
-    const { version, previous } = await usingDatabase(args, (sql) => rotateKey(sql, provider, args.scope));
+    const { version, previous } = await usingDatabase(args, (sql) => rotateKey(sql, provider, args.scope, by(args)));
     console.log(`pgseal: key version ${version} is now active for scope ${args.scope}; version ${previous} is decrypt-only`);
-    console.log('pgseal: existing rows stay on the old version until they are re-encrypted');
+    console.log('pgseal: existing rows stay on the old version until `pgseal reencrypt` moves them');
+  } finally {
+    provider.close();
+  }
+}
+
+async function runEmergency(args: Args): Promise<void> {
+  if (!args.reason?.trim()) {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, '--emergency needs --reason', { hint: 'say what happened: --reason "laptop with the key stolen"; it goes to the audit log' });
+  }
+  const json = args.json ?? !process.stderr.isTTY;
+  const provider = masterKey(args);
+  try {
+    await withRunContext(args, async ({ sql, keyring, signal, stoppedBy }) => {
+      const sink = progressSink(json);
+      try {
+        const r = await emergencyRotate(sql, provider, keyring, {
+          scope: args.scope, actor: args.actor, reason: args.reason!, batchSize: args['batch-size'], workers: args.workers,
+          maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
+        });
+        sink.stop();
+        if (!json) console.log(`pgseal: emergency: key version ${r.version} is active for scope ${args.scope}; version(s) ${r.compromised.join(', ') || '(none)'} marked compromised: the database refuses values written with them`);
+        printResult(r.reencrypt, json, stoppedBy());
+      } catch (error) {
+        sink.stop();
+        throw error;
+      }
+    });
   } finally {
     provider.close();
   }
@@ -19,8 +53,10 @@ export async function runKeysRotate(args: Args): Promise<void> {
 
 export const keysRotateCommand: CommandModule<object, Args> = {
   command: 'rotate',
-  describe: 'create a new active data key version; the old one becomes decrypt-only',
+  describe: 'create a new active key version; the old one becomes decrypt-only (--emergency: also mark it compromised and re-encrypt now)',
   builder: (y: Argv) =>
-    withMasterKey(withDatabase(y)).option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope to rotate' }) as unknown as Argv<Args>,
+    withRunOptions(y)
+      .option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope to rotate' })
+      .option('emergency', { type: 'boolean', describe: 'suspected compromise: refuse writes under the old version and re-encrypt every protected column now (needs --reason)' }) as unknown as Argv<Args>,
   handler: runKeysRotate,
 };

@@ -11,6 +11,7 @@ import { protectCommand } from './protect.js';
 import { unprotectCommand } from './unprotect.js';
 import { columnsCommand } from './columns-list.js';
 import { viewsCommand } from './views.js';
+import { reencryptCommand } from './reencrypt.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(unprotectCommand as unknown as CommandModule)
     .command(columnsCommand)
     .command(viewsCommand)
+    .command(reencryptCommand)
     .demandCommand(1, 'name a command')
     .strict()
     .help()

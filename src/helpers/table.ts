@@ -292,7 +292,8 @@ export class Table<T extends AnyTable> {
     if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
     const indexes = wanted.map((w) => blindIndex(indexKey, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex'));
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
-    const rows = await this.#run<Row<T>>(this.#readScopes(scope), async (keys, params) => {
+    // the other columns' keys follow the caller's tenant, not the searched column's scope
+    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       const tenant = enc.def.scopeColumn ? ` AND ${ident(enc.def.scopeColumn)}::text = ${params.add(scope)}` : '';
       const match = many
         ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes)}::text[]) AS x))`

@@ -213,6 +213,27 @@ export class Keyring {
     return out;
   }
 
+  /**
+   * 68-byte entries (version, encryption key, MAC key) for exactly these data-key versions,
+   * in this order: the keys a re-encryption batch takes as bound arguments. Throws when a
+   * version cannot be used (retired, destroyed, or unknown). The caller zeroes it.
+   */
+  async materials(versions: readonly number[]): Promise<Buffer> {
+    await this.#fresh();
+    const out = Buffer.alloc(versions.length * 68);
+    versions.forEach((version, i) => {
+      const key = this.#keys.get(version);
+      if (!key || key.purpose !== 'data') {
+        out.fill(0);
+        throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, `data key version ${version} is not usable (not active or decrypt-only)`, {
+          hint: 'see `pgseal keys list`; a retired or destroyed version cannot be read',
+        });
+      }
+      writeKeyMaterial(key, out, i * 68);
+    });
+    return out;
+  }
+
   /** The scope's blind-index key (shared with the cache: do not modify). */
   async indexKey(scope: string): Promise<Buffer | undefined> {
     await this.#fresh();

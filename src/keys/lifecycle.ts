@@ -2,6 +2,7 @@
 // (crypto-shredding), and re-wrapping every data key under a new master key.
 
 import type { Sql } from 'postgres';
+import { recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { wrapContext } from './derive.js';
 import { unwrapKeyRow, type KeyRow } from './keyring.js';
@@ -23,14 +24,23 @@ export function keyUsage(sql: Sql, version?: number): Promise<KeyUsage[]> {
 }
 
 /** Retires a decrypt-only version; refused (PGSEAL_KEY_IN_USE) while any row uses it, unless forced. */
-export function retireKey(sql: Sql, version: number, options: { force?: boolean } = {}): Promise<void> {
-  return guarded(async () => {
-    await sql`select pgseal.retire_key(${version}::integer, ${options.force ?? false})`;
-  });
+export async function retireKey(sql: Sql, version: number, options: Attribution & { force?: boolean } = {}): Promise<void> {
+  const event = { operation: 'key.retire', actor: options.actor, reason: options.reason, version, details: { force: options.force ?? false } };
+  try {
+    await guarded(() =>
+      sql.begin(async (tx) => {
+        await tx`select pgseal.retire_key(${version}::integer, ${options.force ?? false})`;
+        await recordEvent(tx, { ...event, success: true });
+      }),
+    );
+  } catch (error) {
+    await recordFailure(sql, event, error);
+    throw error;
+  }
 }
 
 /** Crypto-shredding: the scope's keys lose their material; `confirm` must repeat the scope. */
-export function destroyScopeKeys(sql: Sql, scope: string, confirm: string): Promise<number> {
+export function destroyScopeKeys(sql: Sql, scope: string, confirm: string, by: Attribution = {}): Promise<number> {
   if (confirm !== scope) {
     return Promise.reject(
       new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
@@ -38,17 +48,20 @@ export function destroyScopeKeys(sql: Sql, scope: string, confirm: string): Prom
       }),
     );
   }
-  return guarded(async () => {
-    const [row] = await sql<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
-    return row!.n;
-  });
+  return guarded(() =>
+    sql.begin(async (tx) => {
+      const [row] = await tx<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
+      await recordEvent(tx, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details: { versions: row!.n } });
+      return row!.n;
+    }),
+  );
 }
 
 /**
  * Master-key rotation: every data key is unwrapped with `from` and wrapped with `to`, in
  * one transaction (all or nothing); no data row is touched. Afterwards `from` opens nothing.
  */
-export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider): Promise<number> {
+export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider, by: Attribution = {}): Promise<number> {
   if (from.ref === to.ref) {
     return Promise.reject(new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the new master key is the current one', { hint: 'generate a new one with `pgseal keys generate-master-key`' }));
   }
@@ -68,6 +81,7 @@ export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvi
           dek.fill(0);
         }
       }
+      await recordEvent(tx, { operation: 'key.rewrap', success: true, actor: by.actor, reason: by.reason, details: { versions: rows.length, from: from.ref, to: to.ref } });
       return rows.length;
     }),
   );

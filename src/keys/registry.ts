@@ -3,6 +3,7 @@
 // written, so a wrong master key changes nothing.
 
 import type { Sql } from 'postgres';
+import { recordEvent, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from './derive.js';
 import { unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
@@ -50,7 +51,8 @@ async function addKey(
   provider: MasterKeyProvider,
   scope: string,
   expectExisting: boolean,
-  purpose: Purpose = 'data',
+  purpose: Purpose,
+  by: Attribution,
 ): Promise<{ version: number; previous: number | null }> {
   checkScope(scope);
   await proveMasterKey(sql, provider);
@@ -76,6 +78,10 @@ async function addKey(
       try {
         const [row] = await tx<{ previous: number | null }[]>`
           select pgseal.add_key(${version}, ${scope}, ${purpose}, ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
+        await recordEvent(tx, {
+          operation: expectExisting ? 'key.rotate' : 'key.create', success: true, actor: by.actor, reason: by.reason, scope, version,
+          details: { purpose, previous: row!.previous, master_key: provider.ref },
+        });
         return { version, previous: row!.previous };
       } finally {
         dek.plaintext.fill(0);
@@ -88,7 +94,7 @@ async function addKey(
  * Creates the first active data key of a scope, and its blind-index key (a separate key
  * family, so rotating data keys never forces blind indexes to be recomputed).
  */
-export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number | null; indexVersion: number | null }> {
+export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE, by: Attribution = {}): Promise<{ version: number | null; indexVersion: number | null }> {
   checkScope(scope);
   const active = async (purpose: Purpose) =>
     (await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = ${purpose} and state = 'active'`))[0]!.n > 0;
@@ -97,14 +103,20 @@ export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DE
     throw new PgsealError(ErrorCodes.ALREADY_INITIALISED, `scope ${scope} already has an active key`, { hint: 'use `pgseal keys rotate` to make a new version' });
   }
   // a scope created before blind-index keys existed gets just its index key
-  const version = hasData ? null : (await addKey(sql, provider, scope, false)).version;
-  const indexVersion = hasIndex ? null : (await addKey(sql, provider, scope, false, 'index')).version;
+  const version = hasData ? null : (await addKey(sql, provider, scope, false, 'data', by)).version;
+  const indexVersion = hasIndex ? null : (await addKey(sql, provider, scope, false, 'index', by)).version;
   return { version, indexVersion };
 }
 
-/** A new active version for the scope; the previous one becomes decrypt-only. */
-export function rotateKey(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE): Promise<{ version: number; previous: number | null }> {
-  return addKey(sql, provider, scope, true);
+/**
+ * A new active version for the scope; the previous one becomes decrypt-only (its values
+ * stay readable until `reencrypt` moves them). `purpose: 'index'` rotates the scope's
+ * blind-index key instead.
+ */
+export function rotateKey(
+  sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE, by: Attribution & { purpose?: Purpose } = {},
+): Promise<{ version: number; previous: number | null }> {
+  return addKey(sql, provider, scope, true, by.purpose ?? 'data', by);
 }
 
 export function listKeys(sql: Sql): Promise<KeyInfo[]> {

@@ -1,0 +1,132 @@
+-- Online re-encryption after a data-key rotation, and the emergency guard.
+--
+-- The engine (src/reencrypt/) rewrites, inside the database, every value still on an older
+-- key version: one UPDATE per batch of primary keys that decrypts with the old key and
+-- encrypts with the active one, and records its checkpoint in the same statement, so a
+-- run killed at any instant resumes exactly where its last committed batch ended.
+
+-- One run: the columns it covers are its progress rows. A run is resumed only while the
+-- active versions are the ones it started with (a later rotation supersedes it).
+CREATE TABLE pgseal.reencrypt_runs (
+  id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  state           text NOT NULL DEFAULT 'running',
+  -- what was asked: NULL means every protected column / every scope
+  table_filter    text,
+  column_filter   name,
+  scope_filter    text,
+  -- the data-key versions that were active when the run started, and the older ones it moves off
+  target_versions integer[] NOT NULL,
+  stale_versions  integer[] NOT NULL,
+  actor           text NOT NULL,
+  reason          text,
+  emergency       boolean NOT NULL DEFAULT false,
+  batch_size      integer NOT NULL,
+  parts           integer NOT NULL,
+  started_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  updated_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  finished_at     timestamptz,
+  error           text,
+  CONSTRAINT reencrypt_runs_state_known CHECK (state IN ('running', 'stopped', 'failed', 'done', 'superseded')),
+  CONSTRAINT reencrypt_runs_batch_size CHECK (batch_size > 0),
+  CONSTRAINT reencrypt_runs_parts CHECK (parts BETWEEN 1 AND 64)
+);
+COMMENT ON TABLE pgseal.reencrypt_runs IS 'pgseal: re-encryption runs (pgseal reencrypt), resumable while their target versions stay active';
+
+-- One primary-key range of one column in one run. Checkpoint: every row of the range with a
+-- key <= last_key that was on a stale version when its batch ran has been re-encrypted.
+CREATE TABLE pgseal.reencrypt_progress (
+  run_id       bigint NOT NULL REFERENCES pgseal.reencrypt_runs (id) ON DELETE CASCADE,
+  table_schema name NOT NULL,
+  table_name   name NOT NULL,
+  column_name  name NOT NULL,
+  part         integer NOT NULL,
+  -- range of the primary key, as text: (lower_key, upper_key]; NULL is open-ended
+  lower_key    text,
+  upper_key    text,
+  last_key     text,
+  rows_total   bigint NOT NULL DEFAULT 0,
+  rows_done    bigint NOT NULL DEFAULT 0,
+  batches      integer NOT NULL DEFAULT 0,
+  -- passes over the range: a row written meanwhile with a stale key (a process that had not
+  -- reloaded its keys) behind the checkpoint is caught by the next pass
+  pass         integer NOT NULL DEFAULT 1,
+  done         boolean NOT NULL DEFAULT false,
+  updated_at   timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+  PRIMARY KEY (run_id, table_schema, table_name, column_name, part)
+);
+COMMENT ON TABLE pgseal.reencrypt_progress IS 'pgseal: checkpoints of re-encryption runs, written in the same statement as each batch';
+
+-- Emergency rotation marks the versions it moves off as compromised: nothing new may be
+-- written with them, even by a process whose cached keys predate the rotation.
+ALTER TABLE pgseal.keys ADD COLUMN compromised_at timestamptz;
+
+CREATE FUNCTION pgseal._refuse_compromised_write() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  RAISE EXCEPTION USING ERRCODE = 'PS014',
+    MESSAGE = format('pgseal: %I.%I.%I: refusing a value written with a compromised key version', TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_ARGV[0]),
+    HINT = 'An emergency rotation replaced that key: reload the keys in the writing process (a new pgseal keyring, or keyring.refresh()) and retry.';
+END
+$$;
+
+-- (Re)creates, on every protected column, the triggers refusing writes under a compromised
+-- version; removes them where none is compromised. The versions are literals in the
+-- trigger's WHEN clause: rows written with other versions pay one cheap comparison.
+CREATE FUNCTION pgseal.refresh_compromise_guards() RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  bad integer[];
+  c record;
+  n integer := 0;
+BEGIN
+  SELECT array_agg(version ORDER BY version) INTO bad FROM pgseal.keys WHERE compromised_at IS NOT NULL AND purpose = 'data';
+  FOR c IN
+    SELECT r.table_schema, r.table_name, r.column_name, a.attnum
+      FROM pgseal.columns r
+      JOIN pg_class t ON t.relname = r.table_name
+      JOIN pg_namespace s ON s.oid = t.relnamespace AND s.nspname = r.table_schema
+      JOIN pg_attribute a ON a.attrelid = t.oid AND a.attname = r.column_name
+     ORDER BY 1, 2, 3
+  LOOP
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I.%I', 'pgseal_compromised_' || c.attnum || '_ins', c.table_schema, c.table_name);
+    EXECUTE format('DROP TRIGGER IF EXISTS %I ON %I.%I', 'pgseal_compromised_' || c.attnum || '_upd', c.table_schema, c.table_name);
+    CONTINUE WHEN bad IS NULL;
+    EXECUTE format('CREATE TRIGGER %I BEFORE INSERT ON %I.%I FOR EACH ROW WHEN (pgseal.key_version_of(NEW.%I) = ANY (%L::integer[])) EXECUTE FUNCTION pgseal._refuse_compromised_write(%L)',
+      'pgseal_compromised_' || c.attnum || '_ins', c.table_schema, c.table_name, c.column_name, bad, c.column_name);
+    EXECUTE format('CREATE TRIGGER %I BEFORE UPDATE OF %I ON %I.%I FOR EACH ROW WHEN (pgseal.key_version_of(NEW.%I) = ANY (%L::integer[]) AND NEW.%I IS DISTINCT FROM OLD.%I) EXECUTE FUNCTION pgseal._refuse_compromised_write(%L)',
+      'pgseal_compromised_' || c.attnum || '_upd', c.column_name, c.table_schema, c.table_name, c.column_name, bad, c.column_name, c.column_name, c.column_name);
+    n := n + 1;
+  END LOOP;
+  RETURN n;
+END
+$$;
+
+-- Marks a scope's decrypt-only data versions compromised and guards every protected column.
+CREATE FUNCTION pgseal.mark_compromised(p_scope text) RETURNS integer[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  marked integer[];
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext('pgseal.keys'), hashtext(p_scope || '/data'));
+  WITH m AS (
+    UPDATE pgseal.keys SET compromised_at = clock_timestamp()
+     WHERE scope = p_scope AND purpose = 'data' AND state = 'decrypt-only' AND compromised_at IS NULL
+    RETURNING version)
+  SELECT array_agg(version ORDER BY version) INTO marked FROM m;
+  PERFORM pgseal.refresh_compromise_guards();
+  RETURN COALESCE(marked, '{}');
+END
+$$;
+
+-- The key material for a row's scope, from the keys a re-encryption batch hands in (scopes
+-- and, in the same order, 68-byte entries of version || encryption key || MAC key).
+CREATE FUNCTION pgseal._material_for_scope(scope text, scopes text[], materials bytea) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN COALESCE(pg_catalog.substr(materials, (pg_catalog.array_position(scopes, scope) - 1) * 68 + 1, 68),
+                pgseal._raise('PS005', pg_catalog.format('pgseal: no active key for scope %L was handed to this statement', scope),
+                  'Create the scope''s keys (pgseal keys init --scope <scope>), or fix the row''s scope column.'));
+
+-- owner only: they change protected tables and the key registry
+REVOKE ALL ON TABLE pgseal.reencrypt_runs, pgseal.reencrypt_progress FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text),
+  pgseal._material_for_scope(text, text[], bytea) FROM PUBLIC;

@@ -1,0 +1,49 @@
+// Progress of long work: a bar with rows/s and ETA on a terminal, JSON lines otherwise
+// (one a second at most, for logs and schedulers).
+
+import cliProgress from 'cli-progress';
+import type { ReencryptProgress } from '../reencrypt/run.js';
+import { toJsonLine } from './output.js';
+
+export interface ProgressSink {
+  update(p: ReencryptProgress): void;
+  stop(): void;
+}
+
+export function progressSink(json: boolean): ProgressSink {
+  if (!json && process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { format: 'pgseal reencrypt |{bar}| {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_formatted} | {column}', hideCursor: true, etaBuffer: 50 },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(p) {
+        if (!started) {
+          bar.start(p.rowsTotal, p.rowsDone, { speed: '0', column: p.column });
+          started = true;
+        }
+        bar.setTotal(p.rowsTotal);
+        bar.update(p.rowsDone, { speed: Math.round(p.rate).toString(), column: p.column });
+      },
+      stop: () => bar.stop(),
+    };
+  }
+  let last = 0;
+  let pending: ReencryptProgress | undefined;
+  const line = (p: ReencryptProgress) =>
+    console.log(toJsonLine({ event: 'progress', run: p.runId, column: p.column, rows_done: p.rowsDone, rows_total: p.rowsTotal, rows_per_second: Math.round(p.rate), eta_seconds: p.etaSeconds === null ? null : Math.round(p.etaSeconds) }));
+  return {
+    update(p) {
+      pending = p;
+      if (Date.now() - last >= 1000) {
+        last = Date.now();
+        line(p);
+        pending = undefined;
+      }
+    },
+    stop() {
+      if (pending) line(pending);
+    },
+  };
+}

@@ -1,0 +1,155 @@
+// pgseal reencrypt [status]: moves every value on an older data-key version onto the active
+// one, inside the database (src/reencrypt/run.ts does the work; this is the terminal side).
+
+import type { Argv, CommandModule } from 'yargs';
+import { connect } from '../connect.js';
+import { ErrorCodes, PgsealError } from '../errors.js';
+import { Keyring } from '../keys/keyring.js';
+import { reencrypt, type ReencryptResult } from '../reencrypt/run.js';
+import { reencryptDryRun, reencryptStatus } from '../reencrypt/status.js';
+import { by, withAttribution, type AttributionArgs } from './attribution.js';
+import { databaseUrl, masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
+import { jsonReplacer, table, toJsonLine } from './output.js';
+import { progressSink } from './progress.js';
+
+export interface RunArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
+  table?: string | undefined;
+  column?: string | undefined;
+  scope?: string | undefined;
+  'batch-size': number;
+  workers: number;
+  'max-rows-per-second'?: number | undefined;
+  'dry-run'?: boolean | undefined;
+  json?: boolean | undefined;
+}
+
+/** The run options shared with `keys rotate --emergency`. */
+export function withRunOptions<T>(y: Argv<T>): Argv<T & RunArgs> {
+  return withAttribution(withMasterKey(withDatabase(y)))
+    .option('batch-size', { type: 'number', default: 5000, describe: 'rows per batch: one statement, one short transaction' })
+    .option('workers', { type: 'number', default: 1, describe: 'parallel connections, each on its own primary-key range' })
+    .option('max-rows-per-second', { type: 'number', describe: 'throttle, over all workers' })
+    .option('json', { type: 'boolean', describe: 'JSON lines (the default when stderr is not a terminal)' }) as unknown as Argv<T & RunArgs>;
+}
+
+/** Runs `work` with a connection pool sized for the workers and a keyring; stops cleanly on SIGINT / SIGTERM. */
+export async function withRunContext<T>(args: RunArgs, work: (ctx: { sql: ReturnType<typeof connect>; keyring: Keyring; signal: AbortSignal; stoppedBy: () => string | undefined }) => Promise<T>): Promise<T> {
+  const provider = masterKey(args);
+  const sql = connect(databaseUrl(args), { max: Math.max(2, Math.min(args.workers, 64) + 1) });
+  const keyring = new Keyring(sql, provider);
+  const stop = new AbortController();
+  let signalName: string | undefined;
+  const onSignal = (name: NodeJS.Signals) => {
+    if (signalName) process.exit(1); // a second signal: leave now (the last committed batch is the checkpoint)
+    signalName = name;
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await work({ sql, keyring, signal: stop.signal, stoppedBy: () => signalName });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    keyring.close();
+    provider.close();
+    await sql.end({ timeout: 5 });
+  }
+}
+
+export function printResult(result: ReencryptResult, json: boolean, stoppedBy: string | undefined): void {
+  const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  if (json) {
+    console.log(toJsonLine({ event: result.state, run: result.runId, resumed: result.resumed, rows: result.rows, seconds: Math.round(result.seconds * 1000) / 1000, peak_rss_bytes: peakRssBytes, columns: result.columns }));
+  } else if (result.state === 'done') {
+    console.log(`pgseal: run ${result.runId}${result.resumed ? ' (resumed)' : ''}: re-encrypted ${result.rows} rows in ${result.seconds.toFixed(1)} s; every value of ${result.columns.length} column(s) is on the active key`);
+  }
+  if (result.state === 'stopped') {
+    throw new PgsealError(ErrorCodes.REENCRYPT_STOPPED, `run ${result.runId} stopped${stoppedBy ? ` by ${stoppedBy}` : ''} after ${result.rows} rows`, {
+      hint: 'run `pgseal reencrypt` again with the same options to resume from the last committed batch',
+    });
+  }
+}
+
+async function runReencrypt(args: RunArgs): Promise<void> {
+  const json = args.json ?? !process.stderr.isTTY;
+  await withRunContext(args, async ({ sql, keyring, signal, stoppedBy }) => {
+    const filter = { table: args.table, column: args.column, scope: args.scope };
+    if (args['dry-run']) {
+      const report = await reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers });
+      if (json) {
+        console.log(JSON.stringify(report, jsonReplacer, 2));
+        return;
+      }
+      const rows = report.columns.flatMap((c) => c.versions.map((v) => ({ column: c.column, version: v.version ?? '(not pgseal)', state: v.state, rows: v.rows })));
+      console.log(table(['column', 'version', 'state', 'rows'], rows));
+      for (const c of report.columns) {
+        console.log(`${c.column}: ${c.stale} rows to re-encrypt${c.sampleRowsPerSecond ? `, about ${Math.round(c.sampleRowsPerSecond)} rows/s (sample batch, rolled back)` : ''}`);
+      }
+      console.log(`pgseal: dry run: ${report.stale} rows to re-encrypt${report.estimatedSeconds !== null ? `, about ${Math.ceil(report.estimatedSeconds)} s with ${args.workers} worker(s)` : ''}; nothing was changed`);
+      return;
+    }
+    const sink = progressSink(json);
+    try {
+      const result = await reencrypt(sql, keyring, {
+        ...filter, ...by(args), batchSize: args['batch-size'], workers: args.workers, maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
+      });
+      sink.stop();
+      printResult(result, json, stoppedBy());
+    } catch (error) {
+      sink.stop();
+      throw error;
+    }
+  });
+}
+
+interface StatusArgs extends DatabaseArgs {
+  json?: boolean | undefined;
+  run?: number | undefined;
+}
+
+async function runStatus(args: StatusArgs): Promise<void> {
+  const status = await usingDatabase(args, (sql) => reencryptStatus(sql, args.run));
+  if (args.json) {
+    console.log(JSON.stringify(status, jsonReplacer, 2));
+    return;
+  }
+  if (!status) {
+    console.log('pgseal: no re-encryption has run on this database');
+    return;
+  }
+  console.log(`run ${status.runId}: ${status.state}${status.emergency ? ' (emergency)' : ''}, by ${status.actor}, started ${status.startedAt.toISOString()}${status.error ? `, error ${status.error}` : ''}`);
+  console.log(`moving versions ${status.staleVersions.join(', ') || '(none)'} onto ${status.targetVersions.join(', ')}`);
+  console.log(table(['column', 'done', 'remaining', 'rows_per_second', 'eta_seconds', 'pass'], status.columns.map((c) => ({
+    column: c.column, done: c.rowsDone, remaining: c.remaining, rows_per_second: c.rate === null ? '' : Math.round(c.rate), eta_seconds: c.etaSeconds === null ? '' : Math.ceil(c.etaSeconds), pass: c.pass,
+  }))));
+}
+
+const statusCommand: CommandModule<object, StatusArgs> = {
+  command: 'status',
+  describe: 'the latest run: done, remaining, rate and ETA per column',
+  builder: (y: Argv) =>
+    withDatabase(y)
+      .option('json', { type: 'boolean', describe: 'print JSON' })
+      .option('run', { type: 'number', describe: 'a given run id (default: the latest)' }) as unknown as Argv<StatusArgs>,
+  handler: runStatus,
+};
+
+const runCommand: CommandModule<object, RunArgs> = {
+  command: '$0',
+  describe: 're-encrypt every value on an older key version (resumes a stopped run)',
+  builder: (y: Argv) =>
+    withRunOptions(y)
+      .option('table', { type: 'string', describe: 'only this table (schema.table)' })
+      .option('column', { type: 'string', describe: 'only this column (needs --table)' })
+      .option('scope', { type: 'string', describe: 'only values of this key scope' })
+      .option('dry-run', { type: 'boolean', describe: 'count rows per version per column and estimate the time; change nothing' }) as unknown as Argv<RunArgs>,
+  handler: runReencrypt,
+};
+
+export const reencryptCommand: CommandModule = {
+  command: 'reencrypt',
+  describe: 'move values on older key versions onto the active key, inside the database; `reencrypt status` shows progress',
+  builder: (y) => y.command(statusCommand as unknown as CommandModule).command(runCommand as unknown as CommandModule),
+  handler: () => {},
+};

@@ -1,0 +1,105 @@
+// The SQL of re-encryption, generated per column. Identifiers are quoted; keys, versions
+// and checkpoints are bound parameters (keys never appear in SQL text, so never in
+// pg_stat_activity or the server log).
+//
+// One batch is one statement, hence one short transaction: it picks the next primary keys
+// of its range whose value is on a stale version, rewrites those values (decrypted with
+// the old key and encrypted with the active one, inside the database), and moves the
+// checkpoint, all or nothing. Under READ COMMITTED a row a writer changed meanwhile is
+// re-checked (EvalPlanQual): already on the active key, it is left alone; written with a
+// stale key, its new value is the one re-encrypted. Row locks last one batch.
+
+import { ident, literal } from '../helpers/sql.js';
+import type { Target } from './targets.js';
+
+export type BatchParam = 'stale' | 'limit' | 'oldKeys' | 'newKeys' | 'scopes' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until';
+
+/** A statement and the names of its parameters in placeholder order. */
+export interface Statement {
+  text: string;
+  params: BatchParam[];
+}
+
+/** A parameter's token; NUL cannot occur in an identifier or a literal, so never in a name. */
+const $ = (name: BatchParam): string => `\u0000${name}\u0000`;
+
+/**
+ * Numbers the tokens in order of first use: a prepared statement may not declare a
+ * parameter it does not use, and the variants use different ones.
+ */
+function numbered(template: string): Statement {
+  const params: BatchParam[] = [];
+  const text = template.replace(/\u0000(\w+)\u0000/g, (_m, name: BatchParam) => {
+    if (!params.includes(name)) params.push(name);
+    return `$${params.indexOf(name) + 1}`;
+  });
+  return { text, params };
+}
+
+const table = (t: Target) => `${ident(t.column.schema)}.${ident(t.column.table)}`;
+const key = (t: Target, placeholder: string) => `${placeholder}::text::${t.pkType}`;
+const stale = (t: Target, alias: string) => `pgseal.key_version_of(${alias}.${ident(t.column.column)}) = ANY (${$('stale')}::integer[])`;
+
+/** The context each value was sealed with, over the row aliased `t` (as the helpers build it). */
+export function contextExpression(t: Target): string {
+  const c = t.column;
+  let ctx = literal(`${c.schema}.${c.table}.${c.column}`);
+  if (c.scopeColumn) ctx = `pgseal.scope_context(${ctx}, t.${ident(c.scopeColumn)}::text)`;
+  if (c.contextMode === 'row') ctx = `pgseal.row_context(${ctx}, t.${ident(t.pk)}::text)`;
+  return ctx;
+}
+
+/** The range condition: keys after the checkpoint (or the part's lower bound) and up to its upper bound. */
+function range(t: Target, after: boolean, until: boolean): string {
+  return [after ? `t.${ident(t.pk)} > ${key(t, $('after'))}` : '', until ? `t.${ident(t.pk)} <= ${key(t, $('until'))}` : ''].filter(Boolean).map((s) => ` AND ${s}`).join('');
+}
+
+export function batchStatement(t: Target, after: boolean, until: boolean): Statement {
+  const col = ident(t.column.column);
+  const pk = ident(t.pk);
+  const ctx = contextExpression(t);
+  const newKey = t.column.scopeColumn ? `pgseal._material_for_scope(t.${ident(t.column.scopeColumn)}::text, (${$('scopes')})::text[], ${$('newKeys')}::bytea)` : `${$('newKeys')}::bytea`;
+  return numbered(`WITH batch AS MATERIALIZED (
+  SELECT t.${pk} AS k FROM ${table(t)} AS t
+   WHERE ${stale(t, 't')}${range(t, after, until)}
+   ORDER BY t.${pk} LIMIT ${$('limit')}
+), changed AS (
+  UPDATE ${table(t)} AS t
+     SET ${col} = pgseal.encrypt_bytea_with(pgseal.decrypt_bytea_with(t.${col}, ${ctx}, ${$('oldKeys')}::bytea), ${ctx}, ${newKey})
+    FROM batch
+   WHERE t.${pk} = batch.k AND ${stale(t, 't')}
+  RETURNING 1
+), step AS (
+  SELECT (SELECT count(*) FROM batch) AS scanned, (SELECT count(*) FROM changed) AS changed,
+         -- ordered by the key's own type (a text key column named k would sort as text)
+         (SELECT b.k FROM batch AS b ORDER BY b.k DESC LIMIT 1)::text AS last_key
+), saved AS (
+  UPDATE pgseal.reencrypt_progress AS p
+     SET last_key = COALESCE(step.last_key, p.last_key), rows_done = p.rows_done + step.changed,
+         batches = p.batches + 1, done = step.scanned < ${$('limit')}, updated_at = pg_catalog.clock_timestamp()
+    FROM step
+   WHERE p.run_id = ${$('run')} AND p.table_schema = ${$('schema')} AND p.table_name = ${$('table')} AND p.column_name = ${$('column')} AND p.part = ${$('part')}
+  RETURNING p.part
+)
+SELECT step.scanned::integer, step.changed::integer, step.last_key, (SELECT count(*) FROM saved)::integer AS saved FROM step`);
+}
+
+/** Rows still on a stale version. */
+export function countStatement(t: Target): string {
+  return `SELECT count(*)::bigint AS n FROM ${table(t)} AS t WHERE ${stale(t, 't').replace($('stale'), '$1')}`;
+}
+
+/**
+ * Range bounds splitting the stale rows into equal parts, from a sample of the table's
+ * pages ($2 percent) so that planning a run over tens of millions of rows stays cheap.
+ */
+export function boundsStatement(t: Target): string {
+  return `SELECT (percentile_disc($3::float8[]) WITHIN GROUP (ORDER BY t.${ident(t.pk)}))::text[] AS bounds
+  FROM ${table(t)} AS t TABLESAMPLE SYSTEM ($2) WHERE ${stale(t, 't').replace($('stale'), '$1')}`;
+}
+
+/** Rows per key version, for --dry-run (NULL: not a pgseal envelope). */
+export function versionsStatement(t: Target): string {
+  return `SELECT pgseal.key_version_of(t.${ident(t.column.column)}) AS version, count(*)::bigint AS n
+  FROM ${table(t)} AS t WHERE t.${ident(t.column.column)} IS NOT NULL GROUP BY 1 ORDER BY 1`;
+}

@@ -1,0 +1,406 @@
+// The re-encryption engine: moves every value still on an older data-key version onto the
+// active one, inside the database, in checkpointed primary-key batches (batch-sql.ts),
+// with N workers over disjoint key ranges, a throttle, and an AbortSignal. A run killed
+// at any instant resumes from its last committed batch; a re-run with nothing stale is a
+// no-op. The CLI (src/cli/reencrypt.ts) is a thin wrapper around reencrypt().
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Sql } from 'postgres';
+import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
+import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { batchStatement, boundsStatement, countStatement, type BatchParam, type Statement } from './batch-sql.js';
+import { loadKeyPlan, resolveTargets, type Filter, type KeyPlan, type Target } from './targets.js';
+
+export interface ReencryptOptions extends Filter, Attribution {
+  /** rows per batch (one statement, one short transaction); default 5000 */
+  batchSize?: number | undefined;
+  /** parallel connections, each on its own primary-key range; default 1 */
+  workers?: number | undefined;
+  /** throttle over all workers (rows re-encrypted per second) */
+  maxRowsPerSecond?: number | undefined;
+  /** an emergency rotation's run (recorded as such) */
+  emergency?: boolean | undefined;
+  /** stops after the batches in flight; the run resumes on the next call */
+  signal?: AbortSignal | undefined;
+  onProgress?: ((progress: ReencryptProgress) => void) | undefined;
+  /**
+   * Passes over each range at most. A row written meanwhile by a process still using a
+   * stale key, behind the checkpoint, is caught by the next pass; default 3.
+   */
+  maxPasses?: number | undefined;
+}
+
+export interface ColumnProgress {
+  /** 'schema.table.column' */
+  column: string;
+  rowsTotal: number;
+  rowsDone: number;
+  batches: number;
+  pass: number;
+  done: boolean;
+}
+
+export interface ReencryptProgress {
+  runId: number;
+  /** the column of the batch that just committed */
+  column: string;
+  rowsDone: number;
+  rowsTotal: number;
+  /** rows per second in this process */
+  rate: number;
+  /** seconds left at this rate; null before the first batch */
+  etaSeconds: number | null;
+  columns: ColumnProgress[];
+}
+
+export interface ReencryptResult {
+  runId: number;
+  state: 'done' | 'stopped';
+  /** a previous run was picked up where it stopped */
+  resumed: boolean;
+  /** rows re-encrypted by this call */
+  rows: number;
+  seconds: number;
+  columns: ColumnProgress[];
+}
+
+interface Part {
+  target: Target;
+  part: number;
+  lower: string | null;
+  upper: string | null;
+  last: string | null;
+  done: boolean;
+  pass: number;
+}
+
+interface RunRow {
+  id: number;
+  table_filter: string | null;
+  column_filter: string | null;
+  scope_filter: string | null;
+  target_versions: number[];
+  parts: number;
+}
+
+const LOCK = "pg_catalog.hashtext('pgseal'), pg_catalog.hashtext('reencrypt')";
+
+function checkOptions(o: ReencryptOptions): { batchSize: number; workers: number; maxPasses: number } {
+  const batchSize = o.batchSize ?? 5000;
+  const workers = o.workers ?? 1;
+  const maxPasses = o.maxPasses ?? 3;
+  const bad = (what: string, hint: string) => new PgsealError(ErrorCodes.INVALID_ARGUMENT, what, { hint });
+  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 1_000_000) throw bad('the batch size must be a whole number from 1 to 1,000,000', 'batches of a few thousand rows keep row locks short');
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) throw bad('workers must be a whole number from 1 to 64', 'one worker per spare CPU core of the database server');
+  if (o.maxRowsPerSecond !== undefined && !(o.maxRowsPerSecond > 0)) throw bad('the throttle must be a positive number of rows per second', 'omit --max-rows-per-second for no limit');
+  if (!Number.isInteger(maxPasses) || maxPasses < 1) throw bad('maxPasses must be a whole number of at least 1', 'the default is 3');
+  return { batchSize, workers, maxPasses };
+}
+
+/** The keys of one target as bound arguments: old versions to open, active ones to seal. */
+interface TargetKeys {
+  oldKeys: Buffer;
+  newKeys: Buffer;
+}
+
+async function keysFor(keyring: Keyring, keys: KeyPlan, t: Target): Promise<TargetKeys> {
+  const oldKeys = await keyring.materials(t.stale);
+  try {
+    return { oldKeys, newKeys: await keyring.materials(t.scopes.map((s) => keys.active.get(s)!)) };
+  } catch (error) {
+    oldKeys.fill(0);
+    throw error;
+  }
+}
+
+export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOptions = {}): Promise<ReencryptResult> {
+  const { batchSize, workers, maxPasses } = checkOptions(options);
+  const actor = options.actor ?? defaultActor();
+  const lock = await guarded(() => sql.reserve());
+  const secrets: Buffer[] = [];
+  try {
+    const [got] = await guarded(() => lock.unsafe<{ ok: boolean }[]>(`select pg_catalog.pg_try_advisory_lock(${LOCK}) as ok`));
+    if (!got!.ok) {
+      throw new PgsealError(ErrorCodes.REENCRYPT_RUNNING, 'another re-encryption is running on this database', {
+        hint: 'wait for it (`pgseal reencrypt status`), or stop it; a stopped run resumes where it ended',
+      });
+    }
+    await keyring.refresh();
+    const keys = await loadKeyPlan(sql, options.scope);
+    const targets = (await resolveTargets(sql, options, keys)).filter((t) => t.scopes.length > 0);
+    // every key is unwrapped before anything is written: a wrong master key changes nothing
+    const targetKeys = new Map<Target, TargetKeys>();
+    for (const t of targets) {
+      const k = await keysFor(keyring, keys, t);
+      secrets.push(k.oldKeys, k.newKeys);
+      targetKeys.set(t, k);
+    }
+    const targetVersions = [...keys.active.values()].sort((a, b) => a - b);
+    const { run, resumed, parts } = await openRun(sql, options, targets, targetVersions, workers, batchSize, actor);
+    await recordEvent(sql, {
+      operation: resumed ? 'reencrypt.resume' : 'reencrypt.start', success: true, actor, reason: options.reason, scope: options.scope,
+      details: { run: run.id, columns: targets.map((t) => t.name), stale_versions: [...new Set(targets.flatMap((t) => t.stale))], target_versions: targetVersions, batch_size: batchSize, workers, emergency: options.emergency ?? false },
+    });
+    const engine = new Engine(sql, Number(run.id), batchSize, workers, options, targetKeys, parts);
+    try {
+      await engine.run(maxPasses);
+    } catch (error) {
+      const e = error instanceof PgsealError ? error : toPgsealError(error);
+      await guarded(() => sql`update pgseal.reencrypt_runs set state = 'failed', error = ${e.code}, updated_at = clock_timestamp() where id = ${run.id}`).catch(() => undefined);
+      await recordFailure(sql, { operation: 'reencrypt.fail', actor, reason: options.reason, details: { run: run.id, rows: engine.rowsThisCall, columns: engine.columns() } }, e);
+      throw e;
+    }
+    const state = engine.stopped ? 'stopped' : 'done';
+    await guarded(() => sql`
+      update pgseal.reencrypt_runs set state = ${state}, updated_at = clock_timestamp(),
+             finished_at = ${state === 'done' ? sql`clock_timestamp()` : sql`null`}
+       where id = ${run.id}`);
+    const seconds = engine.seconds();
+    await recordEvent(sql, {
+      operation: state === 'done' ? 'reencrypt.finish' : 'reencrypt.stop', success: true, actor, reason: options.reason, scope: options.scope,
+      details: { run: run.id, rows: engine.rowsThisCall, seconds: Math.round(seconds * 1000) / 1000, columns: engine.columns() },
+    });
+    return { runId: Number(run.id), state, resumed, rows: engine.rowsThisCall, seconds, columns: engine.columns() };
+  } finally {
+    for (const b of secrets) b.fill(0);
+    await lock.unsafe(`select pg_catalog.pg_advisory_unlock(${LOCK})`).catch(() => undefined);
+    lock.release();
+  }
+}
+
+/** Resumes the unfinished run when it asked the same thing of the same active keys; else starts one. */
+async function openRun(
+  sql: Sql, o: ReencryptOptions, targets: Target[], targetVersions: number[], workers: number, batchSize: number, actor: string,
+): Promise<{ run: RunRow; resumed: boolean; parts: Part[] }> {
+  const [open] = await guarded(() => sql<RunRow[]>`
+    select id, table_filter, column_filter, scope_filter, target_versions, parts
+      from pgseal.reencrypt_runs where state in ('running', 'stopped', 'failed') order by id desc limit 1`);
+  const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
+  let run: RunRow | undefined;
+  if (open && open.table_filter === (o.table ?? null) && open.column_filter === (o.column ?? null) && open.scope_filter === (o.scope ?? null)
+      && same([...open.target_versions].sort((a, b) => a - b), targetVersions)) {
+    run = open;
+    await guarded(() => sql`update pgseal.reencrypt_runs set state = 'running', error = null, updated_at = clock_timestamp() where id = ${open.id}`);
+  } else if (open) {
+    await guarded(() => sql`update pgseal.reencrypt_runs set state = 'superseded', updated_at = clock_timestamp() where id = ${open.id}`);
+  }
+  const resumed = run !== undefined;
+  if (!run) {
+    const stale = [...new Set(targets.flatMap((t) => t.stale))].sort((a, b) => a - b);
+    [run] = await guarded(() => sql<RunRow[]>`
+      insert into pgseal.reencrypt_runs (table_filter, column_filter, scope_filter, target_versions, stale_versions, actor, reason, emergency, batch_size, parts)
+      values (${o.table ?? null}, ${o.column ?? null}, ${o.scope ?? null}, ${targetVersions}, ${stale}, ${actor}, ${o.reason ?? null}, ${o.emergency ?? false}, ${batchSize}, ${workers})
+      returning id, table_filter, column_filter, scope_filter, target_versions, parts`);
+  }
+  const saved = await guarded(() => sql<{ table_schema: string; table_name: string; column_name: string; part: number; lower_key: string | null; upper_key: string | null; last_key: string | null; done: boolean; pass: number }[]>`
+    select table_schema, table_name, column_name, part, lower_key, upper_key, last_key, done, pass
+      from pgseal.reencrypt_progress where run_id = ${run!.id} order by part`);
+  const parts: Part[] = [];
+  for (const t of targets) {
+    const mine = saved.filter((p) => p.table_schema === t.column.schema && p.table_name === t.column.table && p.column_name === t.column.column);
+    if (mine.length > 0) {
+      for (const p of mine) parts.push({ target: t, part: p.part, lower: p.lower_key, upper: p.upper_key, last: p.last_key, done: p.done, pass: p.pass });
+      continue;
+    }
+    parts.push(...(await planParts(sql, run!.id, t, run!.parts)));
+  }
+  return { run: run!, resumed, parts };
+}
+
+/** Counts a column's stale rows and splits its primary keys into ranges of about equal work. */
+async function planParts(sql: Sql, runId: number, t: Target, count: number): Promise<Part[]> {
+  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(countStatement(t), [t.stale]));
+  const total = Number(c!.n);
+  let bounds: string[] = [];
+  if (count > 1 && total > count) {
+    const [est] = await guarded(() => sql<{ n: number }[]>`
+      select greatest(c.reltuples, 0)::float8 as n from pg_catalog.pg_class c
+       where c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(${t.column.schema}) || '.' || pg_catalog.quote_ident(${t.column.table}))`);
+    // about 100,000 sampled rows whatever the table's size (all of a small one)
+    const percent = est!.n > 0 ? Math.min(100, (100_000 / est!.n) * 100) : 100;
+    const fractions = Array.from({ length: count - 1 }, (_, i) => (i + 1) / count);
+    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(boundsStatement(t), [t.stale, percent, fractions]));
+    bounds = [...new Set(b!.bounds ?? [])];
+  }
+  const edges: Array<string | null> = [null, ...bounds, null];
+  const parts: Part[] = [];
+  for (let i = 0; i < edges.length - 1; i++) {
+    parts.push({ target: t, part: i, lower: edges[i]!, upper: edges[i + 1]!, last: null, done: total === 0, pass: 1 });
+  }
+  await guarded(() => sql`
+    insert into pgseal.reencrypt_progress ${sql(parts.map((p) => ({
+      run_id: runId, table_schema: t.column.schema, table_name: t.column.table, column_name: t.column.column,
+      part: p.part, lower_key: p.lower, upper_key: p.upper, rows_total: Math.round(total / parts.length), done: p.done,
+    })))}`);
+  return parts;
+}
+
+interface BatchResult {
+  scanned: number;
+  changed: number;
+  last_key: string | null;
+  saved: number;
+}
+
+class Engine {
+  rowsThisCall = 0;
+  stopped = false;
+  readonly #started = performance.now();
+  readonly #stop = new AbortController();
+  readonly #statements = new Map<string, Statement>();
+  readonly #progress = new Map<Target, ColumnProgress>();
+  #failure: unknown;
+
+  constructor(
+    private readonly sql: Sql,
+    private readonly runId: number,
+    private readonly batchSize: number,
+    private readonly workers: number,
+    private readonly options: ReencryptOptions,
+    private readonly keys: Map<Target, TargetKeys>,
+    private readonly parts: Part[],
+  ) {
+    options.signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
+    if (options.signal?.aborted) this.#stop.abort();
+  }
+
+  seconds(): number {
+    return (performance.now() - this.#started) / 1000;
+  }
+
+  columns(): ColumnProgress[] {
+    return [...this.#progress.values()].map((c) => ({ ...c }));
+  }
+
+  async run(maxPasses: number): Promise<void> {
+    await this.#loadProgress();
+    let queue = this.parts.filter((p) => !p.done);
+    for (;;) {
+      await this.#drain(queue);
+      if (this.#failure) throw this.#failure;
+      if (this.#stop.signal.aborted) {
+        this.stopped = true;
+        return;
+      }
+      // every range is done: a row written meanwhile with a stale key behind a checkpoint
+      // needs another pass over its column
+      queue = [];
+      for (const t of new Set(this.parts.map((p) => p.target))) {
+        const progress = this.#progress.get(t)!;
+        const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(countStatement(t), [t.stale]));
+        if (Number(c!.n) === 0) {
+          progress.done = true;
+          continue;
+        }
+        const mine = this.parts.filter((p) => p.target === t);
+        const pass = Math.max(...mine.map((p) => p.pass)) + 1;
+        if (pass > maxPasses) {
+          throw new PgsealError(ErrorCodes.REENCRYPT_INCOMPLETE, `${t.name}: ${c!.n} rows were written with a stale key again after ${maxPasses} passes`, {
+            hint: 'a process still writes with an old key: reload its keys (keyring.refresh(), or restart it), or use `pgseal keys rotate --emergency` to refuse such writes; then run `pgseal reencrypt` again',
+          });
+        }
+        await guarded(() => this.sql`
+          update pgseal.reencrypt_progress set pass = ${pass}, last_key = null, done = false, updated_at = clock_timestamp()
+           where run_id = ${this.runId} and table_schema = ${t.column.schema} and table_name = ${t.column.table} and column_name = ${t.column.column}`);
+        for (const p of mine) Object.assign(p, { pass, last: null, done: false });
+        progress.pass = pass;
+        queue.push(...mine);
+      }
+      if (queue.length === 0) return;
+    }
+  }
+
+  async #loadProgress(): Promise<void> {
+    const rows = await guarded(() => this.sql<{ table_schema: string; table_name: string; column_name: string; total: string; done_rows: string; batches: number; pass: number; done: boolean }[]>`
+      select table_schema, table_name, column_name, sum(rows_total) as total, sum(rows_done) as done_rows,
+             sum(batches)::int as batches, max(pass) as pass, bool_and(done) as done
+        from pgseal.reencrypt_progress where run_id = ${this.runId} group by 1, 2, 3`);
+    for (const t of new Set(this.parts.map((p) => p.target))) {
+      const r = rows.find((x) => x.table_schema === t.column.schema && x.table_name === t.column.table && x.column_name === t.column.column);
+      this.#progress.set(t, { column: t.name, rowsTotal: Number(r?.total ?? 0), rowsDone: Number(r?.done_rows ?? 0), batches: r?.batches ?? 0, pass: r?.pass ?? 1, done: false });
+    }
+  }
+
+  async #drain(queue: Part[]): Promise<void> {
+    const next = [...queue];
+    const worker = async (index: number) => {
+      const started = performance.now();
+      let rows = 0;
+      while (!this.#stop.signal.aborted) {
+        const part = next.shift();
+        if (!part) return;
+        rows = await this.#runPart(part, index, started, rows);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.workers, Math.max(next.length, 1)) }, (_, i) => worker(i)));
+  }
+
+  /** Batches over one range until it is exhausted or the run stops; returns the worker's row count. */
+  async #runPart(part: Part, _worker: number, started: number, rows: number): Promise<number> {
+    const t = part.target;
+    const k = this.keys.get(t)!;
+    const share = this.options.maxRowsPerSecond ? this.options.maxRowsPerSecond / this.workers : undefined;
+    while (!this.#stop.signal.aborted) {
+      const after = part.last ?? part.lower;
+      const statement = this.#statement(t, after !== null, part.upper !== null);
+      const values: Record<BatchParam, unknown> = {
+        stale: t.stale, limit: this.batchSize, oldKeys: k.oldKeys, newKeys: k.newKeys, scopes: t.scopes,
+        run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
+      };
+      let result: BatchResult;
+      try {
+        result = ((await this.sql.unsafe(statement.text, statement.params.map((p) => values[p]) as never[], { prepare: true })) as unknown as BatchResult[])[0]!;
+      } catch (error) {
+        const e = toPgsealError(error);
+        this.#failure ??= new PgsealError(e.code, `${t.name}: ${e.message}`, {
+          sqlstate: e.sqlstate,
+          hint: e.hint ?? 'nothing of this batch was written; fix the cause and run again: the run resumes from its last checkpoint',
+        });
+        this.#stop.abort();
+        return rows;
+      }
+      if (result.saved !== 1) {
+        this.#failure ??= new PgsealError(ErrorCodes.DB_ERROR, `${t.name}: the checkpoint row of run ${this.runId} is missing`, { hint: 'do not edit pgseal.reencrypt_progress by hand; run again to start a new run' });
+        this.#stop.abort();
+        return rows;
+      }
+      part.last = result.last_key ?? part.last;
+      rows += result.changed;
+      this.rowsThisCall += result.changed;
+      const progress = this.#progress.get(t)!;
+      progress.rowsDone += result.changed;
+      progress.batches += 1;
+      progress.rowsTotal = Math.max(progress.rowsTotal, progress.rowsDone);
+      this.#report(t);
+      if (result.scanned < this.batchSize) {
+        part.done = true;
+        return rows;
+      }
+      if (share) {
+        const wait = (rows / share) * 1000 - (performance.now() - started);
+        if (wait > 0) await sleep(wait, undefined, { signal: this.#stop.signal }).catch(() => undefined);
+      }
+    }
+    return rows;
+  }
+
+  #statement(t: Target, after: boolean, until: boolean): Statement {
+    const id = `${t.name}|${after}|${until}`;
+    let s = this.#statements.get(id);
+    if (!s) this.#statements.set(id, (s = batchStatement(t, after, until)));
+    return s;
+  }
+
+  #report(t: Target): void {
+    if (!this.options.onProgress) return;
+    const columns = this.columns();
+    const rowsDone = columns.reduce((n, c) => n + c.rowsDone, 0);
+    const rowsTotal = columns.reduce((n, c) => n + Math.max(c.rowsTotal, c.rowsDone), 0);
+    const rate = this.rowsThisCall / Math.max(this.seconds(), 1e-3);
+    this.options.onProgress({
+      runId: this.runId, column: t.name, rowsDone, rowsTotal, rate,
+      etaSeconds: rate > 0 ? Math.max(rowsTotal - rowsDone, 0) / rate : null, columns,
+    });
+  }
+}
