@@ -162,10 +162,22 @@ RETURN COALESCE(pg_catalog.substr(materials, (pg_catalog.array_position(scopes, 
 REVOKE ALL ON TABLE pgseal.reencrypt_runs, pgseal.reencrypt_progress FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text),
   pgseal._material_for_scope(text, text[], bytea) FROM PUBLIC;
+
+-- Re-encrypts one value: opened with the old keys (keyset, as decrypt_bytea_with takes
+-- them), sealed with the active key material, in one flat expression so the planner inlines
+-- it. (encrypt_bytea_with(decrypt_bytea_with(...)) would not be inlined: its plaintext
+-- argument is used twice and is expensive, so it would run as a SQL function call per row,
+-- doubling the cost.) NULL stays NULL.
+CREATE FUNCTION pgseal.reseal_with(ciphertext bytea, context text, keyset bytea, key_material bytea) RETURNS bytea
+LANGUAGE sql VOLATILE PARALLEL SAFE
+RETURN pgseal._seal(pgseal.decrypt_bytea_with(ciphertext, context, keyset), pgseal._context_bytes(context), key_material, pgseal._random_bytes(16));
+REVOKE ALL ON FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea) FROM PUBLIC;
+
 -- Down Migration
 -- the guard triggers on protected tables go first: they depend on _refuse_compromised_write
 UPDATE pgseal.keys SET compromised_at = NULL WHERE compromised_at IS NOT NULL;
 SELECT pgseal.refresh_compromise_guards();
+DROP FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea);
 DROP FUNCTION pgseal._material_for_scope(text, text[], bytea);
 DROP FUNCTION pgseal.mark_compromised(text);
 DROP FUNCTION pgseal.refresh_compromise_guards();

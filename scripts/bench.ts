@@ -1,11 +1,13 @@
-// npm run bench [-- --suite all|envelope|helpers|rewrite --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
 //             (the floor), with md5() and a plain read for scale (scripts/bench/envelope.ts);
 //   helpers:  typed-helper lookups and listing against a plaintext copy of the table with
 //             the same driver (scripts/bench/helpers.ts);
-//   rewrite:  the SQL rewriter's cost per cached call (scripts/bench/rewrite.ts).
+//   rewrite:  the SQL rewriter's cost per cached call (scripts/bench/rewrite.ts);
+//   reencrypt: the re-encryption engine against a plain `UPDATE t SET c = c`, with 1 and 2
+//             workers, and the CLI's peak memory at N and 2N rows (scripts/bench/reencrypt.ts).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
@@ -22,9 +24,10 @@ import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js'
 import { benchEnvelope } from './bench/envelope.js';
 import { benchHelpers } from './bench/helpers.js';
 import { benchRewrite } from './bench/rewrite.js';
+import { benchReencrypt } from './bench/reencrypt.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers' | 'rewrite';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -45,7 +48,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -63,8 +66,9 @@ async function main(): Promise<void> {
     await admin.end();
     url = server.url('pgseal_bench');
   }
-  const sql: Sql = postgres(url, { onnotice: () => {}, max: 2, connection: args.settings });
-  const master = new LocalMasterKey(randomBytes(32));
+  const sql: Sql = postgres(url, { onnotice: () => {}, max: 4, connection: args.settings });
+  const masterKeyText = randomBytes(32).toString('base64');
+  const master = new LocalMasterKey(Buffer.from(masterKeyText, 'base64'));
   const keyring = new Keyring(sql, master);
   try {
     await migrate({ databaseUrl: url, direction: 'up' });
@@ -88,6 +92,10 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'rewrite') {
       log('== rewrite');
       result.rewrite = await benchRewrite(ctx);
+    }
+    if (args.suite === 'all' || args.suite === 'reencrypt') {
+      log('== reencrypt');
+      result.reencrypt = await benchReencrypt({ ...ctx, masterKeyText });
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

@@ -77,7 +77,7 @@ async function runReencrypt(args: RunArgs): Promise<void> {
     const filter = { table: args.table, column: args.column, scope: args.scope };
     if (args['dry-run']) {
       const report = await reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers });
-      if (json) {
+      if (args.json) {
         console.log(JSON.stringify(report, jsonReplacer, 2));
         return;
       }

@@ -17,6 +17,9 @@ import { ident, literal, Params, selectList, storedText, writeExpression, type C
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
 type Enc = EncryptedColumn<unknown, boolean>;
 
+/** Failures that mean "your cached keys are older than the database's": reload, then retry once. */
+const RELOAD_AND_RETRY = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.KEY_COMPROMISED, ErrorCodes.NO_ACTIVE_KEY]);
+
 export interface ScopeOption {
   /** the key scope (tenant) of the rows, for tables whose scope is a column */
   scope?: string;
@@ -70,8 +73,26 @@ export class Table<T extends AnyTable> {
     return [...fixed];
   }
 
-  /** Runs one statement, with the keys as an argument when they fit, else per transaction. */
+  /**
+   * Runs one statement, with the keys as an argument when they fit, else per transaction.
+   * When another process rotated (a version this keyring does not know yet, or a key an
+   * emergency rotation marked compromised), the keys are reloaded and the statement is run
+   * once more: it failed as a whole, so nothing was read or written the first time.
+   */
   async #run<R>(
+    scopes: string[] | undefined,
+    build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
+  ): Promise<R[]> {
+    try {
+      return await this.#runOnce<R>(scopes, build);
+    } catch (error) {
+      if (!(error instanceof PgsealError) || !RELOAD_AND_RETRY.has(error.code)) throw error;
+      await this.#keyring.refresh();
+      return this.#runOnce<R>(scopes, build);
+    }
+  }
+
+  async #runOnce<R>(
     scopes: string[] | undefined,
     build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
   ): Promise<R[]> {    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];

@@ -2,8 +2,8 @@
 // and checkpoints are bound parameters (keys never appear in SQL text, so never in
 // pg_stat_activity or the server log).
 //
-// One batch is one statement, hence one short transaction: it picks the next primary keys
-// of its range whose value is on a stale version, rewrites those values (decrypted with
+// One batch is one statement, hence one short transaction: it takes the next primary keys
+// of its range, rewrites those of their values still on a stale version (decrypted with
 // the old key and encrypted with the active one, inside the database), and moves the
 // checkpoint, all or nothing. Under READ COMMITTED a row a writer changed meanwhile is
 // re-checked (EvalPlanQual): already on the active key, it is left alone; written with a
@@ -59,15 +59,18 @@ export function batchStatement(t: Target, after: boolean, until: boolean): State
   const pk = ident(t.pk);
   const ctx = contextExpression(t);
   const newKey = t.column.scopeColumn ? `pgseal._material_for_scope(t.${ident(t.column.scopeColumn)}::text, (${$('scopes')})::text[], ${$('newKeys')}::bytea)` : `${$('newKeys')}::bytea`;
+  // The batch is the next keys of the range, stale or not: a pure primary-key range is
+  // always an index scan (a filter on the version would make the planner sort the table).
   return numbered(`WITH batch AS MATERIALIZED (
   SELECT t.${pk} AS k FROM ${table(t)} AS t
-   WHERE ${stale(t, 't')}${range(t, after, until)}
+   WHERE true${range(t, after, until)}
    ORDER BY t.${pk} LIMIT ${$('limit')}
 ), changed AS (
   UPDATE ${table(t)} AS t
-     SET ${col} = pgseal.encrypt_bytea_with(pgseal.decrypt_bytea_with(t.${col}, ${ctx}, ${$('oldKeys')}::bytea), ${ctx}, ${newKey})
-    FROM batch
-   WHERE t.${pk} = batch.k AND ${stale(t, 't')}
+     SET ${col} = pgseal.reseal_with(t.${col}, ${ctx}, ${$('oldKeys')}::bytea, ${newKey})
+   -- = ANY (array) rather than a join: always primary-key lookups (the planner would
+   -- otherwise hash the whole table, misjudging how many rows the version filter keeps)
+   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND ${stale(t, 't')}
   RETURNING 1
 ), step AS (
   SELECT (SELECT count(*) FROM batch) AS scanned, (SELECT count(*) FROM changed) AS changed,
