@@ -1,4 +1,5 @@
--- pgseal 0004: encryption audit log, online re-encryption, emergency guard. Released: never edit; sources in sql/ (85, 90).
+-- pgseal 0004: encryption audit log, online re-encryption and blind-index re-indexing, emergency guard.
+-- Released: never edit; sources in sql/ (85, 90, and the changed functions of 30, 60, 80).
 
 -- Up Migration
 -- The encryption audit log: what happened to the keys and to the protected data (key
@@ -41,12 +42,15 @@ REVOKE ALL ON TABLE pgseal.encryption_audit_log FROM PUBLIC;
 -- active versions are the ones it started with (a later rotation supersedes it).
 CREATE TABLE pgseal.reencrypt_runs (
   id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  -- 'data': values move onto the active data key; 'index': blind indexes are recomputed
+  -- under the active index key
+  kind            text NOT NULL DEFAULT 'data',
   state           text NOT NULL DEFAULT 'running',
   -- what was asked: NULL means every protected column / every scope
   table_filter    text,
   column_filter   name,
   scope_filter    text,
-  -- the data-key versions that were active when the run started, and the older ones it moves off
+  -- the key versions (of the run's kind) that were active when it started, and the older ones it moves off
   target_versions integer[] NOT NULL,
   stale_versions  integer[] NOT NULL,
   actor           text NOT NULL,
@@ -58,6 +62,7 @@ CREATE TABLE pgseal.reencrypt_runs (
   updated_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   finished_at     timestamptz,
   error           text,
+  CONSTRAINT reencrypt_runs_kind_known CHECK (kind IN ('data', 'index')),
   CONSTRAINT reencrypt_runs_state_known CHECK (state IN ('running', 'stopped', 'failed', 'done', 'superseded')),
   CONSTRAINT reencrypt_runs_batch_size CHECK (batch_size > 0),
   CONSTRAINT reencrypt_runs_parts CHECK (parts BETWEEN 1 AND 64)
@@ -150,35 +155,246 @@ BEGIN
 END
 $$;
 
--- The key material for a row's scope, from the keys a re-encryption batch hands in (scopes
--- and, in the same order, 68-byte entries of version || encryption key || MAC key).
-CREATE FUNCTION pgseal._material_for_scope(scope text, scopes text[], materials bytea) RETURNS bytea
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN COALESCE(pg_catalog.substr(materials, (pg_catalog.array_position(scopes, scope) - 1) * 68 + 1, 68),
-                pgseal._raise('PS005', pg_catalog.format('pgseal: no active key for scope %L was handed to this statement', scope),
-                  'Create the scope''s keys (pgseal keys init --scope <scope>), or fix the row''s scope column.'));
-
 -- owner only: they change protected tables and the key registry
 REVOKE ALL ON TABLE pgseal.reencrypt_runs, pgseal.reencrypt_progress FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text),
-  pgseal._material_for_scope(text, text[], bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text) FROM PUBLIC;
 
--- Re-encrypts one value: opened with the old keys (keyset, as decrypt_bytea_with takes
--- them), sealed with the active key material, in one flat expression so the planner inlines
--- it. (encrypt_bytea_with(decrypt_bytea_with(...)) would not be inlined: its plaintext
--- argument is used twice and is expensive, so it would run as a SQL function call per row,
--- doubling the cost.) NULL stays NULL.
-CREATE FUNCTION pgseal.reseal_with(ciphertext bytea, context text, keyset bytea, key_material bytea) RETURNS bytea
+-- Re-encrypts one value with this transaction's keys (pgseal.use_keys): opened with the
+-- version it names, sealed with the scope's active key, in one flat expression so the
+-- planner inlines it. (encrypt_bytea(decrypt_bytea(...)) would not be inlined: its
+-- plaintext argument is used twice and is expensive, so it would run as a SQL function
+-- call per row, doubling the cost.) The keys come from transaction settings, never as a
+-- parameter of this long statement: a slow-statement log or auto_explain would print
+-- parameters. NULL stays NULL.
+CREATE FUNCTION pgseal.reseal(ciphertext bytea, context text, scope text) RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE
-RETURN pgseal._seal(pgseal.decrypt_bytea_with(ciphertext, context, keyset), pgseal._context_bytes(context), key_material, pgseal._random_bytes(16));
-REVOKE ALL ON FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea) FROM PUBLIC;
+RETURN pgseal._seal(pgseal.decrypt_bytea(ciphertext, context), pgseal._context_bytes(context),
+                    COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)), pgseal._random_bytes(16));
+REVOKE ALL ON FUNCTION pgseal.reseal(bytea, text, text) FROM PUBLIC;
+
+-- Changed in released concerns (sql/30_keyring.sql, sql/60_search.sql, sql/80_lifecycle.sql):
+-- older blind-index keys reach lookups while indexes are recomputed; retiring an index key
+-- waits for that recomputation.
+CREATE OR REPLACE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = '' AS $$
+DECLARE
+  pos integer := 0;
+  total integer := pg_catalog.octet_length(payload);
+  n integer := 0;
+  flags integer;
+  scope_len integer;
+  scope text;
+  version_bytes bytea;
+  material bytea;
+BEGIN
+  IF payload IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+      HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+  END IF;
+  WHILE pos < total LOOP
+    IF total - pos < 6 THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+        HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+    END IF;
+    flags := pg_catalog.get_byte(payload, pos);
+    version_bytes := pg_catalog.substr(payload, pos + 2, 4);
+    scope_len := pg_catalog.get_byte(payload, pos + 5);
+    IF total - pos < 6 + scope_len + 64 THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+        HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+    END IF;
+    scope := pg_catalog.convert_from(pg_catalog.substr(payload, pos + 7, scope_len), 'UTF8');
+    IF scope !~ '^[a-z0-9_-]{1,63}$' THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload (scope name)',
+        HINT = 'Scope names are 1 to 63 characters: a-z, 0-9, _ and -.';
+    END IF;
+    material := pg_catalog.substr(payload, pos + 7 + scope_len, 64);
+    IF flags & 4 = 4 THEN
+      PERFORM pg_catalog.set_config('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'),
+                                    COALESCE(NULLIF(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), ''), '')
+                                      || pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+      n := n + 1;
+      pos := pos + 6 + scope_len + 64;
+      CONTINUE;
+    END IF;
+    IF flags & 2 = 2 THEN
+      PERFORM pg_catalog.set_config('pgseal.index_' || pg_catalog.translate(scope, '-', '$'),
+                                    pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+      n := n + 1;
+      pos := pos + 6 + scope_len + 64;
+      CONTINUE;
+    END IF;
+    PERFORM pg_catalog.set_config('pgseal.enc_' || pg_catalog.encode(version_bytes, 'hex'),
+                                  pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+    PERFORM pg_catalog.set_config('pgseal.mac_' || pg_catalog.encode(version_bytes, 'hex'),
+                                  pg_catalog.encode(pg_catalog.substr(material, 33, 32), 'hex'), true);
+    IF flags & 1 = 1 THEN
+      PERFORM pg_catalog.set_config('pgseal.active_' || pg_catalog.translate(scope, '-', '$'),
+                                    pg_catalog.encode(version_bytes || material, 'hex'), true);
+    END IF;
+    n := n + 1;
+    pos := pos + 6 + scope_len + 64;
+  END LOOP;
+  PERFORM pg_catalog.set_config('pgseal.keys_loaded', n::text, true);
+  RETURN n;
+END
+$$;
+-- Every index key of the scope in this transaction, the active one first: while indexes are
+-- recomputed under a new key (pgseal reencrypt --blind-index), a row may still carry one
+-- made with an older key, so lookups try them all.
+CREATE FUNCTION pgseal._index_keys(scope text) RETURNS bytea[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN ARRAY(
+  SELECT COALESCE(pgseal._index_key(scope), pgseal._fail_no_index_key(scope))
+  UNION ALL
+  SELECT pg_catalog.substr(old.keys, i * 32 + 1, 32)
+    FROM (SELECT pg_catalog.decode(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), 'hex') AS keys) AS old,
+         pg_catalog.generate_series(0, COALESCE(pg_catalog.octet_length(old.keys) / 32, 0) - 1) AS i);
+REVOKE ALL ON FUNCTION pgseal._index_keys(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pgseal._index_keys(text) TO PUBLIC;
+CREATE OR REPLACE FUNCTION pgseal.blind_index_array(value_list text[], normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
+RETURNS bytea[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(
+  SELECT pg_catalog.substr(pgseal._hmac_sha256(
+           pg_catalog.convert_to(pgseal.normalize(v, normalizer), 'UTF8') || pgseal._context_bytes(context), k), 1, bytes)
+    FROM pg_catalog.unnest(value_list) AS v,
+         pg_catalog.unnest(pgseal._index_keys(scope)) AS k) END;
+CREATE OR REPLACE FUNCTION pgseal.retire_key(p_version integer, p_force boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  k pgseal.keys;
+  used record;
+BEGIN
+  SELECT * INTO k FROM pgseal.keys WHERE version = p_version FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = format('pgseal: there is no key version %s', p_version), HINT = 'See `pgseal keys list`.';
+  END IF;
+  IF k.state <> 'decrypt-only' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS011', MESSAGE = format('pgseal: key version %s is %s, not decrypt-only', p_version, k.state),
+      HINT = CASE WHEN k.state = 'active' THEN 'Rotate first (pgseal keys rotate), re-encrypt, then retire the old version.' ELSE 'Nothing to do.' END;
+  END IF;
+  -- a blind index carries no version: an older index key is unused once a run recomputed
+  -- every searchable column of its scope after it stopped being active
+  IF NOT p_force AND k.purpose = 'index' AND NOT EXISTS (
+    SELECT 1 FROM pgseal.reencrypt_runs r
+     WHERE r.kind = 'index' AND r.state = 'done' AND r.table_filter IS NULL
+       AND (r.scope_filter IS NULL OR r.scope_filter = k.scope) AND r.started_at >= k.deactivated_at) THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS011',
+      MESSAGE = format('pgseal: blind-index key version %s may still be used by indexes of scope %s', p_version, k.scope),
+      HINT = 'Recompute them first: pgseal reencrypt --blind-index (every column of the scope).';
+  END IF;
+  IF NOT p_force THEN
+    SELECT * INTO used FROM pgseal.key_usage(p_version) u LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS011',
+        MESSAGE = format('pgseal: key version %s is still used by %s rows of %I.%I.%I', p_version, used.row_count, used.table_schema, used.table_name, used.column_name),
+        HINT = 'Re-encrypt those rows under the active version first; retiring now would make them unreadable.';
+    END IF;
+  END IF;
+  UPDATE pgseal.keys SET state = 'retired', retired_at = now() WHERE version = p_version;
+END
+$$;
 
 -- Down Migration
+
 -- the guard triggers on protected tables go first: they depend on _refuse_compromised_write
+
 UPDATE pgseal.keys SET compromised_at = NULL WHERE compromised_at IS NOT NULL;
+
 SELECT pgseal.refresh_compromise_guards();
-DROP FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea);
-DROP FUNCTION pgseal._material_for_scope(text, text[], bytea);
+
+CREATE OR REPLACE FUNCTION pgseal.retire_key(p_version integer, p_force boolean DEFAULT false) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  k pgseal.keys;
+  used record;
+BEGIN
+  SELECT * INTO k FROM pgseal.keys WHERE version = p_version FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = format('pgseal: there is no key version %s', p_version), HINT = 'See `pgseal keys list`.';
+  END IF;
+  IF k.state <> 'decrypt-only' THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS011', MESSAGE = format('pgseal: key version %s is %s, not decrypt-only', p_version, k.state),
+      HINT = CASE WHEN k.state = 'active' THEN 'Rotate first (pgseal keys rotate), re-encrypt, then retire the old version.' ELSE 'Nothing to do.' END;
+  END IF;
+  IF NOT p_force THEN
+    SELECT * INTO used FROM pgseal.key_usage(p_version) u LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS011',
+        MESSAGE = format('pgseal: key version %s is still used by %s rows of %I.%I.%I', p_version, used.row_count, used.table_schema, used.table_name, used.column_name),
+        HINT = 'Re-encrypt those rows under the active version first; retiring now would make them unreadable.';
+    END IF;
+  END IF;
+  UPDATE pgseal.keys SET state = 'retired', retired_at = now() WHERE version = p_version;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION pgseal.blind_index_array(value_list text[], normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
+RETURNS bytea[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(SELECT pgseal.blind_index(v, normalizer, context, scope, bytes) FROM pg_catalog.unnest(value_list) AS v) END;
+
+DROP FUNCTION pgseal._index_keys(text);
+
+CREATE OR REPLACE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = '' AS $$
+DECLARE
+  pos integer := 0;
+  total integer := pg_catalog.octet_length(payload);
+  n integer := 0;
+  flags integer;
+  scope_len integer;
+  scope text;
+  version_bytes bytea;
+  material bytea;
+BEGIN
+  IF payload IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+      HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+  END IF;
+  WHILE pos < total LOOP
+    IF total - pos < 6 THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+        HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+    END IF;
+    flags := pg_catalog.get_byte(payload, pos);
+    version_bytes := pg_catalog.substr(payload, pos + 2, 4);
+    scope_len := pg_catalog.get_byte(payload, pos + 5);
+    IF total - pos < 6 + scope_len + 64 THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
+        HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
+    END IF;
+    scope := pg_catalog.convert_from(pg_catalog.substr(payload, pos + 7, scope_len), 'UTF8');
+    IF scope !~ '^[a-z0-9_-]{1,63}$' THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload (scope name)',
+        HINT = 'Scope names are 1 to 63 characters: a-z, 0-9, _ and -.';
+    END IF;
+    material := pg_catalog.substr(payload, pos + 7 + scope_len, 64);
+    IF flags & 2 = 2 THEN
+      PERFORM pg_catalog.set_config('pgseal.index_' || pg_catalog.translate(scope, '-', '$'),
+                                    pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+      n := n + 1;
+      pos := pos + 6 + scope_len + 64;
+      CONTINUE;
+    END IF;
+    PERFORM pg_catalog.set_config('pgseal.enc_' || pg_catalog.encode(version_bytes, 'hex'),
+                                  pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+    PERFORM pg_catalog.set_config('pgseal.mac_' || pg_catalog.encode(version_bytes, 'hex'),
+                                  pg_catalog.encode(pg_catalog.substr(material, 33, 32), 'hex'), true);
+    IF flags & 1 = 1 THEN
+      PERFORM pg_catalog.set_config('pgseal.active_' || pg_catalog.translate(scope, '-', '$'),
+                                    pg_catalog.encode(version_bytes || material, 'hex'), true);
+    END IF;
+    n := n + 1;
+    pos := pos + 6 + scope_len + 64;
+  END LOOP;
+  PERFORM pg_catalog.set_config('pgseal.keys_loaded', n::text, true);
+  RETURN n;
+END
+$$;
+
+DROP FUNCTION pgseal.reseal(bytea, text, text);
 DROP FUNCTION pgseal.mark_compromised(text);
 DROP FUNCTION pgseal.refresh_compromise_guards();
 DROP FUNCTION pgseal._refuse_compromised_write();

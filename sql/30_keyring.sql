@@ -60,13 +60,15 @@ $$;
 --
 -- Payload: repeated entries of
 --   flags u8 (bit 0: the active data key of its scope; bit 1: the active blind-index key
---   of its scope) | version u32 BE | scope length u8 | scope (UTF-8) | key material (64):
+--   of its scope; bit 2: an older, decrypt-only blind-index key of its scope, for lookups
+--   while indexes are recomputed) | version u32 BE | scope length u8 | scope (UTF-8) | key material (64):
 --   a data key's encryption key (32) and MAC key (32); an index key (32) and 32 zero bytes
 -- Settings written:
 --   pgseal.enc_<version as 8 hex digits> = hex(encryption key)            (decrypt)
 --   pgseal.mac_<version as 8 hex digits> = hex(MAC key)                   (decrypt)
 --   pgseal.active_<scope, '-' as '$'>    = hex(version || enc key || mac key) (encrypt)
 --   pgseal.index_<scope, '-' as '$'>     = hex(index key)                     (blind indexes)
+--   pgseal.index_old_<scope, '-' as '$'> = hex(older index keys, concatenated) (lookups only)
 --   pgseal.keys_loaded                   = number of keys
 CREATE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = '' AS $$
@@ -102,6 +104,14 @@ BEGIN
         HINT = 'Scope names are 1 to 63 characters: a-z, 0-9, _ and -.';
     END IF;
     material := pg_catalog.substr(payload, pos + 7 + scope_len, 64);
+    IF flags & 4 = 4 THEN
+      PERFORM pg_catalog.set_config('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'),
+                                    COALESCE(NULLIF(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), ''), '')
+                                      || pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+      n := n + 1;
+      pos := pos + 6 + scope_len + 64;
+      CONTINUE;
+    END IF;
     IF flags & 2 = 2 THEN
       PERFORM pg_catalog.set_config('pgseal.index_' || pg_catalog.translate(scope, '-', '$'),
                                     pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);

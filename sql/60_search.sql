@@ -73,10 +73,28 @@ RETURN CASE WHEN value IS NOT NULL THEN
     COALESCE(pgseal._index_key(scope), pgseal._fail_no_index_key(scope))), 1, bytes)
 END;
 
+-- Every index key of the scope in this transaction, the active one first: while indexes are
+-- recomputed under a new key (pgseal reencrypt --blind-index), a row may still carry one
+-- made with an older key, so lookups try them all.
+CREATE FUNCTION pgseal._index_keys(scope text) RETURNS bytea[]
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN ARRAY(
+  SELECT COALESCE(pgseal._index_key(scope), pgseal._fail_no_index_key(scope))
+  UNION ALL
+  SELECT pg_catalog.substr(old.keys, i * 32 + 1, 32)
+    FROM (SELECT pg_catalog.decode(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), 'hex') AS keys) AS old,
+         pg_catalog.generate_series(0, COALESCE(pg_catalog.octet_length(old.keys) / 32, 0) - 1) AS i);
+
+-- The blind indexes to look values up by: each value under every index key of the scope
+-- (blind_index writes with the active key only).
 CREATE FUNCTION pgseal.blind_index_array(value_list text[], normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
 RETURNS bytea[]
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(SELECT pgseal.blind_index(v, normalizer, context, scope, bytes) FROM pg_catalog.unnest(value_list) AS v) END;
+RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(
+  SELECT pg_catalog.substr(pgseal._hmac_sha256(
+           pg_catalog.convert_to(pgseal.normalize(v, normalizer), 'UTF8') || pgseal._context_bytes(context), k), 1, bytes)
+    FROM pg_catalog.unnest(value_list) AS v,
+         pg_catalog.unnest(pgseal._index_keys(scope)) AS k) END;
 
 -- The keyset path: keys as one bound argument of the statement itself, for one statement
 -- and one round trip without a transaction (the typed helpers use it). No settings are
@@ -169,7 +187,7 @@ RETURN pgseal.encrypt_bytea_with(pg_catalog.convert_to(plaintext, 'UTF8'), conte
 REVOKE ALL ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
-  pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
+  pgseal._index_keys(text), pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
   pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
@@ -177,7 +195,7 @@ FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
-  pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
+  pgseal._index_keys(text), pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
   pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)

@@ -35,6 +35,16 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = 'PS011', MESSAGE = format('pgseal: key version %s is %s, not decrypt-only', p_version, k.state),
       HINT = CASE WHEN k.state = 'active' THEN 'Rotate first (pgseal keys rotate), re-encrypt, then retire the old version.' ELSE 'Nothing to do.' END;
   END IF;
+  -- a blind index carries no version: an older index key is unused once a run recomputed
+  -- every searchable column of its scope after it stopped being active
+  IF NOT p_force AND k.purpose = 'index' AND NOT EXISTS (
+    SELECT 1 FROM pgseal.reencrypt_runs r
+     WHERE r.kind = 'index' AND r.state = 'done' AND r.table_filter IS NULL
+       AND (r.scope_filter IS NULL OR r.scope_filter = k.scope) AND r.started_at >= k.deactivated_at) THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS011',
+      MESSAGE = format('pgseal: blind-index key version %s may still be used by indexes of scope %s', p_version, k.scope),
+      HINT = 'Recompute them first: pgseal reencrypt --blind-index (every column of the scope).';
+  END IF;
   IF NOT p_force THEN
     SELECT * INTO used FROM pgseal.key_usage(p_version) u LIMIT 1;
     IF FOUND THEN

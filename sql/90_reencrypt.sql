@@ -9,12 +9,15 @@
 -- active versions are the ones it started with (a later rotation supersedes it).
 CREATE TABLE pgseal.reencrypt_runs (
   id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  -- 'data': values move onto the active data key; 'index': blind indexes are recomputed
+  -- under the active index key
+  kind            text NOT NULL DEFAULT 'data',
   state           text NOT NULL DEFAULT 'running',
   -- what was asked: NULL means every protected column / every scope
   table_filter    text,
   column_filter   name,
   scope_filter    text,
-  -- the data-key versions that were active when the run started, and the older ones it moves off
+  -- the key versions (of the run's kind) that were active when it started, and the older ones it moves off
   target_versions integer[] NOT NULL,
   stale_versions  integer[] NOT NULL,
   actor           text NOT NULL,
@@ -26,6 +29,7 @@ CREATE TABLE pgseal.reencrypt_runs (
   updated_at      timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
   finished_at     timestamptz,
   error           text,
+  CONSTRAINT reencrypt_runs_kind_known CHECK (kind IN ('data', 'index')),
   CONSTRAINT reencrypt_runs_state_known CHECK (state IN ('running', 'stopped', 'failed', 'done', 'superseded')),
   CONSTRAINT reencrypt_runs_batch_size CHECK (batch_size > 0),
   CONSTRAINT reencrypt_runs_parts CHECK (parts BETWEEN 1 AND 64)
@@ -118,25 +122,19 @@ BEGIN
 END
 $$;
 
--- The key material for a row's scope, from the keys a re-encryption batch hands in (scopes
--- and, in the same order, 68-byte entries of version || encryption key || MAC key).
-CREATE FUNCTION pgseal._material_for_scope(scope text, scopes text[], materials bytea) RETURNS bytea
-LANGUAGE sql STABLE PARALLEL SAFE
-RETURN COALESCE(pg_catalog.substr(materials, (pg_catalog.array_position(scopes, scope) - 1) * 68 + 1, 68),
-                pgseal._raise('PS005', pg_catalog.format('pgseal: no active key for scope %L was handed to this statement', scope),
-                  'Create the scope''s keys (pgseal keys init --scope <scope>), or fix the row''s scope column.'));
-
 -- owner only: they change protected tables and the key registry
 REVOKE ALL ON TABLE pgseal.reencrypt_runs, pgseal.reencrypt_progress FROM PUBLIC;
-REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text),
-  pgseal._material_for_scope(text, text[], bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text) FROM PUBLIC;
 
--- Re-encrypts one value: opened with the old keys (keyset, as decrypt_bytea_with takes
--- them), sealed with the active key material, in one flat expression so the planner inlines
--- it. (encrypt_bytea_with(decrypt_bytea_with(...)) would not be inlined: its plaintext
--- argument is used twice and is expensive, so it would run as a SQL function call per row,
--- doubling the cost.) NULL stays NULL.
-CREATE FUNCTION pgseal.reseal_with(ciphertext bytea, context text, keyset bytea, key_material bytea) RETURNS bytea
+-- Re-encrypts one value with this transaction's keys (pgseal.use_keys): opened with the
+-- version it names, sealed with the scope's active key, in one flat expression so the
+-- planner inlines it. (encrypt_bytea(decrypt_bytea(...)) would not be inlined: its
+-- plaintext argument is used twice and is expensive, so it would run as a SQL function
+-- call per row, doubling the cost.) The keys come from transaction settings, never as a
+-- parameter of this long statement: a slow-statement log or auto_explain would print
+-- parameters. NULL stays NULL.
+CREATE FUNCTION pgseal.reseal(ciphertext bytea, context text, scope text) RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE
-RETURN pgseal._seal(pgseal.decrypt_bytea_with(ciphertext, context, keyset), pgseal._context_bytes(context), key_material, pgseal._random_bytes(16));
-REVOKE ALL ON FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea) FROM PUBLIC;
+RETURN pgseal._seal(pgseal.decrypt_bytea(ciphertext, context), pgseal._context_bytes(context),
+                    COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)), pgseal._random_bytes(16));
+REVOKE ALL ON FUNCTION pgseal.reseal(bytea, text, text) FROM PUBLIC;

@@ -9,6 +9,7 @@ import { progressSink } from './progress.js';
 
 interface Args extends RunArgs {
   scope: string;
+  purpose: 'data' | 'index';
   emergency?: boolean | undefined;
 }
 
@@ -16,15 +17,19 @@ export async function runKeysRotate(args: Args): Promise<void> {
   if (args.emergency) return runEmergency(args);
   const provider = masterKey(args);
   try {
-    const { version, previous } = await usingDatabase(args, (sql) => rotateKey(sql, provider, args.scope, by(args)));
-    console.log(`pgseal: key version ${version} is now active for scope ${args.scope}; version ${previous} is decrypt-only`);
-    console.log('pgseal: existing rows stay on the old version until `pgseal reencrypt` moves them');
+    const { version, previous } = await usingDatabase(args, (sql) => rotateKey(sql, provider, args.scope, { ...by(args), purpose: args.purpose }));
+    const what = args.purpose === 'index' ? 'blind-index key' : 'key';
+    console.log(`pgseal: ${what} version ${version} is now active for scope ${args.scope}; version ${previous} is decrypt-only`);
+    console.log(args.purpose === 'index'
+      ? 'pgseal: lookups use both keys until `pgseal reencrypt --blind-index` has recomputed the indexes (it starts once running processes have reloaded their keys, 5 minutes by default)'
+      : 'pgseal: existing rows stay on the old version until `pgseal reencrypt` moves them');
   } finally {
     provider.close();
   }
 }
 
 async function runEmergency(args: Args): Promise<void> {
+  if (args.purpose !== 'data') throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, '--emergency rotates data keys', { hint: 'drop --purpose index' });
   if (!args.reason?.trim()) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, '--emergency needs --reason', { hint: 'say what happened: --reason "laptop with the key stolen"; it goes to the audit log' });
   }
@@ -57,6 +62,7 @@ export const keysRotateCommand: CommandModule<object, Args> = {
   builder: (y: Argv) =>
     withRunOptions(y)
       .option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope to rotate' })
+      .option('purpose', { choices: ['data', 'index'] as const, default: 'data' as const, describe: 'the data key, or the blind-index key' })
       .option('emergency', { type: 'boolean', describe: 'suspected compromise: refuse writes under the old version and re-encrypt every protected column now (needs --reason)' }) as unknown as Argv<Args>,
   handler: runKeysRotate,
 };

@@ -20,6 +20,8 @@ export interface RunArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   workers: number;
   'max-rows-per-second'?: number | undefined;
   'dry-run'?: boolean | undefined;
+  'blind-index'?: boolean | undefined;
+  'index-grace-seconds'?: number | undefined;
   json?: boolean | undefined;
 }
 
@@ -76,7 +78,7 @@ async function runReencrypt(args: RunArgs): Promise<void> {
   await withRunContext(args, async ({ sql, keyring, signal, stoppedBy }) => {
     const filter = { table: args.table, column: args.column, scope: args.scope };
     if (args['dry-run']) {
-      const report = await reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers });
+      const report = await reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers, blindIndex: args['blind-index'] });
       if (args.json) {
         console.log(JSON.stringify(report, jsonReplacer, 2));
         return;
@@ -92,7 +94,7 @@ async function runReencrypt(args: RunArgs): Promise<void> {
     const sink = progressSink(json);
     try {
       const result = await reencrypt(sql, keyring, {
-        ...filter, ...by(args), batchSize: args['batch-size'], workers: args.workers, maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
+        ...filter, ...by(args), blindIndex: args['blind-index'], indexGraceSeconds: args['index-grace-seconds'], batchSize: args['batch-size'], workers: args.workers, maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
       });
       sink.stop();
       printResult(result, json, stoppedBy());
@@ -118,7 +120,7 @@ async function runStatus(args: StatusArgs): Promise<void> {
     console.log('pgseal: no re-encryption has run on this database');
     return;
   }
-  console.log(`run ${status.runId}: ${status.state}${status.emergency ? ' (emergency)' : ''}, by ${status.actor}, started ${status.startedAt.toISOString()}${status.error ? `, error ${status.error}` : ''}`);
+  console.log(`run ${status.runId} (${status.kind === 'index' ? 'blind indexes' : 'data'}): ${status.state}${status.emergency ? ' (emergency)' : ''}, by ${status.actor}, started ${status.startedAt.toISOString()}${status.error ? `, error ${status.error}` : ''}`);
   console.log(`moving versions ${status.staleVersions.join(', ') || '(none)'} onto ${status.targetVersions.join(', ')}`);
   console.log(table(['column', 'done', 'remaining', 'rows_per_second', 'eta_seconds', 'pass'], status.columns.map((c) => ({
     column: c.column, done: c.rowsDone, remaining: c.remaining, rows_per_second: c.rate === null ? '' : Math.round(c.rate), eta_seconds: c.etaSeconds === null ? '' : Math.ceil(c.etaSeconds), pass: c.pass,
@@ -143,7 +145,9 @@ const runCommand: CommandModule<object, RunArgs> = {
       .option('table', { type: 'string', describe: 'only this table (schema.table)' })
       .option('column', { type: 'string', describe: 'only this column (needs --table)' })
       .option('scope', { type: 'string', describe: 'only values of this key scope' })
-      .option('dry-run', { type: 'boolean', describe: 'count rows per version per column and estimate the time; change nothing' }) as unknown as Argv<RunArgs>,
+      .option('dry-run', { type: 'boolean', describe: 'count rows per version per column and estimate the time; change nothing' })
+      .option('blind-index', { type: 'boolean', describe: 'recompute blind indexes under the active index key (after `keys rotate --purpose index`)' })
+      .option('index-grace-seconds', { type: 'number', describe: 'with --blind-index: start only this long after the index key rotated (default 300, the keyring TTL)' }) as unknown as Argv<RunArgs>,
   handler: runReencrypt,
 };
 

@@ -309,14 +309,15 @@ export class Table<T extends AnyTable> {
     }
     const scope = enc.def.scopeColumn ? options.scope : (enc.def.scope ?? 'default');
     if (!scope) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${c.context} is keyed per ${enc.def.scopeColumn}: pass { scope }`);
-    const indexKey = await this.#keyring.indexKey(scope);
-    if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-    const indexes = wanted.map((w) => blindIndex(indexKey, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex'));
+    // every index key of the scope: rows not yet re-indexed under the active one still match
+    const indexKeys = await this.#keyring.indexKeys(scope);
+    if (indexKeys.length === 0) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
+    const indexes = wanted.flatMap((w) => indexKeys.map((k) => blindIndex(k, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex')));
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
     // the other columns' keys follow the caller's tenant, not the searched column's scope
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       const tenant = enc.def.scopeColumn ? ` AND ${ident(enc.def.scopeColumn)}::text = ${params.add(scope)}` : '';
-      const match = many
+      const match = indexes.length > 1
         ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes)}::text[]) AS x))`
         : `${ident(c.blindIndexColumn!)} = pg_catalog.decode(${params.add(indexes[0])}, 'hex')`;
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${match}${tenant}`;

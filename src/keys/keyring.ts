@@ -64,13 +64,19 @@ export interface PayloadEntry extends VersionedKeys {
   index?: boolean;
 }
 
+/** The flags byte of a payload entry (see pgseal.use_keys). */
+function entryFlags(key: PayloadEntry): number {
+  if (key.index) return key.active ? 2 : 4;
+  return key.active ? 1 : 0;
+}
+
 /** Layout read by pgseal.use_keys (sql/30_keyring.sql). */
 export function encodeKeyPayload(entries: readonly PayloadEntry[]): Buffer {
   const size = entries.reduce((n, k) => n + ENTRY_FIXED_BYTES + Buffer.byteLength(k.scope), 0);
   const out = Buffer.alloc(size);
   let at = 0;
   for (const key of entries) {
-    at = out.writeUInt8(key.index ? 2 : key.active ? 1 : 0, at);
+    at = out.writeUInt8(entryFlags(key), at);
     at = out.writeUInt32BE(key.version, at);
     at = out.writeUInt8(Buffer.byteLength(key.scope), at);
     at += out.write(key.scope, at, 'utf8');
@@ -182,7 +188,7 @@ export class Keyring {
     const wanted = scopes ? new Set(scopes) : undefined;
     return encodeKeyPayload(
       [...this.#keys.values()]
-        .filter((k) => (k.purpose === 'data' || k.state === 'active') && (!wanted || wanted.has(k.scope)))
+        .filter((k) => !wanted || wanted.has(k.scope))
         .map((k) => ({ ...k, active: k.state === 'active', index: k.purpose === 'index' })),
     );
   }
@@ -214,24 +220,15 @@ export class Keyring {
   }
 
   /**
-   * 68-byte entries (version, encryption key, MAC key) for exactly these data-key versions,
-   * in this order: the keys a re-encryption batch takes as bound arguments. Throws when a
-   * version cannot be used (retired, destroyed, or unknown). The caller zeroes it.
+   * Every usable blind-index key of the scope, the active one first (lookups try them all
+   * while indexes are recomputed under a new key). Shared with the cache: do not modify.
    */
-  async materials(versions: readonly number[]): Promise<Buffer> {
+  async indexKeys(scope: string): Promise<Buffer[]> {
     await this.#fresh();
-    const out = Buffer.alloc(versions.length * 68);
-    versions.forEach((version, i) => {
-      const key = this.#keys.get(version);
-      if (!key || key.purpose !== 'data') {
-        out.fill(0);
-        throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, `data key version ${version} is not usable (not active or decrypt-only)`, {
-          hint: 'see `pgseal keys list`; a retired or destroyed version cannot be read',
-        });
-      }
-      writeKeyMaterial(key, out, i * 68);
-    });
-    return out;
+    return [...this.#keys.values()]
+      .filter((k) => k.scope === scope && k.purpose === 'index')
+      .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version)
+      .map((k) => k.encKey);
   }
 
   /** The scope's blind-index key (shared with the cache: do not modify). */

@@ -1,6 +1,7 @@
-// The SQL of re-encryption, generated per column. Identifiers are quoted; keys, versions
-// and checkpoints are bound parameters (keys never appear in SQL text, so never in
-// pg_stat_activity or the server log).
+// The SQL of re-encryption, generated per column. Identifiers are quoted; versions and
+// checkpoints are bound parameters. Keys are in neither: the batch runs in a transaction
+// that received them through pgseal.use_keys (src/transaction.ts), so this long statement
+// carries none, in its text, its parameters or its plan.
 //
 // One batch is one statement, hence one short transaction: it takes the next primary keys
 // of its range, rewrites those of their values still on a stale version (decrypted with
@@ -12,7 +13,7 @@
 import { ident, literal } from '../helpers/sql.js';
 import type { Target } from './targets.js';
 
-export type BatchParam = 'stale' | 'limit' | 'oldKeys' | 'newKeys' | 'scopes' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until';
+export type BatchParam = 'stale' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'percent' | 'fractions';
 
 /** A statement and the names of its parameters in placeholder order. */
 export interface Statement {
@@ -55,24 +56,12 @@ function range(t: Target, after: boolean, until: boolean): string {
 }
 
 export function batchStatement(t: Target, after: boolean, until: boolean): Statement {
-  const col = ident(t.column.column);
-  const pk = ident(t.pk);
-  const ctx = contextExpression(t);
-  const newKey = t.column.scopeColumn ? `pgseal._material_for_scope(t.${ident(t.column.scopeColumn)}::text, (${$('scopes')})::text[], ${$('newKeys')}::bytea)` : `${$('newKeys')}::bytea`;
-  // The batch is the next keys of the range, stale or not: a pure primary-key range is
-  // always an index scan (a filter on the version would make the planner sort the table).
-  return numbered(`WITH batch AS MATERIALIZED (
-  SELECT t.${pk} AS k FROM ${table(t)} AS t
-   WHERE true${range(t, after, until)}
-   ORDER BY t.${pk} LIMIT ${$('limit')}
-), changed AS (
-  UPDATE ${table(t)} AS t
-     SET ${col} = pgseal.reseal_with(t.${col}, ${ctx}, ${$('oldKeys')}::bytea, ${newKey})
-   -- = ANY (array) rather than a join: always primary-key lookups (the planner would
-   -- otherwise hash the whole table, misjudging how many rows the version filter keeps)
-   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND ${stale(t, 't')}
-  RETURNING 1
-), step AS (
+  return t.kind === 'index' ? indexBatch(t, after, until) : dataBatch(t, after, until);
+}
+
+/** The statement's tail: counts, the checkpoint moved in the same statement, the result row. */
+function checkpoint(): string {
+  return `step AS (
   SELECT (SELECT count(*) FROM batch) AS scanned, (SELECT count(*) FROM changed) AS changed,
          -- ordered by the key's own type (a text key column named k would sort as text)
          (SELECT b.k FROM batch AS b ORDER BY b.k DESC LIMIT 1)::text AS last_key
@@ -84,21 +73,105 @@ export function batchStatement(t: Target, after: boolean, until: boolean): State
    WHERE p.run_id = ${$('run')} AND p.table_schema = ${$('schema')} AND p.table_name = ${$('table')} AND p.column_name = ${$('column')} AND p.part = ${$('part')}
   RETURNING p.part
 )
-SELECT step.scanned::integer, step.changed::integer, step.last_key, (SELECT count(*) FROM saved)::integer AS saved FROM step`);
+SELECT step.scanned::integer, step.changed::integer, step.last_key, (SELECT count(*) FROM saved)::integer AS saved FROM step`;
 }
 
-/** Rows still on a stale version. */
-export function countStatement(t: Target): string {
-  return `SELECT count(*)::bigint AS n FROM ${table(t)} AS t WHERE ${stale(t, 't').replace($('stale'), '$1')}`;
+/** The plaintext as the text its blind index is computed from (as the rewriter's textForm does for a value). */
+function indexedText(t: Target): string {
+  const c = t.column;
+  const ctx = contextExpression(t);
+  const col = `t.${ident(c.column)}`;
+  switch (c.valueType) {
+    case 'bytea':
+      return `pgseal.decrypt_bytea(${col}, ${ctx})::text`;
+    case 'jsonb':
+      return `pgseal.decrypt_text(${col}, ${ctx})::jsonb::text`;
+    case 'numeric':
+      return `pgseal.decrypt_text(${col}, ${ctx})::numeric::text`;
+    default:
+      return `pgseal.decrypt_text(${col}, ${ctx})`;
+  }
+}
+
+function scopeExpression(t: Target): string {
+  return t.column.scopeColumn ? `t.${ident(t.column.scopeColumn)}::text` : literal(t.column.scope ?? 'default');
+}
+
+/** The blind index a row should carry: its value under the scope's active index key. */
+export function indexExpression(t: Target): string {
+  const c = t.column;
+  return `pgseal.blind_index(${indexedText(t)}, ${literal(c.normalizer)}, ${literal(`${c.schema}.${c.table}.${c.column}`)}, ${scopeExpression(t)}, ${c.blindIndexBytes})`;
 }
 
 /**
- * Range bounds splitting the stale rows into equal parts, from a sample of the table's
- * pages ($2 percent) so that planning a run over tens of millions of rows stays cheap.
+ * Recomputes blind indexes: each value of the batch is decrypted once and its index under
+ * the active key written where it differs. A row a writer changed meanwhile (its value no
+ * longer the one read) is left to the writer, whose index is current.
  */
-export function boundsStatement(t: Target): string {
-  return `SELECT (percentile_disc($3::float8[]) WITHIN GROUP (ORDER BY t.${ident(t.pk)}))::text[] AS bounds
-  FROM ${table(t)} AS t TABLESAMPLE SYSTEM ($2) WHERE ${stale(t, 't').replace($('stale'), '$1')}`;
+function indexBatch(t: Target, after: boolean, until: boolean): Statement {
+  const pk = ident(t.pk);
+  const col = ident(t.column.column);
+  const bidx = ident(t.column.blindIndexColumn!);
+  return numbered(`WITH batch AS MATERIALIZED (
+  SELECT t.${pk} AS k, t.${col} AS v, ${indexExpression(t)} AS idx FROM ${table(t)} AS t
+   WHERE true${range(t, after, until)}
+   ORDER BY t.${pk} LIMIT ${$('limit')}
+), changed AS (
+  UPDATE ${table(t)} AS t SET ${bidx} = b.idx
+    FROM batch AS b
+   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND t.${pk} = b.k
+     AND t.${col} IS NOT DISTINCT FROM b.v AND t.${bidx} IS DISTINCT FROM b.idx
+  RETURNING 1
+), ${checkpoint()}`);
+}
+
+function dataBatch(t: Target, after: boolean, until: boolean): Statement {
+  const col = ident(t.column.column);
+  const pk = ident(t.pk);
+  const ctx = contextExpression(t);
+  const scope = scopeExpression(t);
+  return numbered(`WITH batch AS MATERIALIZED (
+  SELECT t.${pk} AS k FROM ${table(t)} AS t
+   WHERE true${range(t, after, until)}
+   ORDER BY t.${pk} LIMIT ${$('limit')}
+), changed AS (
+  UPDATE ${table(t)} AS t
+     SET ${col} = pgseal.reseal(t.${col}, ${ctx}, ${scope})
+   -- = ANY (array) rather than a join: always primary-key lookups (the planner would
+   -- otherwise hash the whole table, misjudging how many rows the version filter keeps)
+   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND ${stale(t, 't')}
+  RETURNING 1
+), ${checkpoint()}`);
+}
+
+/** Rows still to do: on a stale version; for an index run, every value (counted without keys). */
+export function countStatement(t: Target): Statement {
+  return numbered(`SELECT count(*)::bigint AS n FROM ${table(t)} AS t WHERE ${todo(t)}`);
+}
+
+/** Rows whose blind index is not the active key's: needs the keys (src/transaction.ts). */
+export function staleIndexStatement(t: Target): string {
+  return `SELECT count(*)::bigint AS n FROM ${table(t)} AS t
+ WHERE t.${ident(t.column.column)} IS NOT NULL AND t.${ident(t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`;
+}
+
+/** The rows a run has to do, as a condition on the row aliased t. */
+function todo(t: Target): string {
+  return t.kind === 'index' ? `t.${ident(t.column.column)} IS NOT NULL` : stale(t, 't');
+}
+
+/**
+ * Range bounds splitting the rows to do into equal parts, from a sample of the table's
+ * pages (percent) so that planning a run over tens of millions of rows stays cheap.
+ */
+export function boundsStatement(t: Target): Statement {
+  return numbered(`SELECT (percentile_disc(${$('fractions')}::float8[]) WITHIN GROUP (ORDER BY t.${ident(t.pk)}))::text[] AS bounds
+  FROM ${table(t)} AS t TABLESAMPLE SYSTEM (${$('percent')}) WHERE ${todo(t)}`);
+}
+
+/** Runs a statement with its parameters picked by name. */
+export function bind(statement: Statement, values: Partial<Record<BatchParam, unknown>>): unknown[] {
+  return statement.params.map((p) => values[p]);
 }
 
 /** Rows per key version, for --dry-run (NULL: not a pgseal envelope). */

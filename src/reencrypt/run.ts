@@ -9,8 +9,9 @@ import type { Sql } from 'postgres';
 import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, boundsStatement, countStatement, type BatchParam, type Statement } from './batch-sql.js';
-import { loadKeyPlan, resolveTargets, type Filter, type KeyPlan, type Target } from './targets.js';
+import { batchStatement, bind, boundsStatement, countStatement, staleIndexStatement, type BatchParam, type Statement } from './batch-sql.js';
+import { withKeys } from '../transaction.js';
+import { loadKeyPlan, resolveTargets, type Filter, type KeyPlan, type RunKind, type Target } from './targets.js';
 
 export interface ReencryptOptions extends Filter, Attribution {
   /** rows per batch (one statement, one short transaction); default 5000 */
@@ -19,6 +20,16 @@ export interface ReencryptOptions extends Filter, Attribution {
   workers?: number | undefined;
   /** throttle over all workers (rows re-encrypted per second) */
   maxRowsPerSecond?: number | undefined;
+  /**
+   * Recompute blind indexes under each scope's active index key (after `keys rotate
+   * --purpose index`), instead of moving values onto the active data key.
+   */
+  blindIndex?: boolean | undefined;
+  /**
+   * An index run starts only this long after the index key rotated (default 300: the
+   * keyring's TTL), so that every running process looks values up with the new key too.
+   */
+  indexGraceSeconds?: number | undefined;
   /** an emergency rotation's run (recorded as such) */
   emergency?: boolean | undefined;
   /** stops after the batches in flight; the run resumes on the next call */
@@ -98,19 +109,17 @@ function checkOptions(o: ReencryptOptions): { batchSize: number; workers: number
   return { batchSize, workers, maxPasses };
 }
 
-/** The keys of one target as bound arguments: old versions to open, active ones to seal. */
-interface TargetKeys {
-  oldKeys: Buffer;
-  newKeys: Buffer;
-}
-
-async function keysFor(keyring: Keyring, keys: KeyPlan, t: Target): Promise<TargetKeys> {
-  const oldKeys = await keyring.materials(t.stale);
-  try {
-    return { oldKeys, newKeys: await keyring.materials(t.scopes.map((s) => keys.active.get(s)!)) };
-  } catch (error) {
-    oldKeys.fill(0);
-    throw error;
+/** Every version a target moves off or onto must be in the keyring (unwrapped by this master key). */
+export async function checkKeysLoaded(keyring: Keyring, keys: KeyPlan, targets: readonly Target[]): Promise<void> {
+  const loaded = new Set((await keyring.versions()).map((k) => k.version));
+  for (const t of targets) {
+    for (const version of [...t.stale, ...t.scopes.map((s) => keys.active.get(s)!)]) {
+      if (!loaded.has(version)) {
+        throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, `${t.name}: data key version ${version} could not be loaded`, {
+          hint: 'see `pgseal keys list`; a retired or destroyed version cannot be read',
+        });
+      }
+    }
   }
 }
 
@@ -118,7 +127,6 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
   const { batchSize, workers, maxPasses } = checkOptions(options);
   const actor = options.actor ?? defaultActor();
   const lock = await guarded(() => sql.reserve());
-  const secrets: Buffer[] = [];
   try {
     const [got] = await guarded(() => lock.unsafe<{ ok: boolean }[]>(`select pg_catalog.pg_try_advisory_lock(${LOCK}) as ok`));
     if (!got!.ok) {
@@ -127,22 +135,19 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
       });
     }
     await keyring.refresh();
-    const keys = await loadKeyPlan(sql, options.scope);
-    const targets = (await resolveTargets(sql, options, keys)).filter((t) => t.scopes.length > 0);
-    // every key is unwrapped before anything is written: a wrong master key changes nothing
-    const targetKeys = new Map<Target, TargetKeys>();
-    for (const t of targets) {
-      const k = await keysFor(keyring, keys, t);
-      secrets.push(k.oldKeys, k.newKeys);
-      targetKeys.set(t, k);
-    }
+    const kind: RunKind = options.blindIndex ? 'index' : 'data';
+    const keys = await loadKeyPlan(sql, options.scope, kind);
+    const targets = (await resolveTargets(sql, options, keys, kind)).filter((t) => t.scopes.length > 0);
+    // every key was unwrapped (refresh) before anything is written: a wrong master key changes nothing
+    await checkKeysLoaded(keyring, keys, targets);
+    if (kind === 'index') await checkIndexGrace(sql, keys, options.indexGraceSeconds ?? 300);
     const targetVersions = [...keys.active.values()].sort((a, b) => a - b);
-    const { run, resumed, parts } = await openRun(sql, options, targets, targetVersions, workers, batchSize, actor);
+    const { run, resumed, parts } = await openRun(sql, kind, options, targets, targetVersions, workers, batchSize, actor);
     await recordEvent(sql, {
       operation: resumed ? 'reencrypt.resume' : 'reencrypt.start', success: true, actor, reason: options.reason, scope: options.scope,
-      details: { run: run.id, columns: targets.map((t) => t.name), stale_versions: [...new Set(targets.flatMap((t) => t.stale))], target_versions: targetVersions, batch_size: batchSize, workers, emergency: options.emergency ?? false },
+      details: { run: run.id, kind, columns: targets.map((t) => t.name), stale_versions: [...new Set(targets.flatMap((t) => t.stale))], target_versions: targetVersions, batch_size: batchSize, workers, emergency: options.emergency ?? false },
     });
-    const engine = new Engine(sql, Number(run.id), batchSize, workers, options, targetKeys, parts);
+    const engine = new Engine(sql, keyring, Number(run.id), batchSize, workers, options, parts);
     try {
       await engine.run(maxPasses);
     } catch (error) {
@@ -163,19 +168,32 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
     });
     return { runId: Number(run.id), state, resumed, rows: engine.rowsThisCall, seconds, columns: engine.columns() };
   } finally {
-    for (const b of secrets) b.fill(0);
     await lock.unsafe(`select pg_catalog.pg_advisory_unlock(${LOCK})`).catch(() => undefined);
     lock.release();
   }
 }
 
+/** An index run waits out the keyring TTL after the index rotation (see ReencryptOptions.indexGraceSeconds). */
+async function checkIndexGrace(sql: Sql, keys: KeyPlan, graceSeconds: number): Promise<void> {
+  const versions = [...keys.active.values()];
+  const [row] = await guarded(() => sql<{ ready_at: Date | null; wait: number | null }[]>`
+    select max(created_at) + make_interval(secs => ${graceSeconds}) as ready_at,
+           extract(epoch from max(created_at) + make_interval(secs => ${graceSeconds}) - clock_timestamp())::float8 as wait
+      from pgseal.keys where version = any(${versions}::int[])`);
+  if (row?.wait && row.wait > 0) {
+    throw new PgsealError(ErrorCodes.REINDEX_TOO_EARLY, `the blind-index key was rotated less than ${graceSeconds} s ago: running processes may still look values up with the previous key only`, {
+      hint: `run again after ${row.ready_at!.toISOString()}, or pass --index-grace-seconds 0 once every process has reloaded its keys (restart, or keyring.refresh())`,
+    });
+  }
+}
+
 /** Resumes the unfinished run when it asked the same thing of the same active keys; else starts one. */
 async function openRun(
-  sql: Sql, o: ReencryptOptions, targets: Target[], targetVersions: number[], workers: number, batchSize: number, actor: string,
+  sql: Sql, kind: RunKind, o: ReencryptOptions, targets: Target[], targetVersions: number[], workers: number, batchSize: number, actor: string,
 ): Promise<{ run: RunRow; resumed: boolean; parts: Part[] }> {
   const [open] = await guarded(() => sql<RunRow[]>`
     select id, table_filter, column_filter, scope_filter, target_versions, parts
-      from pgseal.reencrypt_runs where state in ('running', 'stopped', 'failed') order by id desc limit 1`);
+      from pgseal.reencrypt_runs where state in ('running', 'stopped', 'failed') and kind = ${kind} order by id desc limit 1`);
   const same = (a: number[], b: number[]) => a.length === b.length && a.every((v, i) => v === b[i]);
   let run: RunRow | undefined;
   if (open && open.table_filter === (o.table ?? null) && open.column_filter === (o.column ?? null) && open.scope_filter === (o.scope ?? null)
@@ -189,8 +207,8 @@ async function openRun(
   if (!run) {
     const stale = [...new Set(targets.flatMap((t) => t.stale))].sort((a, b) => a - b);
     [run] = await guarded(() => sql<RunRow[]>`
-      insert into pgseal.reencrypt_runs (table_filter, column_filter, scope_filter, target_versions, stale_versions, actor, reason, emergency, batch_size, parts)
-      values (${o.table ?? null}, ${o.column ?? null}, ${o.scope ?? null}, ${targetVersions}, ${stale}, ${actor}, ${o.reason ?? null}, ${o.emergency ?? false}, ${batchSize}, ${workers})
+      insert into pgseal.reencrypt_runs (kind, table_filter, column_filter, scope_filter, target_versions, stale_versions, actor, reason, emergency, batch_size, parts)
+      values (${kind}, ${o.table ?? null}, ${o.column ?? null}, ${o.scope ?? null}, ${targetVersions}, ${stale}, ${actor}, ${o.reason ?? null}, ${o.emergency ?? false}, ${batchSize}, ${workers})
       returning id, table_filter, column_filter, scope_filter, target_versions, parts`);
   }
   const saved = await guarded(() => sql<{ table_schema: string; table_name: string; column_name: string; part: number; lower_key: string | null; upper_key: string | null; last_key: string | null; done: boolean; pass: number }[]>`
@@ -210,7 +228,8 @@ async function openRun(
 
 /** Counts a column's stale rows and splits its primary keys into ranges of about equal work. */
 async function planParts(sql: Sql, runId: number, t: Target, count: number): Promise<Part[]> {
-  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(countStatement(t), [t.stale]));
+  const counting = countStatement(t);
+  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(counting.text, bind(counting, { stale: t.stale }) as never[]));
   const total = Number(c!.n);
   let bounds: string[] = [];
   if (count > 1 && total > count) {
@@ -220,7 +239,8 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
     // about 100,000 sampled rows whatever the table's size (all of a small one)
     const percent = est!.n > 0 ? Math.min(100, (100_000 / est!.n) * 100) : 100;
     const fractions = Array.from({ length: count - 1 }, (_, i) => (i + 1) / count);
-    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(boundsStatement(t), [t.stale, percent, fractions]));
+    const split = boundsStatement(t);
+    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(split.text, bind(split, { stale: t.stale, percent, fractions }) as never[]));
     bounds = [...new Set(b!.bounds ?? [])];
   }
   const edges: Array<string | null> = [null, ...bounds, null];
@@ -254,11 +274,11 @@ class Engine {
 
   constructor(
     private readonly sql: Sql,
+    private readonly keyring: Keyring,
     private readonly runId: number,
     private readonly batchSize: number,
     private readonly workers: number,
     private readonly options: ReencryptOptions,
-    private readonly keys: Map<Target, TargetKeys>,
     private readonly parts: Part[],
   ) {
     options.signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
@@ -288,15 +308,15 @@ class Engine {
       queue = [];
       for (const t of new Set(this.parts.map((p) => p.target))) {
         const progress = this.#progress.get(t)!;
-        const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(countStatement(t), [t.stale]));
-        if (Number(c!.n) === 0) {
+        const c = await this.#remaining(t);
+        if (c === 0) {
           progress.done = true;
           continue;
         }
         const mine = this.parts.filter((p) => p.target === t);
         const pass = Math.max(...mine.map((p) => p.pass)) + 1;
         if (pass > maxPasses) {
-          throw new PgsealError(ErrorCodes.REENCRYPT_INCOMPLETE, `${t.name}: ${c!.n} rows were written with a stale key again after ${maxPasses} passes`, {
+          throw new PgsealError(ErrorCodes.REENCRYPT_INCOMPLETE, `${t.name}: ${c} rows were written with a stale key again after ${maxPasses} passes`, {
             hint: 'a process still writes with an old key: reload its keys (keyring.refresh(), or restart it), or use `pgseal keys rotate --emergency` to refuse such writes; then run `pgseal reencrypt` again',
           });
         }
@@ -309,6 +329,17 @@ class Engine {
       }
       if (queue.length === 0) return;
     }
+  }
+
+  /** Rows still to do after a pass: on a stale version; for an index run, with an index not the active key's. */
+  async #remaining(t: Target): Promise<number> {
+    if (t.kind === 'index') {
+      const [c] = await withKeys(this.sql, this.keyring, (tx) => tx.unsafe<{ n: string }[]>(staleIndexStatement(t)), { scopes: t.scopes });
+      return Number(c!.n);
+    }
+    const count = countStatement(t);
+    const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(count.text, bind(count, { stale: t.stale }) as never[]));
+    return Number(c!.n);
   }
 
   async #loadProgress(): Promise<void> {
@@ -339,18 +370,19 @@ class Engine {
   /** Batches over one range until it is exhausted or the run stops; returns the worker's row count. */
   async #runPart(part: Part, _worker: number, started: number, rows: number): Promise<number> {
     const t = part.target;
-    const k = this.keys.get(t)!;
     const share = this.options.maxRowsPerSecond ? this.options.maxRowsPerSecond / this.workers : undefined;
     while (!this.#stop.signal.aborted) {
       const after = part.last ?? part.lower;
       const statement = this.#statement(t, after !== null, part.upper !== null);
-      const values: Record<BatchParam, unknown> = {
-        stale: t.stale, limit: this.batchSize, oldKeys: k.oldKeys, newKeys: k.newKeys, scopes: t.scopes,
-        run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
+      const values: Partial<Record<BatchParam, unknown>> = {
+        stale: t.stale, limit: this.batchSize, run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
       };
       let result: BatchResult;
       try {
-        result = ((await this.sql.unsafe(statement.text, statement.params.map((p) => values[p]) as never[], { prepare: true })) as unknown as BatchResult[])[0]!;
+        // one short transaction: the keys of the column's scopes, then the batch (pipelined)
+        result = (await withKeys(this.sql, this.keyring, (tx) => tx.unsafe(statement.text, bind(statement, values) as never[], { prepare: true }), {
+          scopes: t.scopes,
+        }) as unknown as BatchResult[])[0]!;
       } catch (error) {
         const e = toPgsealError(error);
         this.#failure ??= new PgsealError(e.code, `${t.name}: ${e.message}`, {

@@ -4,8 +4,10 @@
 
 import type { Sql } from 'postgres';
 import { withPgsealErrors as guarded } from '../errors.js';
+import { withKeys } from '../transaction.js';
+import { checkKeysLoaded } from './run.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, versionsStatement } from './batch-sql.js';
+import { batchStatement, bind, versionsStatement } from './batch-sql.js';
 import { loadKeyPlan, resolveTargets, type Filter } from './targets.js';
 
 export interface ColumnStatus {
@@ -23,6 +25,7 @@ export interface ColumnStatus {
 
 export interface RunStatus {
   runId: number;
+  kind: 'data' | 'index';
   state: 'running' | 'stopped' | 'failed' | 'done' | 'superseded';
   actor: string;
   reason: string | null;
@@ -37,8 +40,8 @@ export interface RunStatus {
 
 /** The latest run (or the given one), per column; null when none ever ran. */
 export async function reencryptStatus(sql: Sql, runId?: number): Promise<RunStatus | null> {
-  const [run] = await guarded(() => sql<{ id: string; state: RunStatus['state']; actor: string; reason: string | null; emergency: boolean; error: string | null; target_versions: number[]; stale_versions: number[]; started_at: Date; finished_at: Date | null }[]>`
-    select id, state, actor, reason, emergency, error, target_versions, stale_versions, started_at, finished_at
+  const [run] = await guarded(() => sql<{ id: string; kind: RunStatus['kind']; state: RunStatus['state']; actor: string; reason: string | null; emergency: boolean; error: string | null; target_versions: number[]; stale_versions: number[]; started_at: Date; finished_at: Date | null }[]>`
+    select id, kind, state, actor, reason, emergency, error, target_versions, stale_versions, started_at, finished_at
       from pgseal.reencrypt_runs ${runId === undefined ? sql`` : sql`where id = ${runId}`} order by id desc limit 1`);
   if (!run) return null;
   const columns = await guarded(() => sql<{ column: string; total: string; done_rows: string; pass: number; done: boolean; updated_at: Date; seconds: number }[]>`
@@ -47,7 +50,7 @@ export async function reencryptStatus(sql: Sql, runId?: number): Promise<RunStat
            extract(epoch from max(updated_at) - ${run.started_at}::timestamptz)::float8 as seconds
       from pgseal.reencrypt_progress where run_id = ${run.id} group by table_schema, table_name, column_name order by 1`);
   return {
-    runId: Number(run.id), state: run.state, actor: run.actor, reason: run.reason, emergency: run.emergency, error: run.error,
+    runId: Number(run.id), kind: run.kind, state: run.state, actor: run.actor, reason: run.reason, emergency: run.emergency, error: run.error,
     targetVersions: run.target_versions, staleVersions: run.stale_versions, startedAt: run.started_at, finishedAt: run.finished_at,
     columns: columns.map((c) => {
       const rowsDone = Number(c.done_rows);
@@ -79,40 +82,36 @@ export interface DryRunReport {
 class Rollback extends Error {}
 
 /** Counts and a time estimate; changes nothing (the sample batch is rolled back). */
-export async function reencryptDryRun(sql: Sql, keyring: Keyring, options: Filter & { batchSize?: number | undefined; workers?: number | undefined } = {}): Promise<DryRunReport> {
+export async function reencryptDryRun(
+  sql: Sql, keyring: Keyring, options: Filter & { batchSize?: number | undefined; workers?: number | undefined; blindIndex?: boolean | undefined } = {},
+): Promise<DryRunReport> {
   const batchSize = options.batchSize ?? 5000;
   const workers = options.workers ?? 1;
+  const kind = options.blindIndex ? 'index' : 'data';
   await keyring.refresh();
-  const keys = await loadKeyPlan(sql, options.scope);
-  const targets = await resolveTargets(sql, options, keys);
+  const keys = await loadKeyPlan(sql, options.scope, kind);
+  const targets = await resolveTargets(sql, options, keys, kind);
   const states = new Map((await guarded(() => sql<{ version: number; state: string }[]>`select version, state from pgseal.keys`)).map((k) => [k.version, k.state]));
   const columns: DryRunColumn[] = [];
   for (const t of targets) {
     const counts = await guarded(() => sql.unsafe<{ version: number | null; n: string }[]>(versionsStatement(t)));
     const versions = counts.map((c) => ({ version: c.version, state: c.version === null ? 'not a pgseal value' : (states.get(c.version) ?? 'unknown'), rows: Number(c.n) }));
-    const stale = versions.filter((v) => v.version !== null && t.stale.includes(v.version)).reduce((n, v) => n + v.rows, 0);
+    // an index run recomputes the index of every value
+    const stale = versions.filter((v) => kind === 'index' || (v.version !== null && t.stale.includes(v.version))).reduce((n, v) => n + v.rows, 0);
     let sampleRowsPerSecond: number | null = null;
     if (stale > 0 && t.scopes.length > 0) {
-      const oldKeys = await keyring.materials(t.stale);
-      const newKeys = await keyring.materials(t.scopes.map((s) => keys.active.get(s)!));
+      await checkKeysLoaded(keyring, keys, [t]);
+      const statement = batchStatement(t, false, false);
+      const values: Record<string, unknown> = { stale: t.stale, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
       try {
-        const statement = batchStatement(t, false, false);
-        const values: Record<string, unknown> = { stale: t.stale, limit: Math.min(batchSize, stale), oldKeys, newKeys, scopes: t.scopes, run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
-        await guarded(async () => {
-          try {
-            await sql.begin(async (tx) => {
-              const started = performance.now();
-              const [r] = await tx.unsafe<{ changed: number }[]>(statement.text, statement.params.map((p) => values[p]) as never[]);
-              sampleRowsPerSecond = r!.changed / Math.max((performance.now() - started) / 1000, 1e-6);
-              throw new Rollback();
-            });
-          } catch (e) {
-            if (!(e instanceof Rollback)) throw e;
-          }
-        });
-      } finally {
-        oldKeys.fill(0);
-        newKeys.fill(0);
+        await withKeys(sql, keyring, async (tx) => {
+          const started = performance.now();
+          const [r] = await tx.unsafe<{ changed: number }[]>(statement.text, bind(statement, values) as never[]);
+          sampleRowsPerSecond = r!.changed / Math.max((performance.now() - started) / 1000, 1e-6);
+          throw new Rollback();
+        }, { scopes: t.scopes });
+      } catch (e) {
+        if (!(e instanceof Rollback)) throw e;
       }
     }
     const estimatedSeconds = stale === 0 ? 0 : sampleRowsPerSecond ? stale / sampleRowsPerSecond / workers : null;

@@ -15,14 +15,18 @@ export interface Filter {
   scope?: string | undefined;
 }
 
+/** 'data': values move onto the active data key; 'index': blind indexes are recomputed under the active index key. */
+export type RunKind = 'data' | 'index';
+
 export interface Target {
+  kind: RunKind;
   column: ProtectedColumn;
   /** 'schema.table.column', for people and progress events */
   name: string;
   pk: string;
   /** format_type() of the primary key: the checkpoint is stored as text and cast back */
   pkType: string;
-  /** data-key versions this column's values are moved off (decrypt-only versions of its scopes) */
+  /** versions this column is moved off (decrypt-only versions, of the run's kind, of its scopes) */
   stale: number[];
   /** the scopes written: one fixed scope, or every scope a scope column may name */
   scopes: string[];
@@ -35,10 +39,10 @@ export interface KeyPlan {
   stale: Map<string, number[]>;
 }
 
-export async function loadKeyPlan(sql: Sql, scope?: string): Promise<KeyPlan> {
+export async function loadKeyPlan(sql: Sql, scope?: string, kind: RunKind = 'data'): Promise<KeyPlan> {
   const rows = await guarded(() => sql<{ version: number; scope: string; state: string }[]>`
     select version, scope, state from pgseal.keys
-     where purpose = 'data' and state in ('active', 'decrypt-only') ${scope ? sql`and scope = ${scope}` : sql``}
+     where purpose = ${kind} and state in ('active', 'decrypt-only') ${scope ? sql`and scope = ${scope}` : sql``}
      order by version desc`);
   const plan: KeyPlan = { active: new Map(), stale: new Map() };
   for (const r of rows) {
@@ -48,7 +52,7 @@ export async function loadKeyPlan(sql: Sql, scope?: string): Promise<KeyPlan> {
   return plan;
 }
 
-export async function resolveTargets(sql: Sql, filter: Filter, keys: KeyPlan): Promise<Target[]> {
+export async function resolveTargets(sql: Sql, filter: Filter, keys: KeyPlan, kind: RunKind = 'data'): Promise<Target[]> {
   if (filter.column && !filter.table) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'a column needs its table', { hint: 'pass --table T --column C' });
   }
@@ -69,6 +73,12 @@ export async function resolveTargets(sql: Sql, filter: Filter, keys: KeyPlan): P
     }
   }
   if (filter.scope) columns = columns.filter((c) => c.scope === null || c.scope === filter.scope);
+  if (kind === 'index') {
+    if (filter.column && !columns.some((c) => c.searchable)) {
+      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${filter.table}.${filter.column} is not searchable: it has no blind index to recompute`, { hint: 'drop --blind-index, or name a searchable column' });
+    }
+    columns = columns.filter((c) => c.searchable);
+  }
   const targets: Target[] = [];
   for (const column of columns) {
     const pk = await guarded(() => sql<{ name: string; type: string }[]>`
@@ -85,7 +95,7 @@ export async function resolveTargets(sql: Sql, filter: Filter, keys: KeyPlan): P
     }
     const scopes = column.scope !== null ? [column.scope] : [...keys.active.keys()].sort();
     const stale = scopes.flatMap((s) => keys.stale.get(s) ?? []);
-    targets.push({ column, name, pk: pk[0]!.name, pkType: pk[0]!.type, stale, scopes: scopes.filter((s) => keys.active.has(s)) });
+    targets.push({ kind, column, name, pk: pk[0]!.name, pkType: pk[0]!.type, stale, scopes: scopes.filter((s) => keys.active.has(s)) });
   }
   return targets;
 }

@@ -81,6 +81,7 @@ export function cast(node: Node, type: string, array = false): Node {
 
 export const and = (args: Node[]): Node => ({ BoolExpr: { boolop: 'AND_EXPR', args } });
 export const or = (args: Node[]): Node => ({ BoolExpr: { boolop: 'OR_EXPR', args } });
+export const not = (arg: Node): Node => ({ BoolExpr: { boolop: 'NOT_EXPR', args: [arg] } });
 
 export function op(kind: 'AEXPR_OP' | 'AEXPR_OP_ANY' | 'AEXPR_OP_ALL' | 'AEXPR_DISTINCT' | 'AEXPR_NOT_DISTINCT', name: string, lexpr: Node, rexpr: Node): Node {
   return { A_Expr: { kind, name: [str(name)], lexpr, rexpr } };

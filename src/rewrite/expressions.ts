@@ -6,10 +6,10 @@
 
 import type { A_Expr, Node, SubLink } from '@pgsql/types';
 import { columnContext, type ProtectedColumn, type TableInfo } from '../registry/types.js';
-import { and, arraySubLink, clone, colRef, dataOf, inList, isNode, kindOf, location, names, op, or, refFields, type NodeData } from './ast.js';
+import { and, arraySubLink, clone, colRef, dataOf, inList, isNode, kindOf, location, names, not, op, or, refFields, type NodeData } from './ast.js';
 import { refusal, unsupported, type SourceText } from './errors.js';
 import type { Relation, Resolved, Scope } from './scope.js';
-import { blindIndexArrayExpr, blindIndexExpr, decryptExpr, normalizedArray, normalizedPlaintext, normalizedValue, type RowSource } from './sealed.js';
+import { blindIndexArrayExpr, blindIndexExpr, decryptExpr, lookupIndexesExpr, normalizedArray, normalizedPlaintext, normalizedValue, type RowSource } from './sealed.js';
 
 export interface ExprContext {
   readonly allowDecryptScan: boolean;
@@ -268,18 +268,21 @@ function equality(e: A_Expr, variant: Variant, scope: Scope, ctx: ExprContext): 
   if (!searchableComparison(hit, colNode, [valueNode], VARIANT_LABEL[variant], scope, ctx)) return undefined;
   const value = rewriteExpr(valueNode, scope, ctx, 'value');
   const p = searchParts(hit, colNode, scope, ctx);
-  const index = blindIndexExpr(value, p.column, p.row);
+  // the index matches under one of the scope's index keys (an older one until re-indexed)
+  const indexed = op('AEXPR_OP_ANY', '=', p.bidx, lookupIndexesExpr([value], p.column, p.row));
   const plain = normalizedPlaintext(p.colNode, p.column, p.row);
   const given = normalizedValue(clone(value), p.column);
+  // NULL IS NOT DISTINCT FROM NULL: only the active key's index of NULL (NULL) says so
+  const indexedOrNull = () => or([op('AEXPR_NOT_DISTINCT', '=', clone(p.bidx), blindIndexExpr(clone(value), p.column, p.row)), clone(indexed)]);
   switch (variant) {
     case 'eq':
-      return and([op('AEXPR_OP', '=', p.bidx, index), op('AEXPR_OP', '=', plain, given)]);
+      return and([indexed, op('AEXPR_OP', '=', plain, given)]);
     case 'ne':
-      return or([op('AEXPR_OP', '<>', p.bidx, index), op('AEXPR_OP', '<>', plain, given)]);
+      return or([not(indexed), op('AEXPR_OP', '<>', plain, given)]);
     case 'not distinct':
-      return and([op('AEXPR_NOT_DISTINCT', '=', p.bidx, index), op('AEXPR_NOT_DISTINCT', '=', plain, given)]);
+      return and([indexedOrNull(), op('AEXPR_NOT_DISTINCT', '=', plain, given)]);
     case 'distinct':
-      return or([op('AEXPR_DISTINCT', '=', p.bidx, index), op('AEXPR_DISTINCT', '=', plain, given)]);
+      return or([not(indexedOrNull()), op('AEXPR_DISTINCT', '=', plain, given)]);
   }
 }
 
@@ -290,7 +293,8 @@ function inComparison(e: A_Expr, negated: boolean, scope: Scope, ctx: ExprContex
   if (!searchableComparison(hit, e.lexpr, items, negated ? 'NOT IN' : 'IN', scope, ctx)) return undefined;
   const values = items.map((item) => rewriteExpr(item, scope, ctx, 'value'));
   const p = searchParts(hit, e.lexpr, scope, ctx);
-  const indexes = inList(p.bidx, values.map((v) => blindIndexExpr(v, p.column, p.row)), negated);
+  const anyIndex = op('AEXPR_OP_ANY', '=', p.bidx, lookupIndexesExpr(values, p.column, p.row));
+  const indexes = negated ? not(anyIndex) : anyIndex;
   const plain = inList(normalizedPlaintext(p.colNode, p.column, p.row), values.map((v) => normalizedValue(clone(v), p.column)), negated);
   // NOT IN is NOT (a AND b) = (NOT a) OR (NOT b), which holds in three-valued logic too.
   return negated ? or([indexes, plain]) : and([indexes, plain]);

@@ -87,6 +87,14 @@ export function blindIndexExpr(value: Node, column: ProtectedColumn, row: RowSou
   ]);
 }
 
+/**
+ * The indexes to look the given values up by: each under every index key of the scope in
+ * the transaction (while indexes are recomputed under a new key, rows may carry either).
+ */
+export function lookupIndexesExpr(values: Node[], column: ProtectedColumn, row: RowSource): Node {
+  return blindIndexArrayExpr({ A_ArrayExpr: { elements: values.map((v) => textForm(v, column)) } }, column, row);
+}
+
 export function blindIndexArrayExpr(array: Node, column: ProtectedColumn, row: RowSource): Node {
   return fn('blind_index_array', [
     cast(array, 'text', true),

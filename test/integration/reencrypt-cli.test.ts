@@ -101,7 +101,7 @@ describe('pgseal reencrypt, killed and restarted', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ state: 'done', actor: 'ops-bot', columns: [{ column: 'public.accounts.v', rowsDone: 200000, remaining: 0, done: true }] });
     const human = await runCli(['reencrypt', 'status'], env());
-    expect(human.stdout).toMatch(/run \d+: done/);
+    expect(human.stdout).toMatch(/run \d+ \(data\): done/);
     expect(human.stdout).toMatch(/public\.accounts\.v\s+\|\s+200000\s+\|\s+0/);
   }, 240_000);
 });
@@ -126,7 +126,7 @@ describe('pgseal reencrypt beside a writer', () => {
         expected.set(id, value);
       }
     })();
-    const material = (await seal.keyring.materials([now])).toString('hex');
+    const material = (await seal.keyring.keyset(['default']))!.toString('hex');
     const seen: string[] = [];
     const watcher = setInterval(() => {
       void db.sql<{ query: string }[]>`select query from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`.then((rows) => seen.push(...rows.map((r) => r.query)));

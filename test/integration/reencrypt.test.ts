@@ -182,6 +182,52 @@ describe('reencrypt (library)', () => {
   });
 });
 
+describe('blind-index key rotation', () => {
+  it('lookups find rows under the old and the new index key until the indexes are recomputed; retire waits for that', async () => {
+    const contacts = defineTable({ name: 'contacts', primaryKey: 'id', columns: { id: column.plain<number>(), email: column.text({ searchable: true, normalize: 'email' }) } });
+    await db.sql`create table contacts (id int primary key)`;
+    await protectColumn(db.sql, { table: 'contacts', column: 'email', searchable: true, normalizer: 'email' });
+    await seal.reloadRegistry();
+    const t = seal.table(contacts);
+    await t.insertMany(Array.from({ length: 500 }, (_, i) => ({ id: i + 1, email: `Person${i + 1}@Example.org` })));
+    const bidx = async () => (await db.sql`select email_bidx from contacts order by id`).map((r) => (r.email_bidx as Buffer).toString('hex'));
+    const before = await bidx();
+    const [oldIndex] = await db.sql<{ version: number }[]>`select version from pgseal.keys where scope = 'default' and purpose = 'index' and state = 'active'`;
+    const { version: newIndex } = await rotateKey(db.sql, master(), 'default', { purpose: 'index', actor: 'alice', reason: 'yearly' });
+    await seal.keyring.refresh();
+
+    // every lookup path still finds rows indexed under the old key, and new rows under the new one
+    await t.insert({ id: 501, email: 'late@example.org' });
+    expect((await t.findBy('email', 'person7@example.org')).map((r) => r.id)).toEqual([7]);
+    expect((await t.findBy('email', ['PERSON8@example.org', 'late@example.org'])).map((r) => r.id).sort()).toEqual([501, 8]);
+    expect(await seal.query('select id from contacts where email = $1', ['person9@example.org'])).toEqual([{ id: 9 }]);
+    expect(await seal.query('select id from contacts where email in ($1, $2) order by id', ['person10@example.org', 'late@example.org'])).toEqual([{ id: 10 }, { id: 501 }]);
+    expect(await seal.query('select count(*)::int as n from contacts where email <> $1', ['person11@example.org'])).toEqual([{ n: 500 }]);
+    expect(await seal.query('select count(*)::int as n from contacts where email is distinct from $1', ['person12@example.org'])).toEqual([{ n: 500 }]);
+
+    await expect(retireKey(db.sql, oldIndex!.version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, message: expect.stringContaining('blind-index key') });
+    await expect(reencrypt(db.sql, seal.keyring, { blindIndex: true })).rejects.toMatchObject({ code: ErrorCodes.REINDEX_TOO_EARLY });
+    const result = await reencrypt(db.sql, seal.keyring, { blindIndex: true, indexGraceSeconds: 0, batchSize: 64, workers: 2, actor: 'alice' });
+    // every searchable column of the scope: contacts.email, and people.email from the first test
+    expect(result.state).toBe('done');
+    expect(result.columns.map((c) => [c.column, c.rowsDone])).toEqual([['public.contacts.email', 500], ['public.people.email', 1200]]);
+    const after = await bidx();
+    expect(after.slice(0, 500).every((h, i) => h !== before[i])).toBe(true);
+    const [stale] = await seal.begin((tx) => tx<{ n: number }[]>`
+      select count(*)::int as n from contacts
+       where email_bidx is distinct from pgseal.blind_index(pgseal.decrypt_text(email, 'public.contacts.email'), 'email', 'public.contacts.email', 'default', 16)`);
+    expect(stale!.n).toBe(0);
+    expect((await reencrypt(db.sql, seal.keyring, { blindIndex: true, indexGraceSeconds: 0 })).rows).toBe(0);
+
+    await retireKey(db.sql, oldIndex!.version, { actor: 'alice' });
+    await seal.keyring.refresh();
+    expect((await t.findBy('email', 'person7@example.org')).map((r) => r.id)).toEqual([7]);
+    expect(await seal.query('select id from contacts where email = $1', ['late@example.org'])).toEqual([{ id: 501 }]);
+    const [rotation] = await db.sql`select details from pgseal.encryption_audit_log where operation = 'key.rotate' and key_version = ${newIndex}`;
+    expect(rotation!.details).toMatchObject({ purpose: 'index', previous: oldIndex!.version });
+  });
+});
+
 describe('reencrypt: bad input changes nothing', () => {
   it('an unknown table or column, a table without a primary key, a wrong or missing master key: one clear error', async () => {
     await db.sql`create table logs (at timestamptz, line bytea)`;

@@ -176,7 +176,7 @@ describe('statement forms', () => {
 
   it('rewrites the statement under EXPLAIN', () => {
     expect(rewriter.rewrite('explain select id from customers where phone = $1').sql).toBe(
-      "EXPLAIN SELECT id FROM customers WHERE customers.phone_bidx = pgseal.blind_index(CAST($1 AS text), 'phone', 'public.customers.phone', 'default', 16) AND pgseal.normalize(pgseal.decrypt_text(phone, 'public.customers.phone'), 'phone') = pgseal.normalize(CAST($1 AS text), 'phone')",
+      "EXPLAIN SELECT id FROM customers WHERE customers.phone_bidx = ANY (pgseal.blind_index_array(CAST(ARRAY[CAST($1 AS text)] AS text[]), 'phone', 'public.customers.phone', 'default', 16)) AND pgseal.normalize(pgseal.decrypt_text(phone, 'public.customers.phone'), 'phone') = pgseal.normalize(CAST($1 AS text), 'phone')",
     );
   });
 
