@@ -159,18 +159,45 @@ $$;
 REVOKE ALL ON TABLE pgseal.reencrypt_runs, pgseal.reencrypt_progress FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal._refuse_compromised_write(), pgseal.refresh_compromise_guards(), pgseal.mark_compromised(text) FROM PUBLIC;
 
--- Re-encrypts one value with this transaction's keys (pgseal.use_keys): opened with the
--- version it names, sealed with the scope's active key, in one flat expression so the
--- planner inlines it. (encrypt_bytea(decrypt_bytea(...)) would not be inlined: its
--- plaintext argument is used twice and is expensive, so it would run as a SQL function
--- call per row, doubling the cost.) The keys come from transaction settings, never as a
--- parameter of this long statement: a slow-statement log or auto_explain would print
--- parameters. NULL stays NULL.
-CREATE FUNCTION pgseal.reseal(ciphertext bytea, context text, scope text) RETURNS bytea
+-- Re-encrypts one value: opened with the old keys (a keyset, as decrypt_bytea_with takes
+-- them), sealed with the active key material, in one flat expression so the planner
+-- inlines it. (encrypt(decrypt(...)) would not be inlined: its plaintext argument is used
+-- twice and is expensive, so it would run as a SQL function call per row, doubling the
+-- cost.) NULL stays NULL. The engine passes the keys as columns of a one-row subquery over
+-- this transaction's settings (_keyset_of, _active_material): read once per statement,
+-- never a parameter or a plan constant of this long statement, where a slow-statement log
+-- or auto_explain would print them.
+CREATE FUNCTION pgseal.reseal_with(ciphertext bytea, context text, keyset bytea, key_material bytea) RETURNS bytea
 LANGUAGE sql VOLATILE PARALLEL SAFE
-RETURN pgseal._seal(pgseal.decrypt_bytea(ciphertext, context), pgseal._context_bytes(context),
-                    COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope)), pgseal._random_bytes(16));
-REVOKE ALL ON FUNCTION pgseal.reseal(bytea, text, text) FROM PUBLIC;
+RETURN pgseal._seal(pgseal.decrypt_bytea_with(ciphertext, context, keyset), pgseal._context_bytes(context), key_material, pgseal._random_bytes(16));
+
+-- The keyset (entries of version || encryption key || MAC key) of these versions, from this
+-- transaction's keys; PS002 for a version that was not handed in.
+CREATE FUNCTION pgseal._keyset_of(versions integer[]) RETURNS bytea
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  out bytea := '';
+  v integer;
+  hex text;
+BEGIN
+  PERFORM pgseal._fail_if_no_keys();
+  FOREACH v IN ARRAY versions LOOP
+    hex := lpad(to_hex(v), 8, '0');
+    IF NULLIF(current_setting('pgseal.enc_' || hex, true), '') IS NULL THEN
+      PERFORM pgseal._raise('PS002', format('pgseal: key version %s is not among the keys handed in', v),
+        'Load that version''s scope in the transaction; a retired or destroyed version cannot be read.');
+    END IF;
+    out := out || int4send(v) || decode(current_setting('pgseal.enc_' || hex), 'hex') || decode(current_setting('pgseal.mac_' || hex), 'hex');
+  END LOOP;
+  RETURN out;
+END
+$$;
+
+-- The scope's active key material (version || encryption key || MAC key) in this transaction; PS005 without one.
+CREATE FUNCTION pgseal._active_material(scope text) RETURNS bytea
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN COALESCE(pgseal._active_key(scope), pgseal._fail_no_active_key(scope));
+REVOKE ALL ON FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea), pgseal._keyset_of(integer[]), pgseal._active_material(text) FROM PUBLIC;
 
 -- Changed in released concerns (sql/30_keyring.sql, sql/60_search.sql, sql/80_lifecycle.sql):
 -- older blind-index keys reach lookups while indexes are recomputed; retiring an index key
@@ -394,7 +421,9 @@ BEGIN
 END
 $$;
 
-DROP FUNCTION pgseal.reseal(bytea, text, text);
+DROP FUNCTION pgseal._active_material(text);
+DROP FUNCTION pgseal._keyset_of(integer[]);
+DROP FUNCTION pgseal.reseal_with(bytea, text, bytea, bytea);
 DROP FUNCTION pgseal.mark_compromised(text);
 DROP FUNCTION pgseal.refresh_compromise_guards();
 DROP FUNCTION pgseal._refuse_compromised_write();

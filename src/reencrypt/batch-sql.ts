@@ -1,10 +1,11 @@
 // The SQL of re-encryption, generated per column. Identifiers are quoted; versions and
 // checkpoints are bound parameters. Keys are in neither: the batch runs in a transaction
-// that received them through pgseal.use_keys (src/transaction.ts), so this long statement
-// carries none, in its text, its parameters or its plan.
+// that received them through pgseal.use_keys (src/transaction.ts), and the batch reads
+// them from there, so this long statement carries none in its text, parameters or plan.
 //
-// One batch is one statement, hence one short transaction: it takes the next primary keys
-// of its range, rewrites those of their values still on a stale version (decrypted with
+// One batch is one short transaction of two statements: the next primary keys of the
+// range (where the batch ends), then one UPDATE over exactly that key range that rewrites
+// the values still on a stale version (decrypted with
 // the old key and encrypted with the active one, inside the database), and moves the
 // checkpoint, all or nothing. Under READ COMMITTED a row a writer changed meanwhile is
 // re-checked (EvalPlanQual): already on the active key, it is left alone; written with a
@@ -13,7 +14,7 @@
 import { ident, literal } from '../helpers/sql.js';
 import type { Target } from './targets.js';
 
-export type BatchParam = 'stale' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'percent' | 'fractions';
+export type BatchParam = 'stale' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
 
 /** A statement and the names of its parameters in placeholder order. */
 export interface Statement {
@@ -55,25 +56,43 @@ function range(t: Target, after: boolean, until: boolean): string {
   return [after ? `t.${ident(t.pk)} > ${key(t, $('after'))}` : '', until ? `t.${ident(t.pk)} <= ${key(t, $('until'))}` : ''].filter(Boolean).map((s) => ` AND ${s}`).join('');
 }
 
-export function batchStatement(t: Target, after: boolean, until: boolean): Statement {
-  return t.kind === 'index' ? indexBatch(t, after, until) : dataBatch(t, after, until);
+/**
+ * Where the next batch of a range ends: its last key (as text) and how many keys it holds
+ * (fewer than the limit: the range is exhausted). No row when nothing is left.
+ */
+export function nextBatchStatement(t: Target, after: boolean, until: boolean): Statement {
+  const pk = ident(t.pk);
+  return numbered(`SELECT s.k::text AS last_key, s.n::integer AS scanned FROM (
+  SELECT t.${pk} AS k, pg_catalog.row_number() OVER (ORDER BY t.${pk}) AS n FROM ${table(t)} AS t
+   WHERE true${range(t, after, until)}
+   ORDER BY t.${pk} LIMIT ${$('limit')}) AS s
+ ORDER BY s.n DESC LIMIT 1`);
 }
 
-/** The statement's tail: counts, the checkpoint moved in the same statement, the result row. */
+/**
+ * Rewrites the batch (after, last] and moves the checkpoint in the same statement. A key
+ * range with constants, so the planner walks the primary-key index over exactly the batch.
+ */
+export function batchStatement(t: Target, after: boolean): Statement {
+  return t.kind === 'index' ? indexBatch(t, after) : dataBatch(t, after);
+}
+
+/** The batch's key range, over the row aliased t. */
+function batchRange(t: Target, after: boolean): string {
+  const pk = `t.${ident(t.pk)}`;
+  return `${after ? `${pk} > ${key(t, $('after'))} AND ` : ''}${pk} <= ${key(t, $('last'))}`;
+}
+
+/** The statement's tail: the checkpoint moved in the same statement, and the result row. */
 function checkpoint(): string {
-  return `step AS (
-  SELECT (SELECT count(*) FROM batch) AS scanned, (SELECT count(*) FROM changed) AS changed,
-         -- ordered by the key's own type (a text key column named k would sort as text)
-         (SELECT b.k FROM batch AS b ORDER BY b.k DESC LIMIT 1)::text AS last_key
-), saved AS (
+  return `saved AS (
   UPDATE pgseal.reencrypt_progress AS p
-     SET last_key = COALESCE(step.last_key, p.last_key), rows_done = p.rows_done + step.changed,
-         batches = p.batches + 1, done = step.scanned < ${$('limit')}, updated_at = pg_catalog.clock_timestamp()
-    FROM step
+     SET last_key = COALESCE(${$('last')}::text, p.last_key), rows_done = p.rows_done + (SELECT count(*) FROM changed),
+         batches = p.batches + 1, done = ${$('scanned')}::integer < ${$('limit')}::integer, updated_at = pg_catalog.clock_timestamp()
    WHERE p.run_id = ${$('run')} AND p.table_schema = ${$('schema')} AND p.table_name = ${$('table')} AND p.column_name = ${$('column')} AND p.part = ${$('part')}
   RETURNING p.part
 )
-SELECT step.scanned::integer, step.changed::integer, step.last_key, (SELECT count(*) FROM saved)::integer AS saved FROM step`;
+SELECT (SELECT count(*) FROM changed)::integer AS changed, (SELECT count(*) FROM saved)::integer AS saved`;
 }
 
 /** The plaintext as the text its blind index is computed from (as the rewriter's textForm does for a value). */
@@ -108,38 +127,33 @@ export function indexExpression(t: Target): string {
  * the active key written where it differs. A row a writer changed meanwhile (its value no
  * longer the one read) is left to the writer, whose index is current.
  */
-function indexBatch(t: Target, after: boolean, until: boolean): Statement {
+function indexBatch(t: Target, after: boolean): Statement {
   const pk = ident(t.pk);
   const col = ident(t.column.column);
   const bidx = ident(t.column.blindIndexColumn!);
   return numbered(`WITH batch AS MATERIALIZED (
   SELECT t.${pk} AS k, t.${col} AS v, ${indexExpression(t)} AS idx FROM ${table(t)} AS t
-   WHERE true${range(t, after, until)}
-   ORDER BY t.${pk} LIMIT ${$('limit')}
+   WHERE ${batchRange(t, after)} AND t.${col} IS NOT NULL
 ), changed AS (
   UPDATE ${table(t)} AS t SET ${bidx} = b.idx
     FROM batch AS b
-   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND t.${pk} = b.k
+   WHERE ${batchRange(t, after)} AND t.${pk} = b.k
      AND t.${col} IS NOT DISTINCT FROM b.v AND t.${bidx} IS DISTINCT FROM b.idx
   RETURNING 1
 ), ${checkpoint()}`);
 }
 
-function dataBatch(t: Target, after: boolean, until: boolean): Statement {
+function dataBatch(t: Target, after: boolean): Statement {
   const col = ident(t.column.column);
-  const pk = ident(t.pk);
   const ctx = contextExpression(t);
-  const scope = scopeExpression(t);
-  return numbered(`WITH batch AS MATERIALIZED (
-  SELECT t.${pk} AS k FROM ${table(t)} AS t
-   WHERE true${range(t, after, until)}
-   ORDER BY t.${pk} LIMIT ${$('limit')}
-), changed AS (
+  // keys read from the transaction once, by a one-row subquery; per row only for a scope column
+  const material = t.column.scopeColumn ? `pgseal._active_material(${scopeExpression(t)})` : 'k.material';
+  return numbered(`WITH changed AS (
   UPDATE ${table(t)} AS t
-     SET ${col} = pgseal.reseal(t.${col}, ${ctx}, ${scope})
-   -- = ANY (array) rather than a join: always primary-key lookups (the planner would
-   -- otherwise hash the whole table, misjudging how many rows the version filter keeps)
-   WHERE t.${pk} = ANY (ARRAY(SELECT batch.k FROM batch)) AND ${stale(t, 't')}
+     SET ${col} = pgseal.reseal_with(t.${col}, ${ctx}, k.keyset, ${material})
+    -- OFFSET 0 keeps the subquery from being flattened into a per-row call
+    FROM (SELECT pgseal._keyset_of(${$('stale')}::integer[]) AS keyset${t.column.scopeColumn ? '' : `, pgseal._active_material(${scopeExpression(t)}) AS material`} OFFSET 0) AS k
+   WHERE ${batchRange(t, after)} AND ${stale(t, 't')}
   RETURNING 1
 ), ${checkpoint()}`);
 }

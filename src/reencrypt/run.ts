@@ -9,7 +9,7 @@ import type { Sql } from 'postgres';
 import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, bind, boundsStatement, countStatement, staleIndexStatement, type BatchParam, type Statement } from './batch-sql.js';
+import { batchStatement, bind, boundsStatement, nextBatchStatement, countStatement, staleIndexStatement, type BatchParam, type Statement } from './batch-sql.js';
 import { withKeys } from '../transaction.js';
 import { loadKeyPlan, resolveTargets, type Filter, type KeyPlan, type RunKind, type Target } from './targets.js';
 
@@ -373,16 +373,20 @@ class Engine {
     const share = this.options.maxRowsPerSecond ? this.options.maxRowsPerSecond / this.workers : undefined;
     while (!this.#stop.signal.aborted) {
       const after = part.last ?? part.lower;
-      const statement = this.#statement(t, after !== null, part.upper !== null);
+      const next = this.#statement('next', t, after !== null, part.upper !== null);
       const values: Partial<Record<BatchParam, unknown>> = {
         stale: t.stale, limit: this.batchSize, run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
       };
       let result: BatchResult;
       try {
-        // one short transaction: the keys of the column's scopes, then the batch (pipelined)
-        result = (await withKeys(this.sql, this.keyring, (tx) => tx.unsafe(statement.text, bind(statement, values) as never[], { prepare: true }), {
-          scopes: t.scopes,
-        }) as unknown as BatchResult[])[0]!;
+        // one short transaction: the keys of the column's scopes (pipelined), where the
+        // batch ends, then the batch and its checkpoint in one statement
+        result = await withKeys(this.sql, this.keyring, async (tx) => {
+          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
+          const batch = this.#statement('batch', t, after !== null, false);
+          const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[], { prepare: true });
+          return { scanned: end?.scanned ?? 0, last_key: end?.last_key ?? null, changed: r!.changed, saved: r!.saved };
+        }, { scopes: t.scopes });
       } catch (error) {
         const e = toPgsealError(error);
         this.#failure ??= new PgsealError(e.code, `${t.name}: ${e.message}`, {
@@ -417,10 +421,10 @@ class Engine {
     return rows;
   }
 
-  #statement(t: Target, after: boolean, until: boolean): Statement {
-    const id = `${t.name}|${after}|${until}`;
+  #statement(which: 'next' | 'batch', t: Target, after: boolean, until: boolean): Statement {
+    const id = `${which}|${t.name}|${after}|${until}`;
     let s = this.#statements.get(id);
-    if (!s) this.#statements.set(id, (s = batchStatement(t, after, until)));
+    if (!s) this.#statements.set(id, (s = which === 'next' ? nextBatchStatement(t, after, until) : batchStatement(t, after)));
     return s;
   }
 

@@ -7,7 +7,7 @@ import { withPgsealErrors as guarded } from '../errors.js';
 import { withKeys } from '../transaction.js';
 import { checkKeysLoaded } from './run.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, bind, versionsStatement } from './batch-sql.js';
+import { batchStatement, bind, nextBatchStatement, versionsStatement, type BatchParam } from './batch-sql.js';
 import { loadKeyPlan, resolveTargets, type Filter } from './targets.js';
 
 export interface ColumnStatus {
@@ -101,12 +101,14 @@ export async function reencryptDryRun(
     let sampleRowsPerSecond: number | null = null;
     if (stale > 0 && t.scopes.length > 0) {
       await checkKeysLoaded(keyring, keys, [t]);
-      const statement = batchStatement(t, false, false);
-      const values: Record<string, unknown> = { stale: t.stale, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
+      const next = nextBatchStatement(t, false, false);
+      const batch = batchStatement(t, false);
+      const values: Partial<Record<BatchParam, unknown>> = { stale: t.stale, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
       try {
         await withKeys(sql, keyring, async (tx) => {
           const started = performance.now();
-          const [r] = await tx.unsafe<{ changed: number }[]>(statement.text, bind(statement, values) as never[]);
+          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[]);
+          const [r] = await tx.unsafe<{ changed: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[]);
           sampleRowsPerSecond = r!.changed / Math.max((performance.now() - started) / 1000, 1e-6);
           throw new Rollback();
         }, { scopes: t.scopes });
