@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
+import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, retireKey, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
 import { table } from '../src/cli/output.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 
@@ -102,7 +102,16 @@ async function main(): Promise<void> {
       say(`an email decrypted as if it were a phone number (wrong context): ${e.code} [${e.sqlstate}], ${e.message}`);
     }
 
-    step(7, 'the key registry (no key material)');
+    step(7, 're-encrypt inside the database: every value onto the active key, then retire the old one');
+    const moved = await seal.reencrypt({ actor: 'demo', reason: 'demo rotation' });
+    say(`run ${moved.runId}: ${moved.rows} values re-encrypted in ${moved.seconds.toFixed(2)} s (${moved.columns.map((col) => `${col.column} ${col.rowsDone}`).join(', ')})`);
+    const after = await sql<{ v: number; n: number }[]>`select pgseal.key_version_of(email) as v, count(*)::int as n from pgseal_demo_clienti group by 1`;
+    say(`rows per key version now: ${after.map((r) => `version ${r.v}: ${r.n}`).join(', ')}`);
+    await retireKey(sql, previous!, { actor: 'demo', reason: 'demo rotation' });
+    say(`version ${previous} retired (no row uses it); the audit log:`);
+    say(table(['occurred_at', 'actor', 'operation', 'key_version', 'reason'], await sql`select occurred_at, actor, operation, key_version, reason from pgseal.encryption_audit_log order by id`));
+
+    step(8, 'the key registry (no key material)');
     say(table(['version', 'scope', 'purpose', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
     say('\ndone.');
   } finally {

@@ -4,6 +4,7 @@
 
 import { userInfo } from 'node:os';
 import type { Sql, TransactionSql } from 'postgres';
+import { withPgsealErrors } from '../errors.js';
 
 export interface AuditEvent {
   operation: string;
@@ -33,12 +34,12 @@ export interface Attribution {
 }
 
 export async function recordEvent(sql: Sql | TransactionSql, event: AuditEvent): Promise<void> {
-  await sql`
+  await withPgsealErrors(() => sql`
     insert into pgseal.encryption_audit_log
       (actor, operation, table_schema, table_name, column_name, key_scope, key_version, success, reason, details)
     values (${event.actor ?? defaultActor()}, ${event.operation}, ${event.table?.schema ?? null}, ${event.table?.table ?? null},
             ${event.table?.column ?? null}, ${event.scope ?? null}, ${event.version ?? null}, ${event.success},
-            ${event.reason ?? null}, ${sql.json((event.details ?? {}) as never)})`;
+            ${event.reason ?? null}, ${sql.json((event.details ?? {}) as never)})`);
 }
 
 /** Records a refused or failed operation; never masks the operation's own error. */

@@ -313,6 +313,7 @@ export class Table<T extends AnyTable> {
     const indexKeys = await this.#keyring.indexKeys(scope);
     if (indexKeys.length === 0) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
     const indexes = wanted.flatMap((w) => indexKeys.map((k) => blindIndex(k, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex')));
+    if (indexes.length === 0) return [];
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
     // the other columns' keys follow the caller's tenant, not the searched column's scope
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {

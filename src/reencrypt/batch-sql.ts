@@ -14,7 +14,7 @@
 import { ident, literal } from '../helpers/sql.js';
 import type { Target } from './targets.js';
 
-export type BatchParam = 'stale' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
+export type BatchParam = 'stale' | 'scopes' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
 
 /** A statement and the names of its parameters in placeholder order. */
 export interface Statement {
@@ -133,7 +133,7 @@ function indexBatch(t: Target, after: boolean): Statement {
   const bidx = ident(t.column.blindIndexColumn!);
   return numbered(`WITH batch AS MATERIALIZED (
   SELECT t.${pk} AS k, t.${col} AS v, ${indexExpression(t)} AS idx FROM ${table(t)} AS t
-   WHERE ${batchRange(t, after)} AND t.${col} IS NOT NULL
+   WHERE ${batchRange(t, after)} AND ${todo(t)}
 ), changed AS (
   UPDATE ${table(t)} AS t SET ${bidx} = b.idx
     FROM batch AS b
@@ -164,14 +164,17 @@ export function countStatement(t: Target): Statement {
 }
 
 /** Rows whose blind index is not the active key's: needs the keys (src/transaction.ts). */
-export function staleIndexStatement(t: Target): string {
-  return `SELECT count(*)::bigint AS n FROM ${table(t)} AS t
- WHERE t.${ident(t.column.column)} IS NOT NULL AND t.${ident(t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`;
+export function staleIndexStatement(t: Target): Statement {
+  return numbered(`SELECT count(*)::bigint AS n FROM ${table(t)} AS t
+ WHERE ${todo(t)} AND t.${ident(t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`);
 }
 
 /** The rows a run has to do, as a condition on the row aliased t. */
 function todo(t: Target): string {
-  return t.kind === 'index' ? `t.${ident(t.column.column)} IS NOT NULL` : stale(t, 't');
+  if (t.kind === 'data') return stale(t, 't');
+  // rows of tenants outside the run's scopes (--scope) are not decrypted: their keys are not handed in
+  const tenant = t.column.scopeColumn ? ` AND t.${ident(t.column.scopeColumn)}::text = ANY (${$('scopes')}::text[])` : '';
+  return `t.${ident(t.column.column)} IS NOT NULL${tenant}`;
 }
 
 /**

@@ -229,7 +229,7 @@ async function openRun(
 /** Counts a column's stale rows and splits its primary keys into ranges of about equal work. */
 async function planParts(sql: Sql, runId: number, t: Target, count: number): Promise<Part[]> {
   const counting = countStatement(t);
-  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(counting.text, bind(counting, { stale: t.stale }) as never[]));
+  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(counting.text, bind(counting, { stale: t.stale, scopes: t.scopes }) as never[]));
   const total = Number(c!.n);
   let bounds: string[] = [];
   if (count > 1 && total > count) {
@@ -240,7 +240,7 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
     const percent = est!.n > 0 ? Math.min(100, (100_000 / est!.n) * 100) : 100;
     const fractions = Array.from({ length: count - 1 }, (_, i) => (i + 1) / count);
     const split = boundsStatement(t);
-    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(split.text, bind(split, { stale: t.stale, percent, fractions }) as never[]));
+    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(split.text, bind(split, { stale: t.stale, scopes: t.scopes, percent, fractions }) as never[]));
     bounds = [...new Set(b!.bounds ?? [])];
   }
   const edges: Array<string | null> = [null, ...bounds, null];
@@ -256,6 +256,9 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
   return parts;
 }
 
+/** Deadlock, serialization failure, lock not available: the batch rolled back as a whole and can run again. */
+const TRANSIENT = new Set(['40P01', '40001', '55P03']);
+
 interface BatchResult {
   scanned: number;
   changed: number;
@@ -270,7 +273,12 @@ class Engine {
   readonly #stop = new AbortController();
   readonly #statements = new Map<string, Statement>();
   readonly #progress = new Map<Target, ColumnProgress>();
+  /** extra passes made over each column by this call */
+  readonly #passes = new Map<Target, number>();
   #failure: unknown;
+  /** workers running the current pass (the throttle is shared among them) */
+  #running = 1;
+  #unlisten: (() => void) | undefined;
 
   constructor(
     private readonly sql: Sql,
@@ -281,7 +289,9 @@ class Engine {
     private readonly options: ReencryptOptions,
     private readonly parts: Part[],
   ) {
-    options.signal?.addEventListener('abort', () => this.#stop.abort(), { once: true });
+    const onAbort = () => this.#stop.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    this.#unlisten = () => options.signal?.removeEventListener('abort', onAbort);
     if (options.signal?.aborted) this.#stop.abort();
   }
 
@@ -294,6 +304,14 @@ class Engine {
   }
 
   async run(maxPasses: number): Promise<void> {
+    try {
+      await this.#passesUntilDone(maxPasses);
+    } finally {
+      this.#unlisten?.();
+    }
+  }
+
+  async #passesUntilDone(maxPasses: number): Promise<void> {
     await this.#loadProgress();
     let queue = this.parts.filter((p) => !p.done);
     for (;;) {
@@ -315,7 +333,10 @@ class Engine {
         }
         const mine = this.parts.filter((p) => p.target === t);
         const pass = Math.max(...mine.map((p) => p.pass)) + 1;
-        if (pass > maxPasses) {
+        // the budget counts this call's passes: a run resumed after REENCRYPT_INCOMPLETE gets a fresh one
+        const passesHere = (this.#passes.get(t) ?? 0) + 1;
+        this.#passes.set(t, passesHere);
+        if (passesHere >= maxPasses) {
           throw new PgsealError(ErrorCodes.REENCRYPT_INCOMPLETE, `${t.name}: ${c} rows were written with a stale key again after ${maxPasses} passes`, {
             hint: 'a process still writes with an old key: reload its keys (keyring.refresh(), or restart it), or use `pgseal keys rotate --emergency` to refuse such writes; then run `pgseal reencrypt` again',
           });
@@ -334,11 +355,12 @@ class Engine {
   /** Rows still to do after a pass: on a stale version; for an index run, with an index not the active key's. */
   async #remaining(t: Target): Promise<number> {
     if (t.kind === 'index') {
-      const [c] = await withKeys(this.sql, this.keyring, (tx) => tx.unsafe<{ n: string }[]>(staleIndexStatement(t)), { scopes: t.scopes });
+      const statement = staleIndexStatement(t);
+      const [c] = await withKeys(this.sql, this.keyring, (tx) => tx.unsafe<{ n: string }[]>(statement.text, bind(statement, { scopes: t.scopes }) as never[]), { scopes: t.scopes });
       return Number(c!.n);
     }
     const count = countStatement(t);
-    const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(count.text, bind(count, { stale: t.stale }) as never[]));
+    const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(count.text, bind(count, { stale: t.stale, scopes: t.scopes }) as never[]));
     return Number(c!.n);
   }
 
@@ -364,29 +386,23 @@ class Engine {
         rows = await this.#runPart(part, index, started, rows);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.workers, Math.max(next.length, 1)) }, (_, i) => worker(i)));
+    this.#running = Math.min(this.workers, Math.max(next.length, 1));
+    await Promise.all(Array.from({ length: this.#running }, (_, i) => worker(i)));
   }
 
   /** Batches over one range until it is exhausted or the run stops; returns the worker's row count. */
   async #runPart(part: Part, _worker: number, started: number, rows: number): Promise<number> {
     const t = part.target;
-    const share = this.options.maxRowsPerSecond ? this.options.maxRowsPerSecond / this.workers : undefined;
+    const share = this.options.maxRowsPerSecond ? this.options.maxRowsPerSecond / this.#running : undefined;
     while (!this.#stop.signal.aborted) {
       const after = part.last ?? part.lower;
       const next = this.#statement('next', t, after !== null, part.upper !== null);
       const values: Partial<Record<BatchParam, unknown>> = {
-        stale: t.stale, limit: this.batchSize, run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
+        stale: t.stale, scopes: t.scopes, limit: this.batchSize, run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
       };
       let result: BatchResult;
       try {
-        // one short transaction: the keys of the column's scopes (pipelined), where the
-        // batch ends, then the batch and its checkpoint in one statement
-        result = await withKeys(this.sql, this.keyring, async (tx) => {
-          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
-          const batch = this.#statement('batch', t, after !== null, false);
-          const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[], { prepare: true });
-          return { scanned: end?.scanned ?? 0, last_key: end?.last_key ?? null, changed: r!.changed, saved: r!.saved };
-        }, { scopes: t.scopes });
+        result = await this.#batchWithRetry(t, next, after, values);
       } catch (error) {
         const e = toPgsealError(error);
         this.#failure ??= new PgsealError(e.code, `${t.name}: ${e.message}`, {
@@ -421,6 +437,28 @@ class Engine {
     return rows;
   }
 
+  /**
+   * One batch, in one short transaction: the keys of the column's scopes (pipelined), where
+   * the batch ends, then the batch and its checkpoint in one statement. A deadlock, a
+   * serialization failure or a lock timeout rolled the whole batch back: it is tried again.
+   */
+  async #batchWithRetry(t: Target, next: Statement, after: string | null, values: Partial<Record<BatchParam, unknown>>): Promise<BatchResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await withKeys(this.sql, this.keyring, async (tx) => {
+          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
+          const batch = this.#statement('batch', t, after !== null, false);
+          const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[], { prepare: true });
+          return { scanned: end?.scanned ?? 0, last_key: end?.last_key ?? null, changed: r!.changed, saved: r!.saved };
+        }, { scopes: t.scopes });
+      } catch (error) {
+        const sqlstate = (error as { sqlstate?: unknown }).sqlstate;
+        if (attempt >= 5 || typeof sqlstate !== 'string' || !TRANSIENT.has(sqlstate) || this.#stop.signal.aborted) throw error;
+        await sleep(50 * 2 ** attempt, undefined, { signal: this.#stop.signal }).catch(() => undefined);
+      }
+    }
+  }
+
   #statement(which: 'next' | 'batch', t: Target, after: boolean, until: boolean): Statement {
     const id = `${which}|${t.name}|${after}|${until}`;
     let s = this.#statements.get(id);
@@ -429,6 +467,17 @@ class Engine {
   }
 
   #report(t: Target): void {
+    if (!this.options.onProgress) return;
+    try {
+      this.#callOnProgress(t);
+    } catch (error) {
+      // the caller's callback failed: stop the run cleanly (no worker may outlive the lock)
+      this.#failure ??= error;
+      this.#stop.abort();
+    }
+  }
+
+  #callOnProgress(t: Target): void {
     if (!this.options.onProgress) return;
     const columns = this.columns();
     const rowsDone = columns.reduce((n, c) => n + c.rowsDone, 0);

@@ -103,7 +103,7 @@ export async function reencryptDryRun(
       await checkKeysLoaded(keyring, keys, [t]);
       const next = nextBatchStatement(t, false, false);
       const batch = batchStatement(t, false);
-      const values: Partial<Record<BatchParam, unknown>> = { stale: t.stale, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
+      const values: Partial<Record<BatchParam, unknown>> = { stale: t.stale, scopes: t.scopes, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
       try {
         await withKeys(sql, keyring, async (tx) => {
           const started = performance.now();

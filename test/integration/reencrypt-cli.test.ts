@@ -2,7 +2,8 @@
 // restarted, every checkpoint stays true and the end state is exact; a writer keeps
 // writing meanwhile; status and dry run; emergency rotation refuses the old key.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { column, defineTable, ErrorCodes, initKeys, LocalMasterKey, pgseal, protectColumn, reencrypt, rotateKey, type Pgseal } from '../../src/index.js';
@@ -195,6 +196,26 @@ describe('pgseal keys rotate --emergency', () => {
     expect(two!.version).toBe(now);
     expect((await seal.table(patients).findByPk(2))?.v).toBe('after reload');
     stale.close();
+  });
+
+  it('the quarterly rotation script rotates every scope, re-encrypts, retires the old versions, and records why', async () => {
+    const script = fileURLToPath(new URL('../../scripts/quarterly-rotation.ts', import.meta.url));
+    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, ['--import', 'tsx', script], { env: { PATH: process.env.PATH, ...env() }, timeout: 120_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, stdout, stderr }));
+    });
+    expect(r.code, r.stderr + r.stdout).toBe(0);
+    const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { event: string });
+    expect(events.map((e) => e.event)).toContain('re-encrypted');
+    const keys = await db.sql<{ state: string; n: number }[]>`select state, count(*)::int as n from pgseal.keys where purpose = 'data' group by state order by state`;
+    expect(keys).toEqual([{ state: 'active', n: 1 }, { state: 'retired', n: expect.any(Number) }]);
+    const now = await activeVersion();
+    for (const t of ['patients', 'accounts', 'wallets']) {
+      const [c] = await db.sql.unsafe<{ n: number }[]>(`select count(*)::int as n from ${t} where pgseal.key_version_of(v) <> ${now}`);
+      expect(c!.n, t).toBe(0);
+    }
+    const [retired] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.encryption_audit_log where operation = 'key.retire' and reason like 'quarterly rotation %' and actor = 'ops-bot'`;
+    expect(retired!.n).toBeGreaterThan(0);
   });
 
   it('dry run counts per version and changes nothing', async () => {
