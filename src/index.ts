@@ -11,6 +11,7 @@ import { Table } from './helpers/table.js';
 import { loadRegistry } from './registry/load.js';
 import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
 import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
+import type { AccessLogOptions } from './audit/access-log.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -34,11 +35,20 @@ export { reencrypt, type ReencryptOptions, type ReencryptProgress, type Reencryp
 export { reencryptStatus, reencryptDryRun, type RunStatus, type ColumnStatus, type DryRunReport, type DryRunColumn } from './reencrypt/status.js';
 export { emergencyRotate, type EmergencyRotation } from './reencrypt/emergency.js';
 export { defaultActor, type Attribution } from './audit/record.js';
+export { withAccessContext, currentAccessContext, type AccessContext } from './audit/context.js';
+export type { AccessLogOptions, AccessType } from './audit/access-log.js';
+export { createLogPartitions, dropLogPartitions } from './audit/partitions.js';
 
 export interface PgsealOptions extends KeyringOptions {
   /** your postgres.js client; pgseal never closes it */
   sql: Sql;
   masterKey: MasterKeyProvider;
+  /**
+   * Record every protected value the typed helpers read, write or delete in
+   * pgseal.encrypted_data_access_log ('sync': in the same statement). The actor and client
+   * address come from withAccessContext() around the request, else `actor`.
+   */
+  accessLog?: AccessLogOptions;
 }
 
 export interface Pgseal {
@@ -117,7 +127,7 @@ export function pgseal(options: PgsealOptions): Pgseal {
       await getRewriter();
     },
     reencrypt: (opts) => reencrypt(options.sql, keyring, opts),
-    table: (definition) => new Table(options.sql, keyring, definition),
+    table: (definition) => new Table(options.sql, keyring, definition, { accessLog: options.accessLog }),
     close: () => {
       keyring.close();
       options.masterKey.close();

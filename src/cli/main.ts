@@ -12,6 +12,7 @@ import { unprotectCommand } from './unprotect.js';
 import { columnsCommand } from './columns-list.js';
 import { viewsCommand } from './views.js';
 import { reencryptCommand } from './reencrypt.js';
+import { logsCommand } from './logs.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(columnsCommand)
     .command(viewsCommand)
     .command(reencryptCommand)
+    .command(logsCommand)
     .demandCommand(1, 'name a command')
     .strict()
     .help()

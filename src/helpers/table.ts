@@ -5,6 +5,7 @@
 // and the decrypted values are re-checked so a truncation collision never returns a row.
 
 import type { Sql, TransactionSql } from 'postgres';
+import { accessor, withAccessLog, type AccessLogOptions, type AccessType } from '../audit/access-log.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { loadRegistry } from '../registry/load.js';
@@ -32,9 +33,12 @@ export class Table<T extends AnyTable> {
   readonly #columns: ColumnSql[];
   readonly #target: string;
 
-  constructor(sql: Sql, keyring: Keyring, def: T) {
+  readonly #accessLog: AccessLogOptions;
+
+  constructor(sql: Sql, keyring: Keyring, def: T, options: { accessLog?: AccessLogOptions } = {}) {
     this.#sql = sql;
     this.#keyring = keyring;
+    this.#accessLog = options.accessLog ?? {};
     this.def = def;
     this.#target = `${ident(def.schema)}.${ident(def.name)}`;
     this.#columns = Object.entries(def.columns).map(([name, d]) => ({
@@ -82,27 +86,42 @@ export class Table<T extends AnyTable> {
   async #run<R>(
     scopes: string[] | undefined,
     build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
+    access?: AccessType,
   ): Promise<R[]> {
     try {
-      return await this.#runOnce<R>(scopes, build);
+      return await this.#runOnce<R>(scopes, build, access);
     } catch (error) {
       if (!(error instanceof PgsealError) || !RELOAD_AND_RETRY.has(error.code)) throw error;
       await this.#keyring.refresh();
-      return this.#runOnce<R>(scopes, build);
+      return this.#runOnce<R>(scopes, build, access);
     }
+  }
+
+  /** The statement as run: with its access-log rows inserted by the same statement when the log is on. */
+  #logged(text: string, params: Params, access: AccessType | undefined): string {
+    if (!access || this.#accessLog.mode !== 'sync') return text;
+    const columns = this.#encrypted().map((c) => c.name);
+    return withAccessLog(text, { table: `${this.def.schema}.${this.def.name}`, primaryKey: this.#pk, columns, type: access }, accessor(this.#accessLog), (v) => params.add(v));
+  }
+
+  /** A RETURNING of the primary key, for writes that return nothing else, when their rows are logged. */
+  #returningKey(): string {
+    return this.#accessLog.mode === 'sync' ? ` RETURNING ${ident(this.#pk)}` : '';
   }
 
   async #runOnce<R>(
     scopes: string[] | undefined,
     build: (keys: KeyPath, params: Params, tx: Sql | TransactionSql) => Promise<string | undefined>,
+    access: AccessType | undefined,
   ): Promise<R[]> {    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
     const keyset = await this.#keyring.keyset(allScopes);
     const buffers: Buffer[] = keyset ? [keyset] : [];
     try {
       const exec = async (db: Sql | TransactionSql, keys: KeyPath, params: Params): Promise<R[]> => {
-        const text = await build(keys, params, db);
+        const built = await build(keys, params, db);
         buffers.push(...params.secrets);
-        if (text === undefined) return [];
+        if (built === undefined) return [];
+        const text = this.#logged(built, params, access);
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
         for (const row of rows) this.#decode(row as Record<string, unknown>);
         return rows;
@@ -221,7 +240,7 @@ export class Table<T extends AnyTable> {
     const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (keys, params) => {
       const cells = await this.#writeRow(v, params, keys.kind, new Map());
       return `INSERT INTO ${this.#target} (${cells.map(([c]) => ident(c)).join(', ')}) VALUES (${cells.map(([, e]) => e).join(', ')}) RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
-    });
+    }, 'write');
     return row!;
   }
 
@@ -243,8 +262,8 @@ export class Table<T extends AnyTable> {
           columns ??= cells.map(([c]) => c);
           tuples.push(`(${cells.map(([, e]) => e).join(', ')})`);
         }
-        return `INSERT INTO ${this.#target} (${columns!.map(ident).join(', ')}) VALUES ${tuples.join(', ')}`;
-      });
+        return `INSERT INTO ${this.#target} (${columns!.map(ident).join(', ')}) VALUES ${tuples.join(', ')}${this.#returningKey()}`;
+      }, 'write');
       inserted += (result as unknown as { count: number }).count ?? batch.length;
     }
     return inserted;
@@ -276,19 +295,21 @@ export class Table<T extends AnyTable> {
       const sets = cells.map(([c, e]) => `${ident(c)} = ${e}`);
       if (sets.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
       return `UPDATE ${this.#target} SET ${sets.join(', ')} WHERE ${ident(this.#pk)} = ${params.add(pk)} RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
-    });
+    }, 'write');
     return row;
   }
 
   async delete(pk: PrimaryKeyValue<T>): Promise<boolean> {
-    const result = await withPgsealErrors(() => this.#sql.unsafe(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = $1`, [pk as never], { prepare: true }));
+    const params = new Params();
+    const text = this.#logged(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}${this.#returningKey()}`, params, 'delete');
+    const result = await withPgsealErrors(() => this.#sql.unsafe(text, params.values as never[], { prepare: true }));
     return result.count > 0;
   }
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {
     const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}`;
-    });
+    }, 'read');
     return row;
   }
 
@@ -301,7 +322,7 @@ export class Table<T extends AnyTable> {
     if (c.def.kind === 'plain') {
       return this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) =>
         `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? `= ANY(${params.add(wanted)})` : `= ${params.add(wanted[0])}`}`,
-      );
+      'read');
     }
     const enc = c as ColumnSql & { def: Enc };
     if (!c.blindIndexColumn) {
@@ -322,7 +343,7 @@ export class Table<T extends AnyTable> {
         ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes)}::text[]) AS x))`
         : `${ident(c.blindIndexColumn!)} = pg_catalog.decode(${params.add(indexes[0])}, 'hex')`;
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${match}${tenant}`;
-    });
+    }, 'read');
     // the blind index is truncated: keep only rows whose value really matches
     return rows.filter((r) => {
       const v = (r as Record<string, unknown>)[c.name];
@@ -340,7 +361,7 @@ export class Table<T extends AnyTable> {
       if (options.scope !== undefined && scopeColumn) where.push(`${ident(scopeColumn)}::text = ${params.add(options.scope)}`);
       const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
       return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${filter} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
-    });
+    }, 'read');
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
   }

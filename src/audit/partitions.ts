@@ -1,0 +1,35 @@
+// Partitions of the access log: created ahead (monthly, UTC), dropped whole for retention.
+
+import type { Sql } from 'postgres';
+import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
+import { recordEvent, type Attribution } from './record.js';
+
+/** Creates the monthly partitions of the next `months` months (this one included) that are missing. */
+export function createLogPartitions(sql: Sql, months = 4): Promise<number> {
+  return guarded(async () => {
+    const [row] = await sql<{ n: number }[]>`select pgseal.create_log_partitions(p_months => ${months}::integer) as n`;
+    return row!.n;
+  });
+}
+
+/** Parses a retention period: '400d', '13 months', '2y' (days, weeks, months, years). */
+export function parsePeriod(text: string): string {
+  const m = /^\s*(\d+)\s*(d|days?|w|weeks?|m|months?|y|years?)\s*$/i.exec(text);
+  if (!m) {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `not a retention period: ${JSON.stringify(text)}`, { hint: 'write it like 400d, 13months or 2y' });
+  }
+  const unit = m[2]!.toLowerCase()[0];
+  return `${m[1]} ${unit === 'd' ? 'days' : unit === 'w' ? 'weeks' : unit === 'm' ? 'months' : 'years'}`;
+}
+
+/** Drops the access log's monthly partitions older than the period; returns their names. Recorded in the audit log. */
+export async function dropLogPartitions(sql: Sql, olderThan: string, by: Attribution = {}): Promise<string[]> {
+  const period = parsePeriod(olderThan);
+  return await guarded(() =>
+    sql.begin(async (tx) => {
+      const [row] = await tx<{ dropped: string[] }[]>`select pgseal.drop_log_partitions(${period}::interval) as dropped`;
+      await recordEvent(tx, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, dropped: row!.dropped } });
+      return row!.dropped;
+    }),
+  );
+}

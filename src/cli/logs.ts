@@ -1,0 +1,41 @@
+// pgseal logs partitions | retention: the access log's monthly partitions.
+import type { Argv, CommandModule } from 'yargs';
+import { createLogPartitions, dropLogPartitions } from '../audit/partitions.js';
+import { by, withAttribution, type AttributionArgs } from './attribution.js';
+import { usingDatabase, withDatabase, type DatabaseArgs } from './options.js';
+
+interface PartitionsArgs extends DatabaseArgs {
+  months: number;
+}
+
+const partitionsCommand: CommandModule<object, PartitionsArgs> = {
+  command: 'partitions',
+  describe: 'create the access log\'s monthly partitions ahead (run it monthly, e.g. from cron)',
+  builder: (y: Argv) => withDatabase(y).option('months', { type: 'number', default: 4, describe: 'months to cover, this one included' }) as unknown as Argv<PartitionsArgs>,
+  handler: async (args) => {
+    const n = await usingDatabase(args, (sql) => createLogPartitions(sql, args.months));
+    console.log(`pgseal: ${n} monthly partition(s) created`);
+  },
+};
+
+interface RetentionArgs extends DatabaseArgs, AttributionArgs {
+  'older-than': string;
+}
+
+const retentionCommand: CommandModule<object, RetentionArgs> = {
+  command: 'retention',
+  describe: 'drop the access log\'s monthly partitions older than a period (whole partitions, never row by row)',
+  builder: (y: Argv) =>
+    withAttribution(withDatabase(y)).option('older-than', { type: 'string', default: '400d', describe: 'retention period: 400d, 13months, 2y' }) as unknown as Argv<RetentionArgs>,
+  handler: async (args) => {
+    const dropped = await usingDatabase(args, (sql) => dropLogPartitions(sql, args['older-than'], by(args)));
+    console.log(dropped.length ? `pgseal: dropped ${dropped.join(', ')}` : 'pgseal: no partition is older than the retention period');
+  },
+};
+
+export const logsCommand: CommandModule = {
+  command: 'logs <command>',
+  describe: 'the access log\'s partitions: partitions, retention',
+  builder: (y) => y.command(partitionsCommand as unknown as CommandModule).command(retentionCommand as unknown as CommandModule).demandCommand(1, 'name a logs command'),
+  handler: () => {},
+};

@@ -1,0 +1,130 @@
+// The access log in sync mode: every protected value the typed helpers read, write or
+// delete gets its row, in the same statement (nothing decrypted without its log row, a
+// failed log write fails the access); monthly partitions and retention.
+
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { column, createLogPartitions, defineTable, dropLogPartitions, ErrorCodes, initKeys, LocalMasterKey, pgseal, protectColumn, withAccessContext, type Pgseal } from '../../src/index.js';
+import { runCli } from '../support/cli.js';
+import { createDatabase, type TestDatabase } from '../support/db.js';
+
+let db: TestDatabase;
+let seal: Pgseal;
+let plain: Pgseal;
+const masterText = randomBytes(32).toString('base64');
+const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
+
+const patients = defineTable({
+  name: 'patients',
+  primaryKey: 'id',
+  columns: { id: column.plain<number>(), ward: column.plain<string>(), diagnosis: column.text(), email: column.text({ searchable: true, normalize: 'email' }) },
+});
+
+beforeAll(async () => {
+  db = await createDatabase({ migrated: true });
+  await initKeys(db.sql, master());
+  await db.sql`create table patients (id int primary key, ward text)`;
+  await protectColumn(db.sql, { table: 'patients', column: 'diagnosis' });
+  await protectColumn(db.sql, { table: 'patients', column: 'email', searchable: true, normalizer: 'email' });
+  seal = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'sync', actor: 'batch-job' } });
+  plain = pgseal({ sql: db.sql, masterKey: master() });
+  await plain.table(patients).insertMany(Array.from({ length: 150 }, (_, i) => ({ id: i + 1, ward: i < 100 ? 'A' : 'B', diagnosis: `diagnosis ${i + 1}`, email: `p${i + 1}@example.org` })));
+});
+afterAll(async () => {
+  seal?.close();
+  plain?.close();
+  await db?.drop();
+});
+
+const logRows = () => db.sql<{ table_name: string; column_name: string; row_id: string; accessed_by: string; access_type: string; client_ip: string | null }[]>`
+  select table_name, column_name, row_id, accessed_by, access_type, host(client_ip) as client_ip from pgseal.encrypted_data_access_log order by accessed_at, row_id, column_name`;
+
+describe('access log, sync mode', () => {
+  it('reading 100 rows as actor A from address X logs each row and protected column with A and X', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const t = seal.table(patients);
+    const { rows } = await withAccessContext({ actor: 'dr.rossi', clientIp: '203.0.113.7' }, () => t.list({ limit: 100 }));
+    expect(rows).toHaveLength(100);
+    const logged = await logRows();
+    expect(logged).toHaveLength(200); // 100 rows x 2 protected columns
+    expect(new Set(logged.map((r) => r.row_id)).size).toBe(100);
+    expect(logged.every((r) => r.accessed_by === 'dr.rossi' && r.client_ip === '203.0.113.7' && r.access_type === 'read' && r.table_name === 'public.patients')).toBe(true);
+    expect(new Set(logged.map((r) => r.column_name))).toEqual(new Set(['diagnosis', 'email']));
+    // outside a context: the configured actor, no address; lookups, writes and deletes too
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await t.findByPk(7);
+    await t.findBy('email', 'P8@example.org');
+    await t.update(9, { diagnosis: 'revised' });
+    await t.insert({ id: 500, ward: 'C', diagnosis: 'new', email: 'new@example.org' });
+    await t.insertMany([{ id: 501, ward: 'C', diagnosis: 'x', email: 'x@example.org' }]);
+    await t.delete(500);
+    const kinds = (await logRows()).map((r) => `${r.access_type}:${r.row_id}:${r.column_name}:${r.accessed_by}:${r.client_ip}`);
+    expect(kinds).toEqual([
+      'read:7:diagnosis:batch-job:null', 'read:7:email:batch-job:null',
+      'read:8:diagnosis:batch-job:null', 'read:8:email:batch-job:null',
+      'write:9:diagnosis:batch-job:null', 'write:9:email:batch-job:null',
+      'write:500:diagnosis:batch-job:null', 'write:500:email:batch-job:null',
+      'write:501:diagnosis:batch-job:null', 'write:501:email:batch-job:null',
+      'delete:500:diagnosis:batch-job:null', 'delete:500:email:batch-job:null',
+    ]);
+    // with the log off, nothing is written
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await plain.table(patients).list({ limit: 10 });
+    expect(await logRows()).toHaveLength(0);
+  });
+
+  it('a failed log write fails the read; a read that fails part-way leaves no log rows', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const t = seal.table(patients);
+    await db.sql`alter table pgseal.encrypted_data_access_log add constraint no_mallory check (accessed_by <> 'mallory')`;
+    try {
+      await expect(withAccessContext({ actor: 'mallory' }, () => t.findByPk(1))).rejects.toMatchObject({ code: ErrorCodes.DB_ERROR, sqlstate: '23514' });
+    } finally {
+      await db.sql`alter table pgseal.encrypted_data_access_log drop constraint no_mallory`;
+    }
+    expect(await logRows()).toHaveLength(0);
+    // row 120's value is damaged: the listing fails on it, and the rows read before it are not logged either
+    await db.sql`update patients set diagnosis = set_byte(diagnosis, 30, get_byte(diagnosis, 30) # 1) where id = 120`;
+    await expect(withAccessContext({ actor: 'dr.bianchi' }, () => t.list({ limit: 150 }))).rejects.toMatchObject({ code: ErrorCodes.AUTHENTICATION_FAILED });
+    expect(await logRows()).toHaveLength(0);
+    await expect(async () => withAccessContext({ actor: 'x', clientIp: 'not an ip' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+});
+
+describe('access log partitions', () => {
+  it('rows land in their month; retention drops only whole months older than the period', async () => {
+    await createLogPartitions(db.sql, 4);
+    await db.sql`select pgseal.create_log_partitions('2024-01-01'::date, 3)`;
+    await db.sql`insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type)
+                 values ('2024-02-10 12:00Z', 'public.patients', 'diagnosis', '1', 'old', 'read'),
+                        ('2024-03-31 23:59:59Z', 'public.patients', 'diagnosis', '2', 'old', 'read'),
+                        (now(), 'public.patients', 'diagnosis', '3', 'new', 'read')`;
+    const placed = await db.sql<{ row_id: string; part: string }[]>`
+      select row_id, tableoid::regclass::text as part from pgseal.encrypted_data_access_log where accessed_by in ('old', 'new') order by row_id`;
+    const thisMonth = new Date().toISOString().slice(0, 7).replace('-', 'm');
+    expect(placed).toEqual([
+      { row_id: '1', part: 'pgseal.encrypted_data_access_log_y2024m02' },
+      { row_id: '2', part: 'pgseal.encrypted_data_access_log_y2024m03' },
+      { row_id: '3', part: `pgseal.encrypted_data_access_log_y${thisMonth}` },
+    ]);
+    // a row before any partition goes to the default one, and moves into its month when that is created
+    await db.sql`insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, accessed_by, access_type) values ('2023-06-15Z', 't', 'c', 'older', 'read')`;
+    await db.sql`select pgseal.create_log_partitions('2023-06-01'::date, 1)`;
+    const [moved] = await db.sql<{ part: string }[]>`select tableoid::regclass::text as part from pgseal.encrypted_data_access_log where accessed_by = 'older'`;
+    expect(moved!.part).toBe('pgseal.encrypted_data_access_log_y2023m06');
+
+    const r = await runCli(['logs', 'retention', '--older-than', '400d', '--actor', 'dpo'], { DATABASE_URL: db.url });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('encrypted_data_access_log_y2023m06');
+    const left = await db.sql<{ accessed_by: string }[]>`select distinct accessed_by from pgseal.encrypted_data_access_log where accessed_by in ('old', 'new', 'older') order by 1`;
+    expect(left.map((x) => x.accessed_by)).toEqual(['new']);
+    const parts = await db.sql<{ name: string }[]>`
+      select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = 'pgseal.encrypted_data_access_log'::regclass order by 1`;
+    expect(parts.map((p) => p.name)).toContain(`encrypted_data_access_log_y${thisMonth}`);
+    expect(parts.map((p) => p.name)).toContain('encrypted_data_access_log_default');
+    expect(parts.some((p) => /y202[34]m/.test(p.name))).toBe(false);
+    const [event] = await db.sql`select actor, details from pgseal.encryption_audit_log where operation = 'logs.retention'`;
+    expect(event).toMatchObject({ actor: 'dpo', details: { older_than: '400 days' } });
+    await expect(dropLogPartitions(db.sql, 'soon')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+});
