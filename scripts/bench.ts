@@ -1,4 +1,4 @@
-// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
@@ -7,7 +7,9 @@
 //             the same driver (scripts/bench/helpers.ts);
 //   rewrite:  the SQL rewriter's cost per cached call (scripts/bench/rewrite.ts);
 //   reencrypt: the re-encryption engine against a plain `UPDATE t SET c = c`, with 1 and 2
-//             workers, and the CLI's peak memory at N and 2N rows (scripts/bench/reencrypt.ts).
+//             workers, and the CLI's peak memory at N and 2N rows (scripts/bench/reencrypt.ts);
+//   access-log: primary-key reads through the helpers with the async and the sync access log
+//             against the same reads without one (scripts/bench/access-log.ts).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
@@ -25,9 +27,10 @@ import { benchEnvelope } from './bench/envelope.js';
 import { benchHelpers } from './bench/helpers.js';
 import { benchRewrite } from './bench/rewrite.js';
 import { benchReencrypt } from './bench/reencrypt.js';
+import { benchAccessLog } from './bench/access-log.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -48,7 +51,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -96,6 +99,10 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'reencrypt') {
       log('== reencrypt');
       result.reencrypt = await benchReencrypt({ ...ctx, masterKeyText });
+    }
+    if (args.suite === 'all' || args.suite === 'access-log') {
+      log('== access log');
+      result.accessLog = await benchAccessLog(ctx);
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

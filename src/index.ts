@@ -11,7 +11,7 @@ import { Table } from './helpers/table.js';
 import { loadRegistry } from './registry/load.js';
 import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
 import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
-import type { AccessLogOptions } from './audit/access-log.js';
+import { AccessLogBuffer, type AccessLogOptions, type AccessLogStats } from './audit/access-log.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -36,7 +36,7 @@ export { reencryptStatus, reencryptDryRun, type RunStatus, type ColumnStatus, ty
 export { emergencyRotate, type EmergencyRotation } from './reencrypt/emergency.js';
 export { defaultActor, type Attribution } from './audit/record.js';
 export { withAccessContext, currentAccessContext, type AccessContext } from './audit/context.js';
-export type { AccessLogOptions, AccessType } from './audit/access-log.js';
+export type { AccessLogOptions, AccessLogStats, AccessType } from './audit/access-log.js';
 export { createLogPartitions, dropLogPartitions } from './audit/partitions.js';
 
 export interface PgsealOptions extends KeyringOptions {
@@ -79,12 +79,17 @@ export interface Pgseal {
   reencrypt(options?: ReencryptOptions): Promise<ReencryptResult>;
   /** Typed helpers for one table definition (see defineTable). */
   table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T): Table<T>;
-  /** Zeroes the keys in memory (your `sql` stays open). */
-  close(): void;
+  /** Async access log: counts of entries buffered, written, dropped (undefined unless mode is 'async'). */
+  accessLog(): AccessLogStats | undefined;
+  /** Async access log: writes what is buffered now. */
+  flushAccessLog(): Promise<void>;
+  /** Zeroes the keys in memory and writes the buffered access log (your `sql` stays open). */
+  close(): Promise<void>;
 }
 
 export function pgseal(options: PgsealOptions): Pgseal {
   const keyring = new Keyring(options.sql, options.masterKey, options);
+  const accessBuffer = options.accessLog?.mode === 'async' ? new AccessLogBuffer(options.sql, options.accessLog) : undefined;
   let rewriter: Promise<SqlRewriter> | undefined;
   const getRewriter = () => (rewriter ??= loadRegistry(options.sql).then((registry) => loadSqlRewriter(registry)));
   const api: Pgseal = {
@@ -127,10 +132,16 @@ export function pgseal(options: PgsealOptions): Pgseal {
       await getRewriter();
     },
     reencrypt: (opts) => reencrypt(options.sql, keyring, opts),
-    table: (definition) => new Table(options.sql, keyring, definition, { accessLog: options.accessLog }),
-    close: () => {
+    table: (definition) => new Table(options.sql, keyring, definition, { accessLog: options.accessLog, accessBuffer }),
+    accessLog: () => accessBuffer?.stats,
+    flushAccessLog: async () => {
+      await accessBuffer?.flush();
+    },
+    close: async () => {
       keyring.close();
       options.masterKey.close();
+      // async access log: what is buffered is written before close resolves
+      await accessBuffer?.close();
     },
   };
   return api;

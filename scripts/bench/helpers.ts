@@ -11,7 +11,7 @@ import { protectColumn } from '../../src/registry/protect.js';
 import { withKeys } from '../../src/transaction.js';
 import { median, ratio, type BenchContext } from './common.js';
 
-const def = defineTable({
+export const def = defineTable({
   name: 'bench_enc',
   primaryKey: 'id',
   columns: {
@@ -23,10 +23,10 @@ const def = defineTable({
   },
 });
 
-const CLIENTS = 8;
+export const CLIENTS = 8;
 
 /** Runs `op` from CLIENTS concurrent loops for `ms`; returns operations per second. */
-async function throughput(op: (i: number) => Promise<unknown>, ms: number): Promise<number> {
+export async function throughput(op: (i: number) => Promise<unknown>, ms: number): Promise<number> {
   let done = 0;
   const end = performance.now() + ms;
   const t0 = performance.now();
@@ -43,9 +43,9 @@ async function throughput(op: (i: number) => Promise<unknown>, ms: number): Prom
   return done / ((performance.now() - t0) / 1000);
 }
 
-export async function benchHelpers({ sql, url, master, runs, log }: BenchContext) {
-  const rows = 100_000;
-  log(`helpers: preparing ${rows.toLocaleString('en')} rows twice (plaintext copy and encrypted)...`);
+/** bench_plain and bench_enc: the same rows, plaintext and with three encrypted columns. */
+export async function prepareTables(sql: BenchContext['sql'], master: BenchContext['master'], rows: number, log: BenchContext['log']): Promise<void> {
+  log(`preparing ${rows.toLocaleString('en')} rows twice (plaintext copy and encrypted)...`);
   await sql`drop table if exists bench_plain`;
   await sql`drop table if exists bench_enc`;
   await sql`create table bench_plain as select i as id, 'Cliente ' || i as name, 'utente' || i || '@example.it' as email,
@@ -66,6 +66,11 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
   setupRing.close();
   await sql`vacuum analyze bench_plain`;
   await sql`vacuum analyze bench_enc`;
+}
+
+export async function benchHelpers({ sql, url, master, runs, log }: BenchContext) {
+  const rows = 100_000;
+  await prepareTables(sql, master, rows, (line) => log(`helpers: ${line}`));
 
   // 8 clients: one pool of 8 connections, shared by both sides in turn.
   const pool = postgres(url, { max: CLIENTS, onnotice: () => {} });

@@ -1,18 +1,135 @@
-// The access log in sync mode: the statement that reads or writes protected values also
-// inserts its log rows (a data-modifying CTE), so nothing is decrypted without its log row,
-// a rolled-back statement leaves none, and a failed log write fails the access. One row per
-// row and protected column accessed.
+// The access log. One row per row and protected column accessed.
+// - sync: the statement that reads or writes protected values also inserts its log rows (a
+//   data-modifying CTE), so nothing is decrypted without its log row, a rolled-back
+//   statement leaves none, and a failed log write fails the access.
+// - async: entries are buffered in the process and written in multi-row INSERTs, flushed by
+//   size and by time and on close. The buffer is bounded; what overflows is counted and
+//   reported in the encryption audit log, never silently dropped. A crash loses at most the
+//   entries of the last flush interval (and those of a flush under way).
 
-import { defaultActor } from './record.js';
+import type { Sql } from 'postgres';
+import { PgsealError, toPgsealError } from '../errors.js';
+import { defaultActor, recordEvent } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
 
 export type AccessType = 'read' | 'write' | 'delete';
 
 export interface AccessLogOptions {
-  /** 'sync': in the same statement as the access; 'off' (default): no access log */
-  mode?: 'off' | 'sync';
+  /** 'sync': in the same statement as the access; 'async': buffered, batched; 'off' (default): no access log */
+  mode?: 'off' | 'sync' | 'async';
   /** the actor outside any withAccessContext scope (default: $PGSEAL_ACTOR, else the OS user) */
   actor?: string;
+  /** async: flush when this many entries are buffered (default 5,000) */
+  flushEntries?: number;
+  /** async: flush at least this often (ms, default 1,000): the most a crash can lose */
+  flushIntervalMs?: number;
+  /** async: the most entries buffered (default 100,000); beyond, entries are counted as dropped and reported */
+  maxBuffered?: number;
+  /** async: called when a flush fails (its entries stay buffered, within the bound, for the next one) */
+  onError?: (error: PgsealError) => void;
+}
+
+export interface AccessEntry {
+  table_name: string;
+  column_name: string;
+  row_id: string | null;
+  accessed_by: string;
+  access_type: AccessType;
+  client_ip: string | null;
+  accessed_at: Date;
+}
+
+export interface AccessLogStats {
+  buffered: number;
+  written: number;
+  /** entries lost to a full buffer (each loss is also recorded in the encryption audit log) */
+  dropped: number;
+  failedFlushes: number;
+}
+
+/** The async writer: one per pgseal instance. */
+export class AccessLogBuffer {
+  readonly #sql: Sql;
+  readonly #flushEntries: number;
+  readonly #maxBuffered: number;
+  readonly #onError: ((error: PgsealError) => void) | undefined;
+  #entries: AccessEntry[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  #flushing: Promise<void> = Promise.resolve();
+  #droppedUnreported = 0;
+  readonly stats: AccessLogStats = { buffered: 0, written: 0, dropped: 0, failedFlushes: 0 };
+
+  constructor(sql: Sql, options: AccessLogOptions) {
+    this.#sql = sql;
+    this.#flushEntries = options.flushEntries ?? 5000;
+    this.#maxBuffered = options.maxBuffered ?? 100_000;
+    this.#onError = options.onError;
+    this.#timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? 1000);
+    this.#timer.unref();
+  }
+
+  add(entries: AccessEntry[]): void {
+    const room = this.#maxBuffered - this.#entries.length;
+    if (entries.length > room) {
+      this.stats.dropped += entries.length - Math.max(room, 0);
+      this.#droppedUnreported += entries.length - Math.max(room, 0);
+      entries = entries.slice(0, Math.max(room, 0));
+    }
+    this.#entries.push(...entries);
+    this.stats.buffered = this.#entries.length;
+    if (this.#entries.length >= this.#flushEntries) void this.flush();
+  }
+
+  /** Writes everything buffered now (flushes run one after another). */
+  flush(): Promise<void> {
+    this.#flushing = this.#flushing.then(() => this.#write());
+    return this.#flushing;
+  }
+
+  async #write(): Promise<void> {
+    const batch = this.#entries;
+    const dropped = this.#droppedUnreported;
+    if (batch.length === 0 && dropped === 0) return;
+    this.#entries = [];
+    this.#droppedUnreported = 0;
+    this.stats.buffered = 0;
+    try {
+      for (let at = 0; at < batch.length; at += 5000) {
+        const chunk = batch.slice(at, at + 5000);
+        // one multi-row INSERT per chunk: arrays unnested server-side, so the text stays one prepared statement
+        await this.#sql`
+          insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip)
+          select * from rows from (pg_catalog.unnest(${chunk.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${chunk.map((e) => e.table_name)}::text[]),
+            pg_catalog.unnest(${chunk.map((e) => e.column_name)}::name[]), pg_catalog.unnest(${chunk.map((e) => e.row_id)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.accessed_by)}::text[]),
+            pg_catalog.unnest(${chunk.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.client_ip)}::inet[]))`;
+        this.stats.written += chunk.length;
+      }
+      if (dropped > 0) {
+        await recordEvent(this.#sql, { operation: 'access_log.overflow', success: false, details: { dropped, max_buffered: this.#maxBuffered } });
+      }
+    } catch (error) {
+      // keep them for the next flush (within the bound); the failure is counted and reported
+      this.stats.failedFlushes += 1;
+      this.#onError?.(toPgsealError(error));
+      this.#droppedUnreported += dropped;
+      this.add(batch);
+    }
+  }
+
+  /** Flushes and stops the timer. */
+  async close(): Promise<void> {
+    clearInterval(this.#timer);
+    await this.flush();
+  }
+}
+
+/** The async log entries of rows a statement returned. */
+export function accessEntries(rows: readonly Record<string, unknown>[], accessed: Accessed, who: AccessContext): AccessEntry[] {
+  const at = new Date();
+  return rows.flatMap((r) => accessed.columns.map((column) => ({
+    table_name: accessed.table, column_name: column, row_id: r[accessed.primaryKey] === null || r[accessed.primaryKey] === undefined ? null : String(r[accessed.primaryKey]),
+    accessed_by: who.actor, access_type: accessed.type, client_ip: who.clientIp ?? null, accessed_at: at,
+  })));
 }
 
 export interface Accessed {

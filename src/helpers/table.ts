@@ -5,7 +5,7 @@
 // and the decrypted values are re-checked so a truncation collision never returns a row.
 
 import type { Sql, TransactionSql } from 'postgres';
-import { accessor, withAccessLog, type AccessLogOptions, type AccessType } from '../audit/access-log.js';
+import { accessEntries, accessor, withAccessLog, type AccessLogBuffer, type AccessLogOptions, type AccessType, type Accessed } from '../audit/access-log.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { loadRegistry } from '../registry/load.js';
@@ -34,11 +34,13 @@ export class Table<T extends AnyTable> {
   readonly #target: string;
 
   readonly #accessLog: AccessLogOptions;
+  readonly #accessBuffer: AccessLogBuffer | undefined;
 
-  constructor(sql: Sql, keyring: Keyring, def: T, options: { accessLog?: AccessLogOptions } = {}) {
+  constructor(sql: Sql, keyring: Keyring, def: T, options: { accessLog?: AccessLogOptions | undefined; accessBuffer?: AccessLogBuffer | undefined } = {}) {
     this.#sql = sql;
     this.#keyring = keyring;
     this.#accessLog = options.accessLog ?? {};
+    this.#accessBuffer = options.accessBuffer;
     this.def = def;
     this.#target = `${ident(def.schema)}.${ident(def.name)}`;
     this.#columns = Object.entries(def.columns).map(([name, d]) => ({
@@ -97,16 +99,25 @@ export class Table<T extends AnyTable> {
     }
   }
 
-  /** The statement as run: with its access-log rows inserted by the same statement when the log is on. */
+  #accessed(type: AccessType): Accessed {
+    return { table: `${this.def.schema}.${this.def.name}`, primaryKey: this.#pk, columns: this.#encrypted().map((c) => c.name), type };
+  }
+
+  /** The statement as run: with its access-log rows inserted by the same statement in sync mode. */
   #logged(text: string, params: Params, access: AccessType | undefined): string {
     if (!access || this.#accessLog.mode !== 'sync') return text;
-    const columns = this.#encrypted().map((c) => c.name);
-    return withAccessLog(text, { table: `${this.def.schema}.${this.def.name}`, primaryKey: this.#pk, columns, type: access }, accessor(this.#accessLog), (v) => params.add(v));
+    return withAccessLog(text, this.#accessed(access), accessor(this.#accessLog), (v) => params.add(v));
+  }
+
+  /** Async mode: the rows a statement returned, buffered for the access log. */
+  #buffer(rows: readonly Record<string, unknown>[], access: AccessType | undefined): void {
+    if (!access || this.#accessLog.mode !== 'async' || !this.#accessBuffer) return;
+    this.#accessBuffer.add(accessEntries(rows, this.#accessed(access), accessor(this.#accessLog)));
   }
 
   /** A RETURNING of the primary key, for writes that return nothing else, when their rows are logged. */
   #returningKey(): string {
-    return this.#accessLog.mode === 'sync' ? ` RETURNING ${ident(this.#pk)}` : '';
+    return this.#accessLog.mode === 'sync' || this.#accessLog.mode === 'async' ? ` RETURNING ${ident(this.#pk)}` : '';
   }
 
   async #runOnce<R>(
@@ -124,6 +135,7 @@ export class Table<T extends AnyTable> {
         const text = this.#logged(built, params, access);
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
         for (const row of rows) this.#decode(row as Record<string, unknown>);
+        this.#buffer(rows as unknown as Record<string, unknown>[], access);
         return rows;
       };
       if (keyset) {
@@ -303,6 +315,7 @@ export class Table<T extends AnyTable> {
     const params = new Params();
     const text = this.#logged(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}${this.#returningKey()}`, params, 'delete');
     const result = await withPgsealErrors(() => this.#sql.unsafe(text, params.values as never[], { prepare: true }));
+    this.#buffer(result as unknown as Record<string, unknown>[], 'delete');
     return result.count > 0;
   }
 

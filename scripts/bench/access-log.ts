@@ -1,0 +1,51 @@
+// The access log's cost: primary-key reads through the typed helpers (8 concurrent
+// clients) with no access log, with the async log (buffered, batched) and with the sync
+// log (the log rows inserted by the read's own statement), in the same run.
+
+import postgres from 'postgres';
+import { AccessLogBuffer } from '../../src/audit/access-log.js';
+import { withAccessContext } from '../../src/audit/context.js';
+import { Table } from '../../src/helpers/table.js';
+import { Keyring } from '../../src/keys/keyring.js';
+import { median, ratio, type BenchContext } from './common.js';
+import { CLIENTS, def, prepareTables, throughput } from './helpers.js';
+
+export async function benchAccessLog({ sql, url, master, runs, log }: BenchContext) {
+  const rows = 100_000;
+  await prepareTables(sql, master, rows, (line) => log(`access log: ${line}`));
+  const pool = postgres(url, { max: CLIENTS + 1, onnotice: () => {} });
+  const ring = new Keyring(pool, master);
+  const buffer = new AccessLogBuffer(pool, { mode: 'async' });
+  const tables = {
+    none: new Table(pool, ring, def),
+    async: new Table(pool, ring, def, { accessLog: { mode: 'async' }, accessBuffer: buffer }),
+    sync: new Table(pool, ring, def, { accessLog: { mode: 'sync' } }),
+  };
+  const id = (i: number) => 1 + ((i * 7919) % rows);
+  const read = (t: Table<typeof def>) => (i: number) => withAccessContext({ actor: `user${i % 50}`, clientIp: '198.51.100.7' }, () => t.findByPk(id(i)));
+  try {
+    const t: Record<keyof typeof tables, number[]> = { none: [], async: [], sync: [] };
+    for (const table of Object.values(tables)) await throughput(read(table), 300);
+    for (let run = 0; run < runs; run++) {
+      for (const [name, table] of Object.entries(tables) as Array<[keyof typeof tables, Table<typeof def>]>) t[name].push(await throughput(read(table), 2_000));
+      log(`run ${run + 1}/${runs}: ` + Object.entries(t).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)}`).join(', ') + ' (reads/s)');
+    }
+    await buffer.close();
+    const [logged] = await sql<{ n: number }[]>`select count(*)::int as n from pgseal.encrypted_data_access_log`;
+    const m = { none: median(t.none), async: median(t.async), sync: median(t.sync) };
+    return {
+      clients: CLIENTS,
+      reads_per_second: { none: Math.round(m.none), async: Math.round(m.async), sync: Math.round(m.sync) },
+      ratios: { async_vs_none: ratio(m.async, m.none), sync_vs_none: ratio(m.sync, m.none) },
+      targets: { async_vs_none: '>= 0.9', sync_vs_none: 'reported' },
+      log_rows_written: logged!.n,
+      async_dropped: buffer.stats.dropped,
+    };
+  } finally {
+    ring.close();
+    await pool.end();
+    await sql`drop table if exists bench_plain`;
+    await sql`drop table if exists bench_enc`;
+    await sql`truncate pgseal.encrypted_data_access_log`;
+  }
+}
