@@ -38,6 +38,7 @@ export { defaultActor, type Attribution } from './audit/record.js';
 export { withAccessContext, currentAccessContext, type AccessContext } from './audit/context.js';
 export type { AccessLogOptions, AccessLogStats, AccessType } from './audit/access-log.js';
 export { createLogPartitions, dropLogPartitions } from './audit/partitions.js';
+export { listEvents, report, type EventFilter, type LogEvent, type Report, type ReportLine } from './audit/query.js';
 
 export interface PgsealOptions extends KeyringOptions {
   /** your postgres.js client; pgseal never closes it */

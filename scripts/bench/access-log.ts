@@ -1,10 +1,12 @@
 // The access log's cost: primary-key reads through the typed helpers (8 concurrent
 // clients) with no access log, with the async log (buffered, batched) and with the sync
-// log (the log rows inserted by the read's own statement), in the same run.
+// log (the log rows inserted by the read's own statement), in the same run. Then
+// `audit report` for one actor and one day over 10,000,000 log rows (30 days, 1,000 actors).
 
 import postgres from 'postgres';
 import { AccessLogBuffer } from '../../src/audit/access-log.js';
 import { withAccessContext } from '../../src/audit/context.js';
+import { report } from '../../src/audit/query.js';
 import { Table } from '../../src/helpers/table.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { median, ratio, type BenchContext } from './common.js';
@@ -33,6 +35,29 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
     await buffer.close();
     const [logged] = await sql<{ n: number }[]>`select count(*)::int as n from pgseal.encrypted_data_access_log`;
     const m = { none: median(t.none), async: median(t.async), sync: median(t.sync) };
+
+    const logRows = 10_000_000;
+    log(`access log: writing ${logRows.toLocaleString('en')} log rows over 30 days...`);
+    await sql`truncate pgseal.encrypted_data_access_log`;
+    const start = new Date(Date.UTC(new Date().getUTCFullYear(), new Date().getUTCMonth(), 1) - 30 * 86400e3);
+    await sql`select pgseal.create_log_partitions(${start.toISOString().slice(0, 10)}::date, 3)`;
+    await sql`
+      insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip)
+      select ${start}::timestamptz + (i % (30 * 86400)) * interval '1 second', 'public.bench_enc', (array['email', 'phone', 'tax_code'])[1 + i % 3],
+             (i % 100000)::text, 'user' || (i % 1000), (array['read', 'read', 'read', 'write', 'delete'])[1 + i % 5], '198.51.100.7'
+        from generate_series(1, ${logRows}::int) as i`;
+    await sql`analyze pgseal.encrypted_data_access_log`;
+    const day = new Date(start.getTime() + 10 * 86400e3);
+    const until = new Date(day.getTime() + 86400e3);
+    const times: number[] = [];
+    let lines = 0;
+    for (let run = 0; run < Math.max(runs, 5); run++) {
+      const t0 = performance.now();
+      const r = await report(sql, { since: day, until, actor: `user${run * 7}` });
+      times.push(performance.now() - t0);
+      lines = r.lines.length;
+    }
+    const reportMs = median(times);
     return {
       clients: CLIENTS,
       reads_per_second: { none: Math.round(m.none), async: Math.round(m.async), sync: Math.round(m.sync) },
@@ -40,6 +65,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
       targets: { async_vs_none: '>= 0.9', sync_vs_none: 'reported' },
       log_rows_written: logged!.n,
       async_dropped: buffer.stats.dropped,
+      report: { log_rows: logRows, one_actor_one_day_ms: Math.round(reportMs * 10) / 10, target_ms: '< 100', lines },
     };
   } finally {
     ring.close();

@@ -13,6 +13,7 @@ import { columnsCommand } from './columns-list.js';
 import { viewsCommand } from './views.js';
 import { reencryptCommand } from './reencrypt.js';
 import { logsCommand } from './logs.js';
+import { auditCommand } from './audit.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -30,6 +31,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(viewsCommand)
     .command(reencryptCommand)
     .command(logsCommand)
+    .command(auditCommand)
     .demandCommand(1, 'name a command')
     .strict()
     .help()

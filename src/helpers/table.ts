@@ -6,6 +6,7 @@
 
 import type { Sql, TransactionSql } from 'postgres';
 import { accessEntries, accessor, withAccessLog, type AccessLogBuffer, type AccessLogOptions, type AccessType, type Accessed } from '../audit/access-log.js';
+import { recordFailure } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { loadRegistry } from '../registry/load.js';
@@ -17,6 +18,9 @@ import { ident, literal, Params, selectList, storedText, writeExpression, type C
 
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
 type Enc = EncryptedColumn<unknown, boolean>;
+
+/** Values that do not open. */
+const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes.MALFORMED_ENVELOPE, ErrorCodes.KEY_RETIRED, ErrorCodes.KEY_DESTROYED]);
 
 /** Failures that mean "your cached keys are older than the database's": reload, then retry once. */
 const RELOAD_AND_RETRY = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.KEY_COMPROMISED, ErrorCodes.NO_ACTIVE_KEY]);
@@ -91,11 +95,19 @@ export class Table<T extends AnyTable> {
     access?: AccessType,
   ): Promise<R[]> {
     try {
-      return await this.#runOnce<R>(scopes, build, access);
+      try {
+        return await this.#runOnce<R>(scopes, build, access);
+      } catch (error) {
+        if (!(error instanceof PgsealError) || !RELOAD_AND_RETRY.has(error.code)) throw error;
+        await this.#keyring.refresh();
+        return await this.#runOnce<R>(scopes, build, access);
+      }
     } catch (error) {
-      if (!(error instanceof PgsealError) || !RELOAD_AND_RETRY.has(error.code)) throw error;
-      await this.#keyring.refresh();
-      return this.#runOnce<R>(scopes, build, access);
+      if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
+        // a value that does not open: tampering, a wrong key, or shredded data; auditors want to know
+        await recordFailure(this.#sql, { operation: 'data.decrypt_failed', actor: accessor(this.#accessLog).actor, table: { schema: this.def.schema, table: this.def.name } }, error);
+      }
+      throw error;
     }
   }
 

@@ -89,7 +89,48 @@ describe('access log, sync mode', () => {
     await db.sql`update patients set diagnosis = set_byte(diagnosis, 30, get_byte(diagnosis, 30) # 1) where id = 120`;
     await expect(withAccessContext({ actor: 'dr.bianchi' }, () => t.list({ limit: 150 }))).rejects.toMatchObject({ code: ErrorCodes.AUTHENTICATION_FAILED });
     expect(await logRows()).toHaveLength(0);
+    // the failed decryption itself is in the encryption audit log
+    const [failed] = await db.sql`select actor, success, table_name, details from pgseal.encryption_audit_log where operation = 'data.decrypt_failed'`;
+    expect(failed).toMatchObject({ actor: 'dr.bianchi', success: false, table_name: 'patients', details: { error: ErrorCodes.AUTHENTICATION_FAILED } });
     await expect(async () => withAccessContext({ actor: 'x', clientIp: 'not an ip' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+  });
+});
+
+describe('pgseal audit', () => {
+  it('lists events by actor, table and row, and reports per actor, table and column', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const t = seal.table(patients);
+    await withAccessContext({ actor: 'alice', clientIp: '192.0.2.1' }, () => t.list({ limit: 3 }));
+    await withAccessContext({ actor: 'bob' }, async () => {
+      await t.update(5, { diagnosis: 'updated by bob' });
+      await t.findByPk(5);
+    });
+    const env = { DATABASE_URL: db.url };
+    const alice = await runCli(['audit', '--actor', 'alice', '--json'], env);
+    expect(alice.code, alice.stderr).toBe(0);
+    const aliceEvents = alice.stdout.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; action: string; row: string; clientIp: string });
+    expect(aliceEvents).toHaveLength(6);
+    expect(aliceEvents.every((e) => e.kind === 'access' && e.action === 'read' && e.clientIp === '192.0.2.1')).toBe(true);
+    const row5 = await runCli(['audit', '--table', 'patients', '--row', '5', '--json'], env);
+    expect(row5.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { actor: string; action: string }).action).sort()).toEqual(['read', 'read', 'write', 'write']);
+    const human = await runCli(['audit', '--since', '1h'], env);
+    expect(human.stdout).toMatch(/\(\d+ rows\)/);
+    const noTable = await runCli(['audit', '--row', '5'], env);
+    expect(noTable.code).toBe(1);
+    expect(noTable.stderr).toMatch(/^pgseal: PGSEAL_INVALID_ARGUMENT: a row needs its table/);
+
+    const r = await runCli(['audit', 'report', '--since', '1h', '--json'], env);
+    expect(r.code, r.stderr).toBe(0);
+    const rep = JSON.parse(r.stdout) as { lines: Array<{ actor: string; table: string; column: string; reads: number; writes: number; deletes: number }> };
+    expect(rep.lines).toEqual([
+      { actor: 'alice', table: 'public.patients', column: 'diagnosis', reads: 3, writes: 0, deletes: 0 },
+      { actor: 'alice', table: 'public.patients', column: 'email', reads: 3, writes: 0, deletes: 0 },
+      { actor: 'bob', table: 'public.patients', column: 'diagnosis', reads: 1, writes: 1, deletes: 0 },
+      { actor: 'bob', table: 'public.patients', column: 'email', reads: 1, writes: 1, deletes: 0 },
+    ]);
+    const one = await runCli(['audit', 'report', '--since', '1h', '--actor', 'bob'], env);
+    expect(one.stdout).toMatch(/bob\s+\|\s+public\.patients\s+\|\s+diagnosis\s+\|\s+1\s+\|\s+1\s+\|\s+0/);
+    expect(one.stdout).not.toContain('alice');
   });
 });
 
