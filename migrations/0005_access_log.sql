@@ -28,7 +28,7 @@ CREATE TABLE pgseal.encrypted_data_access_log_default PARTITION OF pgseal.encryp
 -- months later (named encrypted_data_access_log_yYYYYmMM). Rows of such a month already in the default
 -- partition move into the new one. Returns how many partitions were created.
 CREATE FUNCTION pgseal.create_log_partitions(p_from date DEFAULT (pg_catalog.now() AT TIME ZONE 'UTC')::date, p_months integer DEFAULT 4) RETURNS integer
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET timezone = 'UTC' SET datestyle = 'ISO' AS $$
 DECLARE
   month date;
   lower timestamptz;
@@ -46,6 +46,8 @@ BEGIN
     lower := month::timestamp AT TIME ZONE 'UTC';
     upper := (month + interval '1 month') AT TIME ZONE 'UTC';
     CONTINUE WHEN to_regclass('pgseal.' || quote_ident(name)) IS NOT NULL;
+    -- no row of that month may commit into the default partition between the move and the attach
+    LOCK TABLE pgseal.encrypted_data_access_log IN ACCESS EXCLUSIVE MODE;
     CREATE TEMP TABLE IF NOT EXISTS pgseal_moved_log_rows (LIKE pgseal.encrypted_data_access_log) ON COMMIT DROP;
     WITH moved AS (
       DELETE FROM pgseal.encrypted_data_access_log_default
@@ -65,7 +67,7 @@ $$;
 -- Retention: drops the monthly partitions whose whole month is older than p_older_than,
 -- and returns their names (the default partition is never dropped).
 CREATE FUNCTION pgseal.drop_log_partitions(p_older_than interval) RETURNS text[]
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp SET timezone = 'UTC' AS $$
 DECLARE
   p record;
   dropped text[] := '{}';
@@ -83,6 +85,8 @@ BEGIN
      ORDER BY 2
   LOOP
     CONTINUE WHEN ((p.month + interval '1 month') AT TIME ZONE 'UTC') > clock_timestamp() - p_older_than;
+    -- never the current month or a later one, whatever the period says
+    CONTINUE WHEN (p.month + interval '1 month') > date_trunc('month', clock_timestamp() AT TIME ZONE 'UTC');
     EXECUTE format('DROP TABLE pgseal.%I', p.relname);
     dropped := dropped || p.relname::text;
   END LOOP;
@@ -96,7 +100,6 @@ SELECT pgseal.create_log_partitions((pg_catalog.now() AT TIME ZONE 'UTC')::date)
 -- role granted INSERT on purpose; reading it is for auditors, granted on purpose too
 REVOKE ALL ON TABLE pgseal.encrypted_data_access_log, pgseal.encrypted_data_access_log_default FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal.create_log_partitions(date, integer), pgseal.drop_log_partitions(interval) FROM PUBLIC;
-
 -- Down Migration
 DROP FUNCTION pgseal.drop_log_partitions(interval);
 DROP FUNCTION pgseal.create_log_partitions(date, integer);

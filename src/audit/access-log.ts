@@ -4,11 +4,12 @@
 //   statement leaves none, and a failed log write fails the access.
 // - async: entries are buffered in the process and written in multi-row INSERTs, flushed by
 //   size and by time and on close. The buffer is bounded; what overflows is counted and
-//   reported in the encryption audit log, never silently dropped. A crash loses at most the
-//   entries of the last flush interval (and those of a flush under way).
+//   reported in the encryption audit log, never silently dropped. While the database takes
+//   the writes, a crash loses at most the entries of the last flush interval (and those of a
+//   flush under way); while it refuses them, entries wait in the buffer (stats, onError).
 
 import type { Sql } from 'postgres';
-import { PgsealError, toPgsealError } from '../errors.js';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import { defaultActor, recordEvent } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
 
@@ -56,6 +57,10 @@ export class AccessLogBuffer {
   #entries: AccessEntry[] = [];
   #timer: NodeJS.Timeout | undefined;
   #flushing: Promise<void> = Promise.resolve();
+  /** a flush is queued and has not started: later requests join it */
+  #queued = false;
+  /** the last flush failed: only the timer retries (no tight loop while the database refuses) */
+  #failing = false;
   #droppedUnreported = 0;
   readonly stats: AccessLogStats = { buffered: 0, written: 0, dropped: 0, failedFlushes: 0 };
 
@@ -69,20 +74,30 @@ export class AccessLogBuffer {
   }
 
   add(entries: AccessEntry[]): void {
-    const room = this.#maxBuffered - this.#entries.length;
-    if (entries.length > room) {
-      this.stats.dropped += entries.length - Math.max(room, 0);
-      this.#droppedUnreported += entries.length - Math.max(room, 0);
-      entries = entries.slice(0, Math.max(room, 0));
-    }
-    this.#entries.push(...entries);
-    this.stats.buffered = this.#entries.length;
-    if (this.#entries.length >= this.#flushEntries) void this.flush();
+    this.#keep(entries, false);
+    if (this.#entries.length >= this.#flushEntries && !this.#failing) void this.flush();
   }
 
-  /** Writes everything buffered now (flushes run one after another). */
+  /** Buffers entries within the bound; what does not fit is counted as dropped. */
+  #keep(entries: AccessEntry[], first: boolean): void {
+    const room = Math.max(this.#maxBuffered - this.#entries.length, 0);
+    if (entries.length > room) {
+      this.stats.dropped += entries.length - room;
+      this.#droppedUnreported += entries.length - room;
+      entries = entries.slice(0, room);
+    }
+    this.#entries = first ? entries.concat(this.#entries) : this.#entries.concat(entries);
+    this.stats.buffered = this.#entries.length;
+  }
+
+  /** Writes everything buffered now; resolves when done (never rejects: see stats and onError). */
   flush(): Promise<void> {
-    this.#flushing = this.#flushing.then(() => this.#write());
+    if (this.#queued) return this.#flushing;
+    this.#queued = true;
+    this.#flushing = this.#flushing.then(() => {
+      this.#queued = false;
+      return this.#write();
+    });
     return this.#flushing;
   }
 
@@ -93,9 +108,10 @@ export class AccessLogBuffer {
     this.#entries = [];
     this.#droppedUnreported = 0;
     this.stats.buffered = 0;
+    let written = 0;
     try {
-      for (let at = 0; at < batch.length; at += 5000) {
-        const chunk = batch.slice(at, at + 5000);
+      for (; written < batch.length; written += 5000) {
+        const chunk = batch.slice(written, written + 5000);
         // one multi-row INSERT per chunk: arrays unnested server-side, so the text stays one prepared statement
         await this.#sql`
           insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip)
@@ -105,21 +121,40 @@ export class AccessLogBuffer {
         this.stats.written += chunk.length;
       }
       if (dropped > 0) {
-        await recordEvent(this.#sql, { operation: 'access_log.overflow', success: false, details: { dropped, max_buffered: this.#maxBuffered } });
+        try {
+          await recordEvent(this.#sql, { operation: 'access_log.overflow', success: false, details: { dropped, max_buffered: this.#maxBuffered } });
+        } catch (error) {
+          this.#droppedUnreported += dropped;
+          throw error;
+        }
       }
+      this.#failing = false;
     } catch (error) {
-      // keep them for the next flush (within the bound); the failure is counted and reported
+      // what was not written goes back to the front of the buffer (within the bound); the
+      // timer tries again; the failure is counted and reported
+      this.#keep(batch.slice(Math.min(written, batch.length)), true);
+      this.#failing = true;
       this.stats.failedFlushes += 1;
-      this.#onError?.(toPgsealError(error));
-      this.#droppedUnreported += dropped;
-      this.add(batch);
+      try {
+        this.#onError?.(toPgsealError(error));
+      } catch {
+        // the caller's handler failed: the entries are kept all the same
+      }
     }
   }
 
-  /** Flushes and stops the timer. */
+  /**
+   * Flushes and stops the timer. Rejects (PGSEAL_ACCESS_LOG_UNFLUSHED) when entries could
+   * not be written or were dropped unreported: the caller decides what a shutdown may lose.
+   */
   async close(): Promise<void> {
     clearInterval(this.#timer);
     await this.flush();
+    if (this.#entries.length > 0 || this.#droppedUnreported > 0) {
+      throw new PgsealError(ErrorCodes.ACCESS_LOG_UNFLUSHED, `${this.#entries.length} access log entries could not be written`, {
+        hint: 'check that the database is reachable and that this role may INSERT into pgseal.encrypted_data_access_log (see README, Privileges)',
+      });
+    }
   }
 }
 
@@ -157,5 +192,5 @@ export function withAccessLog(statement: string, accessed: Accessed, who: Access
   INSERT INTO pgseal.encrypted_data_access_log (table_name, column_name, row_id, accessed_by, access_type, client_ip)
   SELECT ${add(accessed.table)}::text, c.name, a.${quote(accessed.primaryKey)}::text, ${add(who.actor)}::text, ${add(accessed.type)}::text, ${add(who.clientIp ?? null)}::inet
     FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${add(accessed.columns)}::text[]) AS c(name))
-SELECT * FROM pgseal_accessed`;
+SELECT * FROM pgseal_accessed ORDER BY ${quote(accessed.primaryKey)}`;
 }

@@ -20,7 +20,8 @@ const storage = new AsyncLocalStorage<AccessContext>();
  */
 export function withAccessContext<T>(context: AccessContext, work: () => T): T {
   if (!context.actor) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'an access context needs an actor', { hint: 'pass { actor: userId, clientIp }' });
-  if (context.clientIp !== undefined && isIP(context.clientIp) === 0) {
+  // a zone id (fe80::1%eth0) is valid to Node, not to PostgreSQL's inet
+  if (context.clientIp !== undefined && (isIP(context.clientIp) === 0 || context.clientIp.includes('%'))) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the client address is not an IP address', { hint: 'pass the IPv4 or IPv6 address of the client, or leave it out' });
   }
   return storage.run({ ...context }, work);

@@ -33,8 +33,8 @@ beforeAll(async () => {
   await plain.table(patients).insertMany(Array.from({ length: 150 }, (_, i) => ({ id: i + 1, ward: i < 100 ? 'A' : 'B', diagnosis: `diagnosis ${i + 1}`, email: `p${i + 1}@example.org` })));
 });
 afterAll(async () => {
-  seal?.close();
-  plain?.close();
+  await seal?.close();
+  await plain?.close();
   await db?.drop();
 });
 
@@ -93,6 +93,7 @@ describe('access log, sync mode', () => {
     const [failed] = await db.sql`select actor, success, table_name, details from pgseal.encryption_audit_log where operation = 'data.decrypt_failed'`;
     expect(failed).toMatchObject({ actor: 'dr.bianchi', success: false, table_name: 'patients', details: { error: ErrorCodes.AUTHENTICATION_FAILED } });
     await expect(async () => withAccessContext({ actor: 'x', clientIp: 'not an ip' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    await expect(async () => withAccessContext({ actor: 'x', clientIp: 'fe80::1%eth0' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
   });
 });
 
@@ -150,6 +151,27 @@ describe('access log, async mode', () => {
     await t.findByPk(1);
     await async.close(); // a graceful stop writes what is buffered
     expect((await logRows()).slice(200).map((r) => `${r.access_type}:${r.row_id}`)).toEqual(['delete:150', 'delete:150', 'read:1', 'read:1']);
+  });
+
+  it('a failing flush keeps its entries, retries on the timer, and close() rejects while any remain', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const errors: string[] = [];
+    const flaky = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'async', flushIntervalMs: 100, onError: (e) => errors.push(e.code) } });
+    await db.sql`alter table pgseal.encrypted_data_access_log add constraint no_flush check (accessed_by <> 'blocked')`;
+    try {
+      await withAccessContext({ actor: 'blocked' }, () => flaky.table(patients).list({ limit: 10 }));
+      await flaky.flushAccessLog();
+      expect(flaky.accessLog()).toMatchObject({ buffered: 20, written: 0 });
+      await new Promise((r) => setTimeout(r, 350)); // the timer retries, without a tight loop
+      const failed = flaky.accessLog()!.failedFlushes;
+      expect(failed).toBeGreaterThanOrEqual(2);
+      expect(failed).toBeLessThan(10);
+      expect(errors.every((c) => c === ErrorCodes.DB_ERROR)).toBe(true);
+      await expect(flaky.close()).rejects.toMatchObject({ code: ErrorCodes.ACCESS_LOG_UNFLUSHED });
+    } finally {
+      await db.sql`alter table pgseal.encrypted_data_access_log drop constraint no_flush`;
+    }
+    expect(await logRows()).toHaveLength(0);
   });
 
   it('a full buffer drops entries, counts them and reports them in the audit log', async () => {
@@ -219,5 +241,9 @@ describe('access log partitions', () => {
     const [event] = await db.sql`select actor, details from pgseal.encryption_audit_log where operation = 'logs.retention'`;
     expect(event).toMatchObject({ actor: 'dpo', details: { older_than: '400 days' } });
     await expect(dropLogPartitions(db.sql, 'soon')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    // never the current month, whatever the period
+    expect((await db.sql<{ d: string[] | null }[]>`select pgseal.drop_log_partitions(null) as d`)[0]!.d).toBeNull();
+    await db.sql`select pgseal.drop_log_partitions('1 mon -29 days'::interval)`;
+    expect((await db.sql`select 1 from pg_class where relname = ${`encrypted_data_access_log_y${thisMonth}`}`).length).toBe(1);
   });
 });
