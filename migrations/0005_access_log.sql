@@ -21,6 +21,9 @@ CREATE TABLE pgseal.encrypted_data_access_log (
 COMMENT ON TABLE pgseal.encrypted_data_access_log IS 'pgseal: reads, writes and deletes of protected values (monthly partitions)';
 CREATE INDEX encrypted_data_access_log_by_actor ON pgseal.encrypted_data_access_log (accessed_by, accessed_at);
 CREATE INDEX encrypted_data_access_log_by_row ON pgseal.encrypted_data_access_log (table_name, row_id, accessed_at);
+-- time ranges without an actor (pgseal audit --since 1h): a BRIN index costs next to nothing
+-- to maintain on an append-only log written in time order
+CREATE INDEX encrypted_data_access_log_by_time ON pgseal.encrypted_data_access_log USING brin (accessed_at);
 -- rows outside every monthly partition land here instead of failing the access they record
 CREATE TABLE pgseal.encrypted_data_access_log_default PARTITION OF pgseal.encrypted_data_access_log DEFAULT;
 
