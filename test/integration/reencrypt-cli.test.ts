@@ -232,3 +232,26 @@ describe('pgseal keys rotate --emergency', () => {
     expect(await db.sql`select 1 from pgseal.reencrypt_runs where state = 'running'`).toHaveLength(0);
   });
 });
+
+describe('pgseal reencrypt and signals', () => {
+  it('SIGTERM stops after the batch in flight: exit 1 with PGSEAL_REENCRYPT_STOPPED, the run resumable', async () => {
+    // patients is on a decrypt-only version since the dry-run test rotated
+    const child = spawn(process.execPath, [BIN, 'reencrypt', '--table', 'patients', '--batch-size', '100', '--max-rows-per-second', '500', '--json'], {
+      env: { PATH: process.env.PATH, ...env() }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.once('data', () => child.kill('SIGTERM'));
+      child.on('exit', (c) => resolve(c));
+    });
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(/^pgseal: PGSEAL_REENCRYPT_STOPPED: run \d+ stopped by SIGTERM after \d+ rows \(run `pgseal reencrypt` again/);
+    const [run] = await db.sql<{ state: string }[]>`select state from pgseal.reencrypt_runs order by id desc limit 1`;
+    expect(run!.state).toBe('stopped');
+    const resumed = await runCli(['reencrypt', '--table', 'patients', '--json'], env());
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(JSON.parse(resumed.stdout.trim().split('\n').at(-1)!)).toMatchObject({ event: 'done', resumed: true });
+  });
+});
