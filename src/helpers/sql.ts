@@ -5,7 +5,12 @@
 import type { ColumnDef, EncryptedColumn } from './define.js';
 
 export const ident = (name: string): string => '"' + name.replace(/"/g, '""') + '"';
-export const literal = (text: string): string => "'" + text.replace(/'/g, "''") + "'";
+/**
+ * A string literal. One holding a backslash is written as an E'' literal, which reads the
+ * same whatever standard_conforming_strings says (a plain '' literal would not when it is off).
+ */
+export const literal = (text: string): string =>
+  text.includes('\\') ? "E'" + text.replace(/\\/g, '\\\\').replace(/'/g, "''") + "'" : "'" + text.replace(/'/g, "''") + "'";
 
 /** Collects bound parameters and hands out their placeholders. */
 export class Params {
