@@ -10,6 +10,7 @@
 
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { ident } from '../helpers/sql.js';
 import { defaultActor, recordEvent } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
 
@@ -86,7 +87,9 @@ export class AccessLogBuffer {
       this.#droppedUnreported += entries.length - room;
       entries = entries.slice(0, room);
     }
-    this.#entries = first ? entries.concat(this.#entries) : this.#entries.concat(entries);
+    // appending is the hot path (every access): push, never copy the buffer
+    if (first) this.#entries = entries.concat(this.#entries);
+    else for (const e of entries) this.#entries.push(e);
     this.stats.buffered = this.#entries.length;
   }
 
@@ -187,10 +190,9 @@ export function accessor(options: AccessLogOptions): AccessContext {
  * the primary key) so that it logs them; `add` binds a parameter and returns its placeholder.
  */
 export function withAccessLog(statement: string, accessed: Accessed, who: AccessContext, add: (value: unknown) => string): string {
-  const quote = (name: string) => '"' + name.replace(/"/g, '""') + '"';
   return `WITH pgseal_accessed AS (${statement}), pgseal_logged AS (
   INSERT INTO pgseal.encrypted_data_access_log (table_name, column_name, row_id, accessed_by, access_type, client_ip)
-  SELECT ${add(accessed.table)}::text, c.name, a.${quote(accessed.primaryKey)}::text, ${add(who.actor)}::text, ${add(accessed.type)}::text, ${add(who.clientIp ?? null)}::inet
+  SELECT ${add(accessed.table)}::text, c.name, a.${ident(accessed.primaryKey)}::text, ${add(who.actor)}::text, ${add(accessed.type)}::text, ${add(who.clientIp ?? null)}::inet
     FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${add(accessed.columns)}::text[]) AS c(name))
-SELECT * FROM pgseal_accessed ORDER BY ${quote(accessed.primaryKey)}`;
+SELECT * FROM pgseal_accessed ORDER BY ${ident(accessed.primaryKey)}`;
 }

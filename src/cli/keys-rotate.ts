@@ -5,7 +5,6 @@ import { emergencyRotate } from '../reencrypt/emergency.js';
 import { by } from './attribution.js';
 import { masterKey, usingDatabase } from './options.js';
 import { printResult, withRunContext, withRunOptions, type RunArgs } from './reencrypt.js';
-import { progressSink } from './progress.js';
 
 interface Args extends RunArgs {
   scope: string;
@@ -34,26 +33,13 @@ async function runEmergency(args: Args): Promise<void> {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, '--emergency needs --reason', { hint: 'say what happened: --reason "laptop with the key stolen"; it goes to the audit log' });
   }
   const json = args.json ?? !process.stderr.isTTY;
-  const provider = masterKey(args);
-  try {
-    await withRunContext(args, async ({ sql, keyring, signal, stoppedBy }) => {
-      const sink = progressSink(json);
-      try {
-        const r = await emergencyRotate(sql, provider, keyring, {
-          scope: args.scope, actor: args.actor, reason: args.reason!, batchSize: args['batch-size'], workers: args.workers,
-          maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
-        });
-        sink.stop();
-        if (!json) console.log(`pgseal: emergency: key version ${r.version} is active for scope ${args.scope}; version(s) ${r.compromised.join(', ') || '(none)'} marked compromised: the database refuses values written with them`);
-        printResult(r.reencrypt, json, stoppedBy());
-      } catch (error) {
-        sink.stop();
-        throw error;
-      }
-    });
-  } finally {
-    provider.close();
-  }
+  const { value: r, stoppedBy } = await withRunContext(args, json, ({ sql, keyring, provider, signal, onProgress }) =>
+    emergencyRotate(sql, provider, keyring, {
+      scope: args.scope, actor: args.actor, reason: args.reason!, batchSize: args['batch-size'], workers: args.workers,
+      maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress,
+    }));
+  if (!json) console.log(`pgseal: emergency: key version ${r.version} is active for scope ${args.scope}; version(s) ${r.compromised.join(', ') || '(none)'} marked compromised: the database refuses values written with them`);
+  printResult(r.reencrypt, json, stoppedBy);
 }
 
 export const keysRotateCommand: CommandModule<object, Args> = {

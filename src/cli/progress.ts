@@ -26,7 +26,9 @@ export function progressSink(json: boolean): ProgressSink {
         bar.setTotal(p.rowsTotal);
         bar.update(p.rowsDone, { speed: Math.round(p.rate).toString(), column: p.column });
       },
-      stop: () => bar.stop(),
+      stop: () => {
+        if (started) bar.stop();
+      },
     };
   }
   let last = 0;

@@ -5,8 +5,9 @@ import type { Argv, CommandModule } from 'yargs';
 import { connect } from '../connect.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
-import { reencrypt, type ReencryptResult } from '../reencrypt/run.js';
-import { reencryptDryRun, reencryptStatus } from '../reencrypt/status.js';
+import type { MasterKeyProvider } from '../keys/master-key.js';
+import { reencrypt, type ReencryptProgress, type ReencryptResult } from '../reencrypt/run.js';
+import { reencryptDryRun, reencryptStatus, type DryRunReport } from '../reencrypt/status.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { databaseUrl, masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 import { jsonReplacer, table, toJsonLine } from './output.js';
@@ -34,11 +35,26 @@ export function withRunOptions<T>(y: Argv<T>): Argv<T & RunArgs> {
     .option('json', { type: 'boolean', describe: 'JSON lines (the default when stderr is not a terminal)' }) as unknown as Argv<T & RunArgs>;
 }
 
-/** Runs `work` with a connection pool sized for the workers and a keyring; stops cleanly on SIGINT / SIGTERM. */
-export async function withRunContext<T>(args: RunArgs, work: (ctx: { sql: ReturnType<typeof connect>; keyring: Keyring; signal: AbortSignal; stoppedBy: () => string | undefined }) => Promise<T>): Promise<T> {
+export interface RunContext {
+  sql: ReturnType<typeof connect>;
+  keyring: Keyring;
+  /** the master key the keyring uses */
+  provider: MasterKeyProvider;
+  /** aborted by SIGINT / SIGTERM */
+  signal: AbortSignal;
+  /** the progress bar (terminal) or JSON lines, stopped before `work`'s caller prints */
+  onProgress: (p: ReencryptProgress) => void;
+}
+
+/**
+ * Runs `work` with a connection pool sized for the workers, a keyring and a progress sink;
+ * stops cleanly on SIGINT / SIGTERM. Returns `work`'s value and the signal that stopped it.
+ */
+export async function withRunContext<T>(args: RunArgs, json: boolean, work: (ctx: RunContext) => Promise<T>): Promise<{ value: T; stoppedBy: string | undefined }> {
   const provider = masterKey(args);
   const sql = connect(databaseUrl(args), { max: Math.max(2, Math.min(args.workers, 64) + 1) });
   const keyring = new Keyring(sql, provider);
+  const sink = progressSink(json);
   const stop = new AbortController();
   let signalName: string | undefined;
   const onSignal = (name: NodeJS.Signals) => {
@@ -49,8 +65,10 @@ export async function withRunContext<T>(args: RunArgs, work: (ctx: { sql: Return
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
-    return await work({ sql, keyring, signal: stop.signal, stoppedBy: () => signalName });
+    const value = await work({ sql, keyring, provider, signal: stop.signal, onProgress: (p) => sink.update(p) });
+    return { value, stoppedBy: signalName };
   } finally {
+    sink.stop();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     keyring.close();
@@ -75,34 +93,32 @@ export function printResult(result: ReencryptResult, json: boolean, stoppedBy: s
 
 async function runReencrypt(args: RunArgs): Promise<void> {
   const json = args.json ?? !process.stderr.isTTY;
-  await withRunContext(args, async ({ sql, keyring, signal, stoppedBy }) => {
-    const filter = { table: args.table, column: args.column, scope: args.scope };
-    if (args['dry-run']) {
-      const report = await reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers, blindIndex: args['blind-index'] });
-      if (args.json) {
-        console.log(JSON.stringify(report, jsonReplacer, 2));
-        return;
-      }
-      const rows = report.columns.flatMap((c) => c.versions.map((v) => ({ column: c.column, version: v.version ?? '(not pgseal)', state: v.state, rows: v.rows })));
-      console.log(table(['column', 'version', 'state', 'rows'], rows));
-      for (const c of report.columns) {
-        console.log(`${c.column}: ${c.stale} rows to re-encrypt${c.sampleRowsPerSecond ? `, about ${Math.round(c.sampleRowsPerSecond)} rows/s (sample batch, rolled back)` : ''}`);
-      }
-      console.log(`pgseal: dry run: ${report.stale} rows to re-encrypt${report.estimatedSeconds !== null ? `, about ${Math.ceil(report.estimatedSeconds)} s with ${args.workers} worker(s)` : ''}; nothing was changed`);
-      return;
-    }
-    const sink = progressSink(json);
-    try {
-      const result = await reencrypt(sql, keyring, {
-        ...filter, ...by(args), blindIndex: args['blind-index'], indexGraceSeconds: args['index-grace-seconds'], batchSize: args['batch-size'], workers: args.workers, maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress: (p) => sink.update(p),
-      });
-      sink.stop();
-      printResult(result, json, stoppedBy());
-    } catch (error) {
-      sink.stop();
-      throw error;
-    }
-  });
+  const filter = { table: args.table, column: args.column, scope: args.scope };
+  if (args['dry-run']) {
+    const { value: report } = await withRunContext(args, json, ({ sql, keyring }) =>
+      reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers, blindIndex: args['blind-index'] }));
+    printDryRun(report, args);
+    return;
+  }
+  const { value: result, stoppedBy } = await withRunContext(args, json, ({ sql, keyring, signal, onProgress }) =>
+    reencrypt(sql, keyring, {
+      ...filter, ...by(args), blindIndex: args['blind-index'], indexGraceSeconds: args['index-grace-seconds'], batchSize: args['batch-size'],
+      workers: args.workers, maxRowsPerSecond: args['max-rows-per-second'], signal, onProgress,
+    }));
+  printResult(result, json, stoppedBy);
+}
+
+function printDryRun(report: DryRunReport, args: RunArgs): void {
+  if (args.json) {
+    console.log(JSON.stringify(report, jsonReplacer, 2));
+    return;
+  }
+  const rows = report.columns.flatMap((c) => c.versions.map((v) => ({ column: c.column, version: v.version ?? '(not pgseal)', state: v.state, rows: v.rows })));
+  console.log(table(['column', 'version', 'state', 'rows'], rows));
+  for (const c of report.columns) {
+    console.log(`${c.column}: ${c.stale} rows to re-encrypt${c.sampleRowsPerSecond ? `, about ${Math.round(c.sampleRowsPerSecond)} rows/s (sample batch, rolled back)` : ''}`);
+  }
+  console.log(`pgseal: dry run: ${report.stale} rows to re-encrypt${report.estimatedSeconds !== null ? `, about ${Math.ceil(report.estimatedSeconds)} s with ${args.workers} worker(s)` : ''}; nothing was changed`);
 }
 
 interface StatusArgs extends DatabaseArgs {

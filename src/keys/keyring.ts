@@ -203,7 +203,7 @@ export class Keyring {
     const wanted = new Set(scopes);
     const keys = [...this.#keys.values()]
       .filter((k) => k.purpose === 'data' && wanted.has(k.scope))
-      .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version);
+      .sort(activeFirst);
     if (keys.length > KEYSET_MAX) return undefined;
     const out = Buffer.alloc(keys.length * 68);
     keys.forEach((k, i) => writeKeyMaterial(k, out, i * 68));
@@ -227,7 +227,7 @@ export class Keyring {
     await this.#fresh();
     return [...this.#keys.values()]
       .filter((k) => k.scope === scope && k.purpose === 'index')
-      .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version)
+      .sort(activeFirst)
       .map((k) => k.encKey);
   }
 
@@ -243,6 +243,11 @@ export class Keyring {
     clearTimeout(this.#expiry);
     this.#expire();
   }
+}
+
+/** The active key first, then the newest: the order lookups try keys in. */
+function activeFirst(a: CachedKey, b: CachedKey): number {
+  return Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version;
 }
 
 /** Entries a keyset holds at most: beyond, keys go per transaction (bounds the bound argument's size). */

@@ -5,7 +5,7 @@
 // no-op. The CLI (src/cli/reencrypt.ts) is a thin wrapper around reencrypt().
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
@@ -226,11 +226,16 @@ async function openRun(
   return { run: run!, resumed, parts };
 }
 
-/** Counts a column's stale rows and splits its primary keys into ranges of about equal work. */
-async function planParts(sql: Sql, runId: number, t: Target, count: number): Promise<Part[]> {
+/** Rows a run has to do in a column (on a stale version; for an index run, every value), counted without keys. */
+async function countToDo(sql: Sql, t: Target): Promise<number> {
   const counting = countStatement(t);
   const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(counting.text, bind(counting, { stale: t.stale, scopes: t.scopes }) as never[]));
-  const total = Number(c!.n);
+  return Number(c!.n);
+}
+
+/** Counts a column's stale rows and splits its primary keys into ranges of about equal work. */
+async function planParts(sql: Sql, runId: number, t: Target, count: number): Promise<Part[]> {
+  const total = await countToDo(sql, t);
   let bounds: string[] = [];
   if (count > 1 && total > count) {
     const [est] = await guarded(() => sql<{ n: number }[]>`
@@ -259,11 +264,23 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
 /** Deadlock, serialization failure, lock not available: the batch rolled back as a whole and can run again. */
 const TRANSIENT = new Set(['40P01', '40001', '55P03']);
 
-interface BatchResult {
+export interface BatchResult {
   scanned: number;
   changed: number;
   last_key: string | null;
   saved: number;
+}
+
+/**
+ * One batch, inside a transaction that holds the column's keys: where the batch ends
+ * (`next`), then the batch and its checkpoint in one statement (`batch`).
+ */
+export async function runBatch(tx: TransactionSql, next: Statement, batch: Statement, values: Partial<Record<BatchParam, unknown>>): Promise<BatchResult> {
+  const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
+  const scanned = end?.scanned ?? 0;
+  const last = end?.last_key ?? null;
+  const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last, scanned }) as never[], { prepare: true });
+  return { scanned, last_key: last, changed: r!.changed, saved: r!.saved };
 }
 
 class Engine {
@@ -359,9 +376,7 @@ class Engine {
       const [c] = await withKeys(this.sql, this.keyring, (tx) => tx.unsafe<{ n: string }[]>(statement.text, bind(statement, { scopes: t.scopes }) as never[]), { scopes: t.scopes });
       return Number(c!.n);
     }
-    const count = countStatement(t);
-    const [c] = await guarded(() => this.sql.unsafe<{ n: string }[]>(count.text, bind(count, { stale: t.stale, scopes: t.scopes }) as never[]));
-    return Number(c!.n);
+    return countToDo(this.sql, t);
   }
 
   async #loadProgress(): Promise<void> {
@@ -443,14 +458,10 @@ class Engine {
    * serialization failure or a lock timeout rolled the whole batch back: it is tried again.
    */
   async #batchWithRetry(t: Target, next: Statement, after: string | null, values: Partial<Record<BatchParam, unknown>>): Promise<BatchResult> {
+    const batch = this.#statement('batch', t, after !== null, false);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await withKeys(this.sql, this.keyring, async (tx) => {
-          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
-          const batch = this.#statement('batch', t, after !== null, false);
-          const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[], { prepare: true });
-          return { scanned: end?.scanned ?? 0, last_key: end?.last_key ?? null, changed: r!.changed, saved: r!.saved };
-        }, { scopes: t.scopes });
+        return await withKeys(this.sql, this.keyring, (tx) => runBatch(tx, next, batch, values), { scopes: t.scopes });
       } catch (error) {
         const sqlstate = (error as { sqlstate?: unknown }).sqlstate;
         if (attempt >= 5 || typeof sqlstate !== 'string' || !TRANSIENT.has(sqlstate) || this.#stop.signal.aborted) throw error;

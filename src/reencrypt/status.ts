@@ -5,9 +5,9 @@
 import type { Sql } from 'postgres';
 import { withPgsealErrors as guarded } from '../errors.js';
 import { withKeys } from '../transaction.js';
-import { checkKeysLoaded } from './run.js';
+import { checkKeysLoaded, runBatch } from './run.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, bind, nextBatchStatement, versionsStatement, type BatchParam } from './batch-sql.js';
+import { batchStatement, nextBatchStatement, versionsStatement, type BatchParam } from './batch-sql.js';
 import { loadKeyPlan, resolveTargets, type Filter } from './targets.js';
 
 export interface ColumnStatus {
@@ -107,9 +107,8 @@ export async function reencryptDryRun(
       try {
         await withKeys(sql, keyring, async (tx) => {
           const started = performance.now();
-          const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[]);
-          const [r] = await tx.unsafe<{ changed: number }[]>(batch.text, bind(batch, { ...values, last: end?.last_key ?? null, scanned: end?.scanned ?? 0 }) as never[]);
-          sampleRowsPerSecond = r!.changed / Math.max((performance.now() - started) / 1000, 1e-6);
+          const r = await runBatch(tx, next, batch, values);
+          sampleRowsPerSecond = r.changed / Math.max((performance.now() - started) / 1000, 1e-6);
           throw new Rollback();
         }, { scopes: t.scopes });
       } catch (e) {
