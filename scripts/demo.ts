@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     say(`run ${moved.runId}: ${moved.rows} values re-encrypted in ${moved.seconds.toFixed(2)} s (${moved.columns.map((col) => `${col.column} ${col.rowsDone}`).join(', ')})`);
     const after = await sql<{ v: number; n: number }[]>`select pgseal.key_version_of(email) as v, count(*)::int as n from pgseal_demo_clienti group by 1`;
     say(`rows per key version now: ${after.map((r) => `version ${r.v}: ${r.n}`).join(', ')}`);
-    await retireKey(sql, previous!, { actor: 'demo', reason: 'demo rotation' });
+    await retireKey(sql, seal.keyring, previous!, { actor: 'demo', reason: 'demo rotation' });
     say(`version ${previous} retired (no row uses it); the audit log:`);
     say(table(['occurred_at', 'actor', 'operation', 'key_version', 'reason'], await sql`select occurred_at, actor, operation, key_version, reason from pgseal.encryption_audit_log order by id`));
 

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     // versions no row uses any more: retire them (retire refuses one that is still used)
     for (const k of await listKeys(sql)) {
       if (k.purpose !== 'data' || k.state !== 'decrypt-only') continue;
-      await retireKey(sql, k.version, { actor, reason });
+      await retireKey(sql, keyring, k.version, { actor, reason });
       log({ event: 'retired', scope: k.scope, version: k.version });
     }
   } finally {

@@ -14,6 +14,8 @@
 --   PS012  key version retired: its values can no longer be read
 --   PS013  key destroyed (crypto-shredded): its values can never be read again
 --   PS014  a value written with a compromised key version (after an emergency rotation)
+--   PS015  no log key (or a log key version not handed in): the logs cannot be signed
+--   PS016  a log chain head that does not verify: the logs' chains were edited by hand
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression

@@ -19,7 +19,7 @@ CREATE TABLE pgseal.keys (
   destroyed_at   timestamptz,
   -- scopes become part of setting names: lower case, digits, '_' and '-'
   CONSTRAINT keys_scope_format CHECK (scope ~ '^[a-z0-9_-]{1,63}$'),
-  CONSTRAINT keys_purpose_known CHECK (purpose IN ('data', 'index')),
+  CONSTRAINT keys_purpose_known CHECK (purpose IN ('data', 'index', 'log')),
   CONSTRAINT keys_state_known CHECK (state IN ('active', 'decrypt-only', 'retired', 'destroyed')),
   CONSTRAINT keys_wrapped_unless_destroyed CHECK ((state = 'destroyed') = (wrapped_key IS NULL)),
   CONSTRAINT keys_version_positive CHECK (version > 0)

@@ -65,8 +65,9 @@ DECLARE
   n integer;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtext('pgseal.keys'), hashtext(p_scope || '/data'));
+  -- the log key signs the logs, it protects no data: shredding a scope leaves it
   UPDATE pgseal.keys SET state = 'destroyed', wrapped_key = NULL, destroyed_at = now()
-   WHERE scope = p_scope AND state <> 'destroyed';
+   WHERE scope = p_scope AND state <> 'destroyed' AND purpose <> 'log';
   GET DIAGNOSTICS n = ROW_COUNT;
   IF n = 0 AND NOT EXISTS (SELECT 1 FROM pgseal.keys WHERE scope = p_scope) THEN
     RAISE EXCEPTION USING ERRCODE = 'PS002', MESSAGE = format('pgseal: there is no key scope %L', p_scope), HINT = 'See `pgseal keys list`.';

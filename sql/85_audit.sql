@@ -1,7 +1,7 @@
 -- The encryption audit log: what happened to the keys and to the protected data (key
 -- create, rotate, rewrap, retire, destroy, compromise; re-encryption runs and their
 -- totals), who did it and why. Never a key, never a plaintext: only names, versions,
--- counts. The access log and tamper evidence (hash chain) come with the logs migration.
+-- counts. Tamper evidence: sql/97_log_chain.sql.
 
 CREATE TABLE pgseal.encryption_audit_log (
   id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -19,6 +19,11 @@ CREATE TABLE pgseal.encryption_audit_log (
   success      boolean NOT NULL,
   reason       text,
   details      jsonb NOT NULL DEFAULT '{}'::jsonb,
+  -- tamper evidence (sql/97_log_chain.sql): the link of the statement that wrote the row,
+  -- the row's position in it, and its HMAC under the log key
+  link_id      bigint,
+  link_pos     integer,
+  mac          bytea,
   CONSTRAINT audit_operation_format CHECK (operation ~ '^[a-z_]+\.[a-z_]+$')
 );
 COMMENT ON TABLE pgseal.encryption_audit_log IS 'pgseal: key and data operations, with actor and reason (no keys, no plaintext)';

@@ -13,6 +13,11 @@ CREATE TABLE pgseal.encrypted_data_access_log (
   accessed_by text NOT NULL,
   access_type text NOT NULL,
   client_ip   inet,
+  -- tamper evidence (sql/97_log_chain.sql): the link of the statement that wrote the row,
+  -- the row's position in it, and its HMAC under the log key
+  link_id     bigint,
+  link_pos    integer,
+  mac         bytea,
   CONSTRAINT access_type_known CHECK (access_type IN ('read', 'write', 'delete'))
 ) PARTITION BY RANGE (accessed_at);
 COMMENT ON TABLE pgseal.encrypted_data_access_log IS 'pgseal: reads, writes and deletes of protected values (monthly partitions)';

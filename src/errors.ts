@@ -45,6 +45,8 @@ export const ErrorCodes = {
   REENCRYPT_INCOMPLETE: 'PGSEAL_REENCRYPT_INCOMPLETE',
   REINDEX_TOO_EARLY: 'PGSEAL_REINDEX_TOO_EARLY',
   ACCESS_LOG_UNFLUSHED: 'PGSEAL_ACCESS_LOG_UNFLUSHED',
+  LOG_KEY_MISSING: 'PGSEAL_LOG_KEY_MISSING',
+  LOG_TAMPERED: 'PGSEAL_LOG_TAMPERED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -64,6 +66,8 @@ export const SqlStates: Record<string, ErrorCode> = {
   PS012: ErrorCodes.KEY_RETIRED,
   PS013: ErrorCodes.KEY_DESTROYED,
   PS014: ErrorCodes.KEY_COMPROMISED,
+  PS015: ErrorCodes.LOG_KEY_MISSING,
+  PS016: ErrorCodes.LOG_TAMPERED,
 };
 
 export interface PgsealErrorFields {

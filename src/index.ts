@@ -15,7 +15,7 @@ import { AccessLogBuffer, type AccessLogOptions, type AccessLogStats } from './a
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
-export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
+export { Keyring, masterLogKeys, type KeyringOptions, type KeyState, type LogKeys } from './keys/keyring.js';
 export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './keys/registry.js';
 export { keyUsage, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage } from './keys/lifecycle.js';
 export { deriveEnvelopeKeys, type EnvelopeKeys } from './keys/derive.js';
@@ -38,6 +38,7 @@ export { defaultActor, type Attribution } from './audit/record.js';
 export { withAccessContext, currentAccessContext, type AccessContext } from './audit/context.js';
 export type { AccessLogOptions, AccessLogStats, AccessType } from './audit/access-log.js';
 export { createLogPartitions, dropLogPartitions } from './audit/partitions.js';
+export { verifyLogs, type VerifyOptions, type VerifyProblem, type VerifyResult, type ProblemKind } from './audit/verify.js';
 export { listEvents, report, type EventFilter, type LogEvent, type Report, type ReportLine } from './audit/query.js';
 
 export interface PgsealOptions extends KeyringOptions {
@@ -90,7 +91,7 @@ export interface Pgseal {
 
 export function pgseal(options: PgsealOptions): Pgseal {
   const keyring = new Keyring(options.sql, options.masterKey, options);
-  const accessBuffer = options.accessLog?.mode === 'async' ? new AccessLogBuffer(options.sql, options.accessLog) : undefined;
+  const accessBuffer = options.accessLog?.mode === 'async' ? new AccessLogBuffer(options.sql, keyring, options.accessLog) : undefined;
   let rewriter: Promise<SqlRewriter> | undefined;
   const getRewriter = () => (rewriter ??= loadRegistry(options.sql).then((registry) => loadSqlRewriter(registry)));
   const api: Pgseal = {
@@ -139,10 +140,13 @@ export function pgseal(options: PgsealOptions): Pgseal {
       await accessBuffer?.flush();
     },
     close: async () => {
-      keyring.close();
-      options.masterKey.close();
-      // async access log: what is buffered is written before close resolves
-      await accessBuffer?.close();
+      try {
+        // async access log: what is buffered is written (signed: the keyring is still open) before close resolves
+        await accessBuffer?.close();
+      } finally {
+        keyring.close();
+        options.masterKey.close();
+      }
     },
   };
   return api;

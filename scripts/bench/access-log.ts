@@ -17,7 +17,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
   await prepareTables(sql, master, rows, (line) => log(`access log: ${line}`));
   const pool = postgres(url, { max: CLIENTS + 1, onnotice: () => {} });
   const ring = new Keyring(pool, master);
-  const buffer = new AccessLogBuffer(pool, { mode: 'async' });
+  const buffer = new AccessLogBuffer(pool, ring, { mode: 'async' });
   const tables = {
     none: new Table(pool, ring, def),
     async: new Table(pool, ring, def, { accessLog: { mode: 'async' }, accessBuffer: buffer }),

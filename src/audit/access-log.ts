@@ -7,11 +7,13 @@
 //   reported in the encryption audit log, never silently dropped. While the database takes
 //   the writes, a crash loses at most the entries of the last flush interval (and those of a
 //   flush under way); while it refuses them, entries wait in the buffer (stats, onError).
+// Either way each statement that writes log rows appends a link to the log's hash chain and
+// signs its rows with the log key (sql/97_log_chain.sql): `pgseal audit verify` checks them.
 
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import { ident } from '../helpers/sql.js';
-import { defaultActor, recordEvent } from './record.js';
+import { defaultActor, recordEvent, type LogKeys } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
 
 export type AccessType = 'read' | 'write' | 'delete';
@@ -52,6 +54,7 @@ export interface AccessLogStats {
 /** The async writer: one per pgseal instance. */
 export class AccessLogBuffer {
   readonly #sql: Sql;
+  readonly #keys: LogKeys;
   readonly #flushEntries: number;
   readonly #maxBuffered: number;
   readonly #onError: ((error: PgsealError) => void) | undefined;
@@ -65,8 +68,9 @@ export class AccessLogBuffer {
   #droppedUnreported = 0;
   readonly stats: AccessLogStats = { buffered: 0, written: 0, dropped: 0, failedFlushes: 0 };
 
-  constructor(sql: Sql, options: AccessLogOptions) {
+  constructor(sql: Sql, keys: LogKeys, options: AccessLogOptions) {
     this.#sql = sql;
+    this.#keys = keys;
     this.#flushEntries = options.flushEntries ?? 5000;
     this.#maxBuffered = options.maxBuffered ?? 100_000;
     this.#onError = options.onError;
@@ -112,20 +116,32 @@ export class AccessLogBuffer {
     this.#droppedUnreported = 0;
     this.stats.buffered = 0;
     let written = 0;
+    let keyset: Buffer | undefined;
     try {
+      if (batch.length > 0) keyset = await this.#keys.logKeyset();
       for (; written < batch.length; written += 5000) {
         const chunk = batch.slice(written, written + 5000);
-        // one multi-row INSERT per chunk: arrays unnested server-side, so the text stays one prepared statement
+        const times = chunk.map((e) => e.accessed_at.getTime());
+        // one multi-row INSERT per chunk, its link first: arrays unnested server-side, so the
+        // text stays one prepared statement
         await this.#sql`
-          insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip)
-          select * from rows from (pg_catalog.unnest(${chunk.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${chunk.map((e) => e.table_name)}::text[]),
+          with k as (select ${keyset!}::bytea as ks),
+          l as (select pgseal.append_log_link('access', ${chunk.length}::integer, ${new Date(Math.min(...times)).toISOString()}::timestamptz,
+                                              ${new Date(Math.max(...times)).toISOString()}::timestamptz, k.ks) as id,
+                       pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k),
+          r as (select * from rows from (pg_catalog.unnest(${chunk.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${chunk.map((e) => e.table_name)}::text[]),
             pg_catalog.unnest(${chunk.map((e) => e.column_name)}::name[]), pg_catalog.unnest(${chunk.map((e) => e.row_id)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.accessed_by)}::text[]),
-            pg_catalog.unnest(${chunk.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.client_ip)}::inet[]))`;
+            pg_catalog.unnest(${chunk.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.client_ip)}::inet[]))
+            with ordinality as r(accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, n))
+          insert into pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
+          select l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip,
+                 pgseal.access_log_row_mac(l.key, l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)
+            from l, r`;
         this.stats.written += chunk.length;
       }
       if (dropped > 0) {
         try {
-          await recordEvent(this.#sql, { operation: 'access_log.overflow', success: false, details: { dropped, max_buffered: this.#maxBuffered } });
+          await recordEvent(this.#sql, this.#keys, { operation: 'access_log.overflow', success: false, details: { dropped, max_buffered: this.#maxBuffered } });
         } catch (error) {
           this.#droppedUnreported += dropped;
           throw error;
@@ -143,6 +159,8 @@ export class AccessLogBuffer {
       } catch {
         // the caller's handler failed: the entries are kept all the same
       }
+    } finally {
+      keyset?.fill(0);
     }
   }
 
@@ -187,12 +205,24 @@ export function accessor(options: AccessLogOptions): AccessContext {
 
 /**
  * Wraps a statement returning the accessed rows (a SELECT, or a write with RETURNING of
- * the primary key) so that it logs them; `add` binds a parameter and returns its placeholder.
+ * the primary key) so that it logs them, signed and linked into the access log's chain;
+ * `add` binds a parameter and returns its placeholder, `keyset` is the placeholder of the
+ * bound log keyset.
  */
-export function withAccessLog(statement: string, accessed: Accessed, who: AccessContext, add: (value: unknown) => string): string {
-  return `WITH pgseal_accessed AS (${statement}), pgseal_logged AS (
-  INSERT INTO pgseal.encrypted_data_access_log (table_name, column_name, row_id, accessed_by, access_type, client_ip)
-  SELECT ${add(accessed.table)}::text, c.name, a.${ident(accessed.primaryKey)}::text, ${add(who.actor)}::text, ${add(accessed.type)}::text, ${add(who.clientIp ?? null)}::inet
-    FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${add(accessed.columns)}::text[]) AS c(name))
+export function withAccessLog(statement: string, accessed: Accessed, who: AccessContext, add: (value: unknown) => string, keyset: string): string {
+  const [table, actor, type, ip] = [`${add(accessed.table)}::text`, `${add(who.actor)}::text`, `${add(accessed.type)}::text`, `${add(who.clientIp ?? null)}::inet`];
+  return `WITH pgseal_accessed AS (${statement}),
+pgseal_log_rows AS (
+  SELECT (pg_catalog.row_number() OVER () - 1)::integer AS pos, a.${ident(accessed.primaryKey)}::text AS row_id, c.name::name AS column_name
+    FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${add(accessed.columns)}::text[]) AS c(name)),
+pgseal_link AS (
+  SELECT pgseal.append_log_link('access', n.n, n.at, n.at, ${keyset}::bytea) AS id, n.at,
+         pgseal._log_key(${keyset}::bytea, pgseal._log_key_version(${keyset}::bytea)) AS key
+    FROM (SELECT count(*)::integer AS n, pg_catalog.clock_timestamp() AS at FROM pgseal_log_rows) AS n WHERE n.n > 0),
+pgseal_logged AS (
+  INSERT INTO pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
+  SELECT l.id, r.pos, l.at, ${table}, r.column_name, r.row_id, ${actor}, ${type}, ${ip},
+         pgseal.access_log_row_mac(l.key, l.id, r.pos, l.at, ${table}, r.column_name, r.row_id, ${actor}, ${type}, ${ip})
+    FROM pgseal_link AS l CROSS JOIN pgseal_log_rows AS r)
 SELECT * FROM pgseal_accessed ORDER BY ${ident(accessed.primaryKey)}`;
 }

@@ -2,7 +2,7 @@
 
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
-import { recordEvent, type Attribution } from './record.js';
+import { recordEvent, type Attribution, type LogKeys } from './record.js';
 
 /** Creates the monthly partitions of the next `months` months (this one included) that are missing. */
 export function createLogPartitions(sql: Sql, months = 4): Promise<number> {
@@ -23,13 +23,31 @@ export function parsePeriod(text: string): string {
 }
 
 /** Drops the access log's monthly partitions older than the period; returns their names. Recorded in the audit log. */
-export async function dropLogPartitions(sql: Sql, olderThan: string, by: Attribution = {}): Promise<string[]> {
+export async function dropLogPartitions(sql: Sql, keys: LogKeys, olderThan: string, by: Attribution = {}): Promise<string[]> {
   const period = parsePeriod(olderThan);
   return await guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ dropped: string[] }[]>`select pgseal.drop_log_partitions(${period}::interval) as dropped`;
-      await recordEvent(tx, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, dropped: row!.dropped } });
+      const before = retainedFrom(row!.dropped);
+      let links = 0;
+      if (before) {
+        // the chains forget the dropped rows' links and remember where they now start
+        const keyset = await keys.logKeyset();
+        try {
+          const [trim] = await tx<{ n: number }[]>`select pgseal.trim_log_chains('access', ${before}::timestamptz, ${keyset}::bytea) as n`;
+          links = trim!.n;
+        } finally {
+          keyset.fill(0);
+        }
+      }
+      await recordEvent(tx, keys, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, dropped: row!.dropped, links_trimmed: links, retained_from: before ?? null } });
       return row!.dropped;
     }),
   );
+}
+
+/** The start of the month after the newest dropped partition (encrypted_data_access_log_yYYYYmMM, UTC). */
+function retainedFrom(dropped: readonly string[]): string | undefined {
+  const months = dropped.map((name) => /_y(\d{4})m(\d{2})$/.exec(name)).filter((m) => m !== null).map((m) => Date.UTC(Number(m[1]), Number(m[2]), 1));
+  return months.length ? new Date(Math.max(...months)).toISOString() : undefined;
 }

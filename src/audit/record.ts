@@ -1,10 +1,14 @@
 // Writing pgseal.encryption_audit_log: one row per key or data operation, with the actor
 // and the reason. Only names, versions, counts and error codes go in: never a key, never
-// a plaintext, never a driver error (its parameters may hold either).
+// a plaintext, never a driver error (its parameters may hold either). Each row is signed
+// with the log key and linked into the log's hash chain (sql/97_log_chain.sql).
 
 import { userInfo } from 'node:os';
 import type { Sql, TransactionSql } from 'postgres';
 import { withPgsealErrors } from '../errors.js';
+import type { LogKeys } from '../keys/keyring.js';
+
+export type { LogKeys };
 
 export interface AuditEvent {
   operation: string;
@@ -33,21 +37,35 @@ export interface Attribution {
   reason?: string | undefined;
 }
 
-export async function recordEvent(sql: Sql | TransactionSql, event: AuditEvent): Promise<void> {
-  await withPgsealErrors(() => sql`
-    insert into pgseal.encryption_audit_log
-      (actor, operation, table_schema, table_name, column_name, key_scope, key_version, success, reason, details)
-    values (${event.actor ?? defaultActor()}, ${event.operation}, ${event.table?.schema ?? null}, ${event.table?.table ?? null},
-            ${event.table?.column ?? null}, ${event.scope ?? null}, ${event.version ?? null}, ${event.success},
-            ${event.reason ?? null}, ${sql.json((event.details ?? {}) as never)})`);
+export async function recordEvent(sql: Sql | TransactionSql, keys: LogKeys, event: AuditEvent): Promise<void> {
+  const keyset = await keys.logKeyset();
+  try {
+    // one statement: the link, then the row under the same time, signed with the active log key
+    await withPgsealErrors(() => sql`
+      with k as (select ${keyset}::bytea as ks),
+      v as (select pg_catalog.clock_timestamp() as at, ${event.actor ?? defaultActor()}::text as actor, session_user::text as db_user,
+                   ${event.operation}::text as operation, ${event.table?.schema ?? null}::name as table_schema, ${event.table?.table ?? null}::name as table_name,
+                   ${event.table?.column ?? null}::name as column_name, ${event.scope ?? null}::text as key_scope, ${event.version ?? null}::integer as key_version,
+                   ${event.success}::boolean as success, ${event.reason ?? null}::text as reason, ${sql.json((event.details ?? {}) as never)}::jsonb as details),
+      l as (select pgseal.append_log_link('audit', 1, v.at, v.at, k.ks) as id, pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k, v)
+      insert into pgseal.encryption_audit_log
+        (occurred_at, actor, db_user, operation, table_schema, table_name, column_name, key_scope, key_version, success, reason, details, link_id, link_pos, mac)
+      select v.at, v.actor, v.db_user, v.operation, v.table_schema, v.table_name, v.column_name, v.key_scope, v.key_version, v.success, v.reason, v.details,
+             l.id, 0, pgseal.audit_log_row_mac(l.key, l.id, 0, v.at, v.actor, v.db_user, v.operation, v.table_schema, v.table_name, v.column_name,
+                                               v.key_scope, v.key_version, v.success, v.reason, v.details)
+        from v, l`);
+  } finally {
+    keyset.fill(0);
+  }
 }
 
 /** Records a refused or failed operation; never masks the operation's own error. */
-export async function recordFailure(sql: Sql, event: Omit<AuditEvent, 'success'>, error: unknown): Promise<void> {
+export async function recordFailure(sql: Sql, keys: LogKeys, event: Omit<AuditEvent, 'success'>, error: unknown): Promise<void> {
   const code = (error as { code?: unknown } | null)?.code;
   try {
-    await recordEvent(sql, { ...event, success: false, details: { ...event.details, error: typeof code === 'string' ? code : 'unknown' } });
+    await recordEvent(sql, keys, { ...event, success: false, details: { ...event.details, error: typeof code === 'string' ? code : 'unknown' } });
   } catch {
-    // the log is unreachable too (database down, or not migrated): the caller's error says why
+    // the log is unreachable too (database down, not migrated, or no log key: a wrong master
+    // key cannot sign): the caller's error says why
   }
 }

@@ -1,7 +1,11 @@
-// pgseal audit [report]: who read or changed which protected value, and what happened to the keys.
+// pgseal audit [report | verify]: who read or changed which protected value, what happened to
+// the keys, and whether anyone edited the logs by hand.
 import type { Argv, CommandModule } from 'yargs';
 import { listEvents, parseTime, report } from '../audit/query.js';
-import { usingDatabase, withDatabase, type DatabaseArgs } from './options.js';
+import { verifyLogs } from '../audit/verify.js';
+import { ErrorCodes, PgsealError } from '../errors.js';
+import { by, withAttribution, type AttributionArgs } from './attribution.js';
+import { usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 import { jsonReplacer, table, toJsonLine } from './output.js';
 
 interface ListArgs extends DatabaseArgs {
@@ -67,9 +71,44 @@ const reportCommand: CommandModule<object, ReportArgs> = {
   },
 };
 
+interface VerifyArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
+  since?: string | undefined;
+  limit: number;
+  json?: boolean | undefined;
+}
+
+const verifyCommand: CommandModule<object, VerifyArgs> = {
+  command: 'verify',
+  describe: 'check both logs\' hash chains and row MACs: report every row inserted, edited or deleted by hand (exit 1 if any)',
+  builder: (y: Argv) =>
+    withAttribution(withMasterKey(withDatabase(y)))
+      .option('since', { type: 'string', describe: 'only links and rows from this time (ISO, or 24h, 7d); default: everything kept' })
+      .option('limit', { type: 'number', default: 1000, describe: 'list at most this many problems per check (counts stay complete)' })
+      .option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<VerifyArgs>,
+  handler: async (args) => {
+    const r = await usingLogKeys(args, (sql, keys) => verifyLogs(sql, keys, { since: args.since === undefined ? undefined : parseTime(args.since), limit: args.limit, ...by(args) }));
+    if (args.json) console.log(JSON.stringify(r, jsonReplacer, 2));
+    else {
+      for (const l of r.logs) {
+        console.log(`${l.log} log: ${l.rows} rows, ${l.links} links${l.legacyRows ? `, ${l.legacyRows} rows from before tamper evidence (not covered)` : ''}`);
+      }
+      if (r.problems.length) {
+        console.log(table(['log', 'kind', 'at', 'linkId', 'position', 'what', 'who', 'table', 'row', 'detail'], r.problems as unknown as Record<string, unknown>[]));
+      }
+    }
+    if (!r.ok) {
+      const counts = Object.entries(r.counts).filter(([, n]) => n).map(([k, n]) => `${n} ${k}`).join(', ');
+      throw new PgsealError(ErrorCodes.LOG_TAMPERED, `the logs were altered: ${counts}`, {
+        hint: 'keep this report; restore the altered rows from a backup or account for them (`pgseal audit verify --json` lists each one)',
+      });
+    }
+    if (!args.json) console.log('pgseal: the logs verify: no row inserted, edited or deleted by hand');
+  },
+};
+
 export const auditCommand: CommandModule = {
   command: 'audit',
-  describe: 'read the access log and the encryption audit log; `audit report` summarises',
-  builder: (y) => y.command(reportCommand as unknown as CommandModule).command(listCommand as unknown as CommandModule),
+  describe: 'read the access log and the encryption audit log; `audit report` summarises, `audit verify` checks them for tampering',
+  builder: (y) => y.command(reportCommand as unknown as CommandModule).command(verifyCommand as unknown as CommandModule).command(listCommand as unknown as CommandModule),
   handler: () => {},
 };

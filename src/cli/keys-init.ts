@@ -10,9 +10,10 @@ interface Args extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
 export async function runKeysInit(args: Args): Promise<void> {
   const provider = masterKey(args);
   try {
-    const { version, indexVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope, by(args)));
+    const { version, indexVersion, logVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope, by(args)));
     if (version !== null) console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
     if (indexVersion !== null) console.log(`pgseal: created blind-index key version ${indexVersion} (scope ${args.scope})`);
+    if (logVersion !== null) console.log(`pgseal: created log key version ${logVersion}: the audit and access logs are signed from now on`);
   } finally {
     provider.close();
   }

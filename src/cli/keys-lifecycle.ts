@@ -3,9 +3,9 @@ import type { Argv, CommandModule } from 'yargs';
 import { destroyScopeKeys, retireKey, rewrapKeys } from '../keys/lifecycle.js';
 import { envMasterKey, fileMasterKey } from '../keys/master-key.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
-import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
+import { masterKey, usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
-interface RetireArgs extends DatabaseArgs, AttributionArgs {
+interface RetireArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   version: number;
   force?: boolean | undefined;
 }
@@ -14,16 +14,16 @@ export const keysRetireCommand: CommandModule<object, RetireArgs> = {
   command: 'retire <version>',
   describe: 'retire a decrypt-only key version (refused while any row still uses it)',
   builder: (y: Argv) =>
-    withAttribution(withDatabase(y))
+    withAttribution(withMasterKey(withDatabase(y)))
       .positional('version', { type: 'number', demandOption: true, describe: 'key version (pgseal keys list)' })
       .option('force', { type: 'boolean', describe: 'retire even though rows use it: those rows become unreadable' }) as unknown as Argv<RetireArgs>,
   handler: async (args) => {
-    await usingDatabase(args, (sql) => retireKey(sql, args.version, { ...by(args), force: args.force ?? false }));
+    await usingLogKeys(args, (sql, keys) => retireKey(sql, keys, args.version, { ...by(args), force: args.force ?? false }));
     console.log(`pgseal: key version ${args.version} is retired`);
   },
 };
 
-interface DestroyArgs extends DatabaseArgs, AttributionArgs {
+interface DestroyArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   scope: string;
   confirm: string;
 }
@@ -32,11 +32,11 @@ export const keysDestroyCommand: CommandModule<object, DestroyArgs> = {
   command: 'destroy',
   describe: "crypto-shred a scope: destroy its keys, so its values can never be read again",
   builder: (y: Argv) =>
-    withAttribution(withDatabase(y))
+    withAttribution(withMasterKey(withDatabase(y)))
       .option('scope', { type: 'string', demandOption: true, describe: 'the scope (tenant, data subject) to erase' })
       .option('confirm', { type: 'string', demandOption: true, describe: 'repeat the scope name: this cannot be undone' }) as unknown as Argv<DestroyArgs>,
   handler: async (args) => {
-    const n = await usingDatabase(args, (sql) => destroyScopeKeys(sql, args.scope, args.confirm, by(args)));
+    const n = await usingLogKeys(args, (sql, keys) => destroyScopeKeys(sql, keys, args.scope, args.confirm, by(args)));
     console.log(`pgseal: destroyed ${n} key version(s) of scope ${args.scope}; its values can no longer be read`);
   },
 };

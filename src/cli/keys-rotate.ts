@@ -8,7 +8,7 @@ import { printResult, withRunContext, withRunOptions, type RunArgs } from './ree
 
 interface Args extends RunArgs {
   scope: string;
-  purpose: 'data' | 'index';
+  purpose: 'data' | 'index' | 'log';
   emergency?: boolean | undefined;
 }
 
@@ -17,9 +17,10 @@ export async function runKeysRotate(args: Args): Promise<void> {
   const provider = masterKey(args);
   try {
     const { version, previous } = await usingDatabase(args, (sql) => rotateKey(sql, provider, args.scope, { ...by(args), purpose: args.purpose }));
-    const what = args.purpose === 'index' ? 'blind-index key' : 'key';
+    const what = args.purpose === 'index' ? 'blind-index key' : args.purpose === 'log' ? 'log key' : 'key';
     console.log(`pgseal: ${what} version ${version} is now active for scope ${args.scope}; version ${previous} is decrypt-only`);
-    console.log(args.purpose === 'index'
+    if (args.purpose === 'log') console.log('pgseal: new log rows are signed with it; the old version stays to verify the rows it signed');
+    else console.log(args.purpose === 'index'
       ? 'pgseal: lookups use both keys until `pgseal reencrypt --blind-index` has recomputed the indexes (it starts once running processes have reloaded their keys, 5 minutes by default)'
       : 'pgseal: existing rows stay on the old version until `pgseal reencrypt` moves them');
   } finally {
@@ -48,7 +49,7 @@ export const keysRotateCommand: CommandModule<object, Args> = {
   builder: (y: Argv) =>
     withRunOptions(y)
       .option('scope', { type: 'string', default: DEFAULT_SCOPE, describe: 'key scope to rotate' })
-      .option('purpose', { choices: ['data', 'index'] as const, default: 'data' as const, describe: 'the data key, or the blind-index key' })
+      .option('purpose', { choices: ['data', 'index', 'log'] as const, default: 'data' as const, describe: 'the data key, the blind-index key, or the log key (signs the logs)' })
       .option('emergency', { type: 'boolean', describe: 'suspected compromise: refuse writes under the old version and re-encrypt every protected column now (needs --reason)' }) as unknown as Argv<Args>,
   handler: runKeysRotate,
 };

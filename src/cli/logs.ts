@@ -2,7 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { createLogPartitions, dropLogPartitions } from '../audit/partitions.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
-import { usingDatabase, withDatabase, type DatabaseArgs } from './options.js';
+import { usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
 interface PartitionsArgs extends DatabaseArgs {
   months: number;
@@ -18,7 +18,7 @@ const partitionsCommand: CommandModule<object, PartitionsArgs> = {
   },
 };
 
-interface RetentionArgs extends DatabaseArgs, AttributionArgs {
+interface RetentionArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   'older-than': string;
 }
 
@@ -26,9 +26,9 @@ const retentionCommand: CommandModule<object, RetentionArgs> = {
   command: 'retention',
   describe: 'drop the access log\'s monthly partitions older than a period (whole partitions, never row by row)',
   builder: (y: Argv) =>
-    withAttribution(withDatabase(y)).option('older-than', { type: 'string', default: '400d', describe: 'retention period: 400d, 13months, 2y' }) as unknown as Argv<RetentionArgs>,
+    withAttribution(withMasterKey(withDatabase(y))).option('older-than', { type: 'string', default: '400d', describe: 'retention period: 400d, 13months, 2y' }) as unknown as Argv<RetentionArgs>,
   handler: async (args) => {
-    const dropped = await usingDatabase(args, (sql) => dropLogPartitions(sql, args['older-than'], by(args)));
+    const dropped = await usingLogKeys(args, (sql, keys) => dropLogPartitions(sql, keys, args['older-than'], by(args)));
     console.log(dropped.length ? `pgseal: dropped ${dropped.join(', ')}` : 'pgseal: no partition is older than the retention period');
   },
 };

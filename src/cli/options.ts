@@ -5,6 +5,7 @@
 import type { Argv } from 'yargs';
 import type { Sql } from 'postgres';
 import { connect } from '../connect.js';
+import { masterLogKeys, type LogKeys } from '../keys/keyring.js';
 import { envMasterKey, fileMasterKey, type MasterKeyProvider } from '../keys/master-key.js';
 
 export interface DatabaseArgs {
@@ -48,5 +49,15 @@ export async function usingDatabase<T>(args: DatabaseArgs, work: (sql: Sql) => P
     return await work(sql);
   } finally {
     await sql.end({ timeout: 5 });
+  }
+}
+
+/** Runs `work` with a connection and the log keys the master key opens: for commands that log what they do. */
+export async function usingLogKeys<T>(args: DatabaseArgs & MasterKeyArgs, work: (sql: Sql, keys: LogKeys) => Promise<T>): Promise<T> {
+  const provider = masterKey(args);
+  try {
+    return await usingDatabase(args, (sql) => work(sql, masterLogKeys(sql, provider)));
+  } finally {
+    provider.close();
   }
 }

@@ -105,7 +105,7 @@ export class Table<T extends AnyTable> {
     } catch (error) {
       if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
         // a value that does not open: tampering, a wrong key, or shredded data; auditors want to know
-        await recordFailure(this.#sql, { operation: 'data.decrypt_failed', actor: accessor(this.#accessLog).actor, table: { schema: this.def.schema, table: this.def.name } }, error);
+        await recordFailure(this.#sql, this.#keyring, { operation: 'data.decrypt_failed', actor: accessor(this.#accessLog).actor, table: { schema: this.def.schema, table: this.def.name } }, error);
       }
       throw error;
     }
@@ -116,9 +116,9 @@ export class Table<T extends AnyTable> {
   }
 
   /** The statement as run: with its access-log rows inserted by the same statement in sync mode. */
-  #logged(text: string, params: Params, access: AccessType | undefined): string {
-    if (!access || this.#accessLog.mode !== 'sync') return text;
-    return withAccessLog(text, this.#accessed(access), accessor(this.#accessLog), (v) => params.add(v));
+  #logged(text: string, params: Params, access: AccessType | undefined, logKeyset: Buffer | undefined): string {
+    if (!access || !logKeyset) return text;
+    return withAccessLog(text, this.#accessed(access), accessor(this.#accessLog), (v) => params.add(v), params.addSecret(logKeyset));
   }
 
   /** Async mode: the rows a statement returned, buffered for the access log. */
@@ -139,12 +139,15 @@ export class Table<T extends AnyTable> {
   ): Promise<R[]> {    const allScopes = scopes ?? [...new Set((await this.#keyring.versions()).map((v) => v.scope))];
     const keyset = await this.#keyring.keyset(allScopes);
     const buffers: Buffer[] = keyset ? [keyset] : [];
+    // sync access log: the statement signs its own log rows
+    const logKeyset = access && this.#accessLog.mode === 'sync' ? await this.#keyring.logKeyset() : undefined;
+    if (logKeyset) buffers.push(logKeyset);
     try {
       const exec = async (db: Sql | TransactionSql, keys: KeyPath, params: Params): Promise<R[]> => {
         const built = await build(keys, params, db);
         buffers.push(...params.secrets);
         if (built === undefined) return [];
-        const text = this.#logged(built, params, access);
+        const text = this.#logged(built, params, access, logKeyset);
         const rows = (await db.unsafe(text, params.values as never[], { prepare: true })) as unknown as R[];
         for (const row of rows) this.#decode(row as Record<string, unknown>);
         this.#buffer(rows as unknown as Record<string, unknown>[], access);
@@ -325,10 +328,15 @@ export class Table<T extends AnyTable> {
 
   async delete(pk: PrimaryKeyValue<T>): Promise<boolean> {
     const params = new Params();
-    const text = this.#logged(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}${this.#returningKey()}`, params, 'delete');
-    const result = await withPgsealErrors(() => this.#sql.unsafe(text, params.values as never[], { prepare: true }));
-    this.#buffer(result as unknown as Record<string, unknown>[], 'delete');
-    return result.count > 0;
+    const logKeyset = this.#accessLog.mode === 'sync' ? await this.#keyring.logKeyset() : undefined;
+    try {
+      const text = this.#logged(`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}${this.#returningKey()}`, params, 'delete', logKeyset);
+      const result = await withPgsealErrors(() => this.#sql.unsafe(text, params.values as never[], { prepare: true }));
+      this.#buffer(result as unknown as Record<string, unknown>[], 'delete');
+      return result.count > 0;
+    } finally {
+      logKeyset?.fill(0);
+    }
   }
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {

@@ -22,6 +22,11 @@ export function deriveIndexKey(dek: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', dek, EMPTY, 'pgseal/v1/index', 32));
 }
 
+/** The log key (HMAC of log rows and links) derived from a log-purpose data key. */
+export function deriveLogKey(dek: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', dek, EMPTY, 'pgseal/v1/log', 32));
+}
+
 /** Stored in pgseal.keys.fingerprint: proves an unwrap gave back the same key. */
 export function fingerprint(dek: Buffer): string {
   return createHmac('sha256', dek).update('pgseal/v1/fingerprint').digest('hex').slice(0, 32);

@@ -1,11 +1,12 @@
 // The keyring: loads wrapped data keys from pgseal.keys, unwraps them with the master key
-// (this is the one place a data key is unwrapped), caches the derived envelope keys for a
-// TTL, and zeroes every buffer when it expires or the keyring closes.
+// (this is the one place a data key is unwrapped: unwrapKeyRow), caches the derived
+// envelope, blind-index and log keys for a TTL, and zeroes every buffer when it expires or
+// the keyring closes.
 
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import type { VersionedKeys } from '../envelope.js';
-import { deriveEnvelopeKeys, deriveIndexKey, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
+import { deriveEnvelopeKeys, deriveIndexKey, deriveLogKey, fingerprint, wrapContext, type EnvelopeKeys } from './derive.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
@@ -13,7 +14,7 @@ export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
 export interface KeyRow {
   version: number;
   scope: string;
-  purpose: 'data' | 'index';
+  purpose: 'data' | 'index' | 'log';
   state: KeyState;
   wrapped_key: Buffer | null;
   kek_ref: string;
@@ -127,8 +128,7 @@ export class Keyring {
           continue;
         }
         const dek = await unwrapKeyRow(this.#provider, row);
-        // an index key travels in the encKey slot, its macKey slot stays zero
-        const derived = row.purpose === 'index' ? { encKey: deriveIndexKey(dek), macKey: Buffer.alloc(32) } : deriveEnvelopeKeys(dek);
+        const derived = derivedKeys(row.purpose, dek);
         dek.fill(0);
         next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, wrapped: row.wrapped_key!, ...derived });
       }
@@ -188,7 +188,8 @@ export class Keyring {
     const wanted = scopes ? new Set(scopes) : undefined;
     return encodeKeyPayload(
       [...this.#keys.values()]
-        .filter((k) => !wanted || wanted.has(k.scope))
+        // the log key never goes to a transaction's settings: it is an argument of the log writes only
+        .filter((k) => k.purpose !== 'log' && (!wanted || wanted.has(k.scope)))
         .map((k) => ({ ...k, active: k.state === 'active', index: k.purpose === 'index' })),
     );
   }
@@ -238,11 +239,71 @@ export class Keyring {
     return undefined;
   }
 
+  /** The log keyset (see logKeyset below). The caller zeroes it. */
+  async logKeyset(): Promise<Buffer> {
+    await this.#fresh();
+    return logKeyset([...this.#keys.values()].filter((k) => k.purpose === 'log'));
+  }
+
   close(): void {
     this.#closed = true;
     clearTimeout(this.#expiry);
     this.#expire();
   }
+}
+
+/** An index key travels in the encKey slot and a log key too; their macKey slot stays zero. */
+function derivedKeys(purpose: string, dek: Buffer): EnvelopeKeys {
+  if (purpose === 'index') return { encKey: deriveIndexKey(dek), macKey: Buffer.alloc(32) };
+  if (purpose === 'log') return { encKey: deriveLogKey(dek), macKey: Buffer.alloc(32) };
+  return deriveEnvelopeKeys(dek);
+}
+
+/** Who can sign log rows: the keyring, or a key command holding the master key. */
+export interface LogKeys {
+  /** The log keyset argument (sql/97_log_chain.sql): version u32 | key 32, active first. The caller zeroes it. */
+  logKeyset(): Promise<Buffer>;
+}
+
+function logKeyset(keys: Array<VersionedKeys & { state: KeyState; version: number }>): Buffer {
+  const sorted = keys.filter((k) => k.state === 'active' || k.state === 'decrypt-only')
+    .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version);
+  if (sorted[0]?.state !== 'active') {
+    throw new PgsealError(ErrorCodes.LOG_KEY_MISSING, 'there is no log key: the audit and access logs cannot be signed', {
+      hint: 'run `pgseal keys init` as the owner: it creates the log key and starts the logs\' hash chains',
+    });
+  }
+  const out = Buffer.alloc(sorted.length * 36);
+  sorted.forEach((k, i) => {
+    out.writeUInt32BE(k.version, i * 36);
+    k.encKey.copy(out, i * 36 + 4);
+  });
+  return out;
+}
+
+/**
+ * The log keys unwrapped straight from pgseal.keys, for commands that hold the master key
+ * but no keyring (key lifecycle, retention, verify). Every buffer but the result is zeroed.
+ */
+export function masterLogKeys(sql: Sql, provider: MasterKeyProvider): LogKeys {
+  return {
+    async logKeyset() {
+      const rows = await withPgsealErrors(() => sql<KeyRow[]>`
+        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+          from pgseal.keys where purpose = 'log' and state in ('active', 'decrypt-only') order by version`);
+      const keys: Array<VersionedKeys & { state: KeyState }> = [];
+      try {
+        for (const row of rows) {
+          const dek = await unwrapKeyRow(provider, row);
+          keys.push({ version: row.version, state: row.state, encKey: deriveLogKey(dek), macKey: Buffer.alloc(32) });
+          dek.fill(0);
+        }
+        return logKeyset(keys);
+      } finally {
+        for (const k of keys) k.encKey.fill(0);
+      }
+    },
+  };
 }
 
 /** The active key first, then the newest: the order lookups try keys in. */

@@ -2,10 +2,10 @@
 // (crypto-shredding), and re-wrapping every data key under a new master key.
 
 import type { Sql } from 'postgres';
-import { recordEvent, recordFailure, type Attribution } from '../audit/record.js';
+import { recordEvent, recordFailure, type Attribution, type LogKeys } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { wrapContext } from './derive.js';
-import { unwrapKeyRow, type KeyRow } from './keyring.js';
+import { masterLogKeys, unwrapKeyRow, type KeyRow } from './keyring.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export interface KeyUsage {
@@ -24,23 +24,29 @@ export function keyUsage(sql: Sql, version?: number): Promise<KeyUsage[]> {
 }
 
 /** Retires a decrypt-only version; refused (PGSEAL_KEY_IN_USE) while any row uses it, unless forced. */
-export async function retireKey(sql: Sql, version: number, options: Attribution & { force?: boolean } = {}): Promise<void> {
+export async function retireKey(sql: Sql, keys: LogKeys, version: number, options: Attribution & { force?: boolean } = {}): Promise<void> {
   const event = { operation: 'key.retire', actor: options.actor, reason: options.reason, version, details: { force: options.force ?? false } };
   try {
     await guarded(() =>
       sql.begin(async (tx) => {
+        const [key] = await tx<{ purpose: string }[]>`select purpose from pgseal.keys where version = ${version}`;
+        if (key?.purpose === 'log') {
+          throw new PgsealError(ErrorCodes.KEY_IN_USE, `key version ${version} is a log key: it signs log rows that \`pgseal audit verify\` checks`, {
+            hint: 'log keys stay decrypt-only as long as the rows they signed are kept',
+          });
+        }
         await tx`select pgseal.retire_key(${version}::integer, ${options.force ?? false})`;
-        await recordEvent(tx, { ...event, success: true });
+        await recordEvent(tx, keys, { ...event, success: true });
       }),
     );
   } catch (error) {
-    await recordFailure(sql, event, error);
+    await recordFailure(sql, keys, event, error);
     throw error;
   }
 }
 
 /** Crypto-shredding: the scope's keys lose their material; `confirm` must repeat the scope. */
-export function destroyScopeKeys(sql: Sql, scope: string, confirm: string, by: Attribution = {}): Promise<number> {
+export function destroyScopeKeys(sql: Sql, keys: LogKeys, scope: string, confirm: string, by: Attribution = {}): Promise<number> {
   if (confirm !== scope) {
     return Promise.reject(
       new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
@@ -51,7 +57,7 @@ export function destroyScopeKeys(sql: Sql, scope: string, confirm: string, by: A
   return guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
-      await recordEvent(tx, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details: { versions: row!.n } });
+      await recordEvent(tx, keys, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details: { versions: row!.n } });
       return row!.n;
     }),
   );
@@ -81,7 +87,7 @@ export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvi
           dek.fill(0);
         }
       }
-      await recordEvent(tx, { operation: 'key.rewrap', success: true, actor: by.actor, reason: by.reason, details: { versions: rows.length, from: from.ref, to: to.ref } });
+      await recordEvent(tx, masterLogKeys(tx as never, to), { operation: 'key.rewrap', success: true, actor: by.actor, reason: by.reason, details: { versions: rows.length, from: from.ref, to: to.ref } });
       return rows.length;
     }),
   );

@@ -6,7 +6,7 @@ import type { Sql } from 'postgres';
 import { recordEvent, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from './derive.js';
-import { unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
+import { masterLogKeys, unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export const DEFAULT_SCOPE = 'default';
@@ -15,7 +15,7 @@ const SCOPE_FORMAT = /^[a-z0-9_-]{1,63}$/;
 export interface KeyInfo {
   version: number;
   scope: string;
-  purpose: 'data' | 'index';
+  purpose: 'data' | 'index' | 'log';
   state: KeyState;
   kek_ref: string;
   fingerprint: string;
@@ -44,7 +44,7 @@ async function proveMasterKey(sql: Sql, provider: MasterKeyProvider, scope?: str
   for (const row of rows) (await unwrapKeyRow(provider, row)).fill(0);
 }
 
-type Purpose = 'data' | 'index';
+type Purpose = 'data' | 'index' | 'log';
 
 async function addKey(
   sql: Sql,
@@ -78,7 +78,17 @@ async function addKey(
       try {
         const [row] = await tx<{ previous: number | null }[]>`
           select pgseal.add_key(${version}, ${scope}, ${purpose}, ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
-        await recordEvent(tx, {
+        const logKeys = masterLogKeys(tx as unknown as Sql, provider);
+        if (purpose === 'log' && !expectExisting) {
+          // the first log key starts both logs' hash chains, before anything is logged
+          const keyset = await logKeys.logKeyset();
+          try {
+            await tx`select pgseal.init_log_chains(${keyset}::bytea)`;
+          } finally {
+            keyset.fill(0);
+          }
+        }
+        await recordEvent(tx, logKeys, {
           operation: expectExisting ? 'key.rotate' : 'key.create', success: true, actor: by.actor, reason: by.reason, scope, version,
           details: { purpose, previous: row!.previous, master_key: provider.ref },
         });
@@ -94,18 +104,23 @@ async function addKey(
  * Creates the first active data key of a scope, and its blind-index key (a separate key
  * family, so rotating data keys never forces blind indexes to be recomputed).
  */
-export async function initKeys(sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE, by: Attribution = {}): Promise<{ version: number | null; indexVersion: number | null }> {
+export async function initKeys(
+  sql: Sql, provider: MasterKeyProvider, scope = DEFAULT_SCOPE, by: Attribution = {},
+): Promise<{ version: number | null; indexVersion: number | null; logVersion: number | null }> {
   checkScope(scope);
-  const active = async (purpose: Purpose) =>
-    (await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose = ${purpose} and state = 'active'`))[0]!.n > 0;
-  const [hasData, hasIndex] = [await active('data'), await active('index')];
+  const active = async (purpose: Purpose, of = scope) =>
+    (await guarded(() => sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = ${of} and purpose = ${purpose} and state = 'active'`))[0]!.n > 0;
+  const [hasData, hasIndex, hasLog] = [await active('data'), await active('index'), await active('log', DEFAULT_SCOPE)];
+  // one log key for the database (scope default), first: every later event is signed with it
+  const logVersion = hasLog ? null : (await addKey(sql, provider, DEFAULT_SCOPE, false, 'log', by)).version;
   if (hasData && hasIndex) {
+    if (logVersion !== null) return { version: null, indexVersion: null, logVersion };
     throw new PgsealError(ErrorCodes.ALREADY_INITIALISED, `scope ${scope} already has an active key`, { hint: 'use `pgseal keys rotate` to make a new version' });
   }
   // a scope created before blind-index keys existed gets just its index key
   const version = hasData ? null : (await addKey(sql, provider, scope, false, 'data', by)).version;
   const indexVersion = hasIndex ? null : (await addKey(sql, provider, scope, false, 'index', by)).version;
-  return { version, indexVersion };
+  return { version, indexVersion, logVersion };
 }
 
 /**

@@ -31,7 +31,7 @@ export async function emergencyRotate(
   const compromised = await guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ v: number[] }[]>`select pgseal.mark_compromised(${scope}) as v`;
-      await recordEvent(tx, { operation: 'key.compromise', success: true, actor, reason: options.reason, scope, details: { versions: row!.v, replaced_by: version } });
+      await recordEvent(tx, keyring, { operation: 'key.compromise', success: true, actor, reason: options.reason, scope, details: { versions: row!.v, replaced_by: version } });
       return row!.v;
     }),
   );

@@ -143,7 +143,7 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
     if (kind === 'index') await checkIndexGrace(sql, keys, options.indexGraceSeconds ?? 300);
     const targetVersions = [...keys.active.values()].sort((a, b) => a - b);
     const { run, resumed, parts } = await openRun(sql, kind, options, targets, targetVersions, workers, batchSize, actor);
-    await recordEvent(sql, {
+    await recordEvent(sql, keyring, {
       operation: resumed ? 'reencrypt.resume' : 'reencrypt.start', success: true, actor, reason: options.reason, scope: options.scope,
       details: { run: run.id, kind, columns: targets.map((t) => t.name), stale_versions: [...new Set(targets.flatMap((t) => t.stale))], target_versions: targetVersions, batch_size: batchSize, workers, emergency: options.emergency ?? false },
     });
@@ -153,7 +153,7 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
     } catch (error) {
       const e = error instanceof PgsealError ? error : toPgsealError(error);
       await guarded(() => sql`update pgseal.reencrypt_runs set state = 'failed', error = ${e.code}, updated_at = clock_timestamp() where id = ${run.id}`).catch(() => undefined);
-      await recordFailure(sql, { operation: 'reencrypt.fail', actor, reason: options.reason, details: { run: run.id, rows: engine.rowsThisCall, columns: engine.columns() } }, e);
+      await recordFailure(sql, keyring, { operation: 'reencrypt.fail', actor, reason: options.reason, details: { run: run.id, rows: engine.rowsThisCall, columns: engine.columns() } }, e);
       throw e;
     }
     const state = engine.stopped ? 'stopped' : 'done';
@@ -162,7 +162,7 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
              finished_at = ${state === 'done' ? sql`clock_timestamp()` : sql`null`}
        where id = ${run.id}`);
     const seconds = engine.seconds();
-    await recordEvent(sql, {
+    await recordEvent(sql, keyring, {
       operation: state === 'done' ? 'reencrypt.finish' : 'reencrypt.stop', success: true, actor, reason: options.reason, scope: options.scope,
       details: { run: run.id, rows: engine.rowsThisCall, seconds: Math.round(seconds * 1000) / 1000, columns: engine.columns() },
     });

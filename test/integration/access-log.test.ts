@@ -228,7 +228,7 @@ describe('access log partitions', () => {
     const [moved] = await db.sql<{ part: string }[]>`select tableoid::regclass::text as part from pgseal.encrypted_data_access_log where accessed_by = 'older'`;
     expect(moved!.part).toBe('pgseal.encrypted_data_access_log_y2023m06');
 
-    const r = await runCli(['logs', 'retention', '--older-than', '400d', '--actor', 'dpo'], { DATABASE_URL: db.url });
+    const r = await runCli(['logs', 'retention', '--older-than', '400d', '--actor', 'dpo'], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('encrypted_data_access_log_y2023m06');
     const left = await db.sql<{ accessed_by: string }[]>`select distinct accessed_by from pgseal.encrypted_data_access_log where accessed_by in ('old', 'new', 'older') order by 1`;
@@ -240,7 +240,7 @@ describe('access log partitions', () => {
     expect(parts.some((p) => /y202[34]m/.test(p.name))).toBe(false);
     const [event] = await db.sql`select actor, details from pgseal.encryption_audit_log where operation = 'logs.retention'`;
     expect(event).toMatchObject({ actor: 'dpo', details: { older_than: '400 days' } });
-    await expect(dropLogPartitions(db.sql, 'soon')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    await expect(dropLogPartitions(db.sql, seal.keyring, 'soon')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
     // never the current month, whatever the period
     expect((await db.sql<{ d: string[] | null }[]>`select pgseal.drop_log_partitions(null) as d`)[0]!.d).toBeNull();
     await db.sql`select pgseal.drop_log_partitions('1 mon -29 days'::interval)`;

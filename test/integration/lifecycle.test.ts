@@ -41,12 +41,12 @@ describe('retire', () => {
     const old = await versionOf(1);
     const { version } = await rotateKey(db.sql, master(), 'acme');
     await seal.keyring.refresh();
-    await expect(retireKey(db.sql, version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE }); // active
-    await expect(retireKey(db.sql, old)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, sqlstate: 'PS011' });
+    await expect(retireKey(db.sql, seal.keyring, version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE }); // active
+    await expect(retireKey(db.sql, seal.keyring, old)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, sqlstate: 'PS011' });
     expect(await keyUsage(db.sql, old)).toEqual([{ version: old, column: 'public.notes.body', rows: 1 }]);
     await seal.table(notes).update(1, { body: 'acme one' }); // written again under the active version
     expect(await versionOf(1)).toBe(version);
-    await retireKey(db.sql, old);
+    await retireKey(db.sql, seal.keyring, old);
     const [state] = await db.sql<{ state: string }[]>`select state from pgseal.keys where version = ${old}`;
     expect(state!.state).toBe('retired');
     expect((await seal.table(notes).findByPk(1))?.body).toBe('acme one');
@@ -56,7 +56,7 @@ describe('retire', () => {
     const old = await versionOf(2);
     await rotateKey(db.sql, master(), 'globex');
     await seal.keyring.refresh();
-    await retireKey(db.sql, old, { force: true });
+    await retireKey(db.sql, seal.keyring, old, { force: true });
     await seal.keyring.refresh();
     await expect(seal.table(notes).findByPk(2)).rejects.toMatchObject({ code: ErrorCodes.KEY_RETIRED, sqlstate: 'PS012' });
     await expect(seal.begin((tx) => tx`select pgseal.decrypt_text(body, pgseal.scope_context('public.notes.body', tenant)) from notes where id = 2`)).rejects.toMatchObject({
@@ -70,12 +70,12 @@ describe('destroy', () => {
   it('makes the scope\'s rows unreadable with their own SQLSTATE; other scopes are unaffected; needs the confirmation', async () => {
     const t = seal.table(notes);
     await t.insert({ id: 3, tenant: 'globex', body: 'globex two' });
-    await expect(destroyScopeKeys(db.sql, 'globex', 'acme')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
-    const bad = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globe'], { DATABASE_URL: db.url });
+    await expect(destroyScopeKeys(db.sql, seal.keyring, 'globex', 'acme')).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
+    const bad = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globe'], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
     expect(bad.code).toBe(1);
     expect(bad.stderr.trim().split('\n')).toHaveLength(1);
     expect((await t.findByPk(3))?.body).toBe('globex two');
-    const ok = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globex'], { DATABASE_URL: db.url });
+    const ok = await runCli(['keys', 'destroy', '--scope', 'globex', '--confirm', 'globex'], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
     expect(ok.code, ok.stderr).toBe(0);
     const [left] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys where scope = 'globex' and wrapped_key is not null`;
     expect(left!.n).toBe(0);

@@ -49,7 +49,7 @@ describe('migrations', () => {
     await initKeys(db.sql, new LocalMasterKey(randomBytes(32)));
     await expect(migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).rejects.toMatchObject({ code: ErrorCodes.KEYRING_NOT_EMPTY });
     const [kept] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.keys`;
-    expect(kept!.n).toBe(2); // data key and blind-index key
+    expect(kept!.n).toBe(3); // log key, data key and blind-index key
     const [registry] = await db.sql<{ n: number }[]>`select count(*)::int as n from pg_class where oid = 'pgseal.columns'::regclass`;
     expect(registry!.n).toBe(1); // the whole run rolled back
     const r = await runCli(['migrate', 'down', '--count', String(ALL.length), '--allow-drop-keys', '--database-url', db.url]);

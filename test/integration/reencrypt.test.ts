@@ -115,7 +115,7 @@ describe('reencrypt (library)', () => {
     const rotations = await db.sql`select key_scope, actor, reason from pgseal.encryption_audit_log where operation = 'key.rotate' order by id`;
     expect(rotations.map((r) => r.key_scope)).toEqual(['default', 'acme', 'globex']);
     // the old versions are unused now: retiring them is accepted
-    for (const v of Object.values(old)) await retireKey(db.sql, v, { actor: 'alice' });
+    for (const v of Object.values(old)) await retireKey(db.sql, seal.keyring, v, { actor: 'alice' });
   });
 
   it('stops on an AbortSignal after the batch in flight and resumes from its checkpoint', async () => {
@@ -229,7 +229,7 @@ describe('blind-index key rotation', () => {
     expect(await seal.query('select count(*)::int as n from contacts where email <> $1', ['person11@example.org'])).toEqual([{ n: 500 }]);
     expect(await seal.query('select count(*)::int as n from contacts where email is distinct from $1', ['person12@example.org'])).toEqual([{ n: 500 }]);
 
-    await expect(retireKey(db.sql, oldIndex!.version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, message: expect.stringContaining('blind-index key') });
+    await expect(retireKey(db.sql, seal.keyring, oldIndex!.version)).rejects.toMatchObject({ code: ErrorCodes.KEY_IN_USE, message: expect.stringContaining('blind-index key') });
     await expect(reencrypt(db.sql, seal.keyring, { blindIndex: true })).rejects.toMatchObject({ code: ErrorCodes.REINDEX_TOO_EARLY });
     const result = await reencrypt(db.sql, seal.keyring, { blindIndex: true, indexGraceSeconds: 0, batchSize: 64, workers: 2, actor: 'alice' });
     // every searchable column of the scope: contacts.email, and people.email from the first test
@@ -243,7 +243,7 @@ describe('blind-index key rotation', () => {
     expect(stale!.n).toBe(0);
     expect((await reencrypt(db.sql, seal.keyring, { blindIndex: true, indexGraceSeconds: 0 })).rows).toBe(0);
 
-    await retireKey(db.sql, oldIndex!.version, { actor: 'alice' });
+    await retireKey(db.sql, seal.keyring, oldIndex!.version, { actor: 'alice' });
     await seal.keyring.refresh();
     expect((await t.findBy('email', 'person7@example.org')).map((r) => r.id)).toEqual([7]);
     expect(await seal.query('select id from contacts where email = $1', ['late@example.org'])).toEqual([{ id: 501 }]);
