@@ -116,20 +116,29 @@ CREATE FUNCTION pgseal._log_key_version(keyset bytea) RETURNS integer
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN ('x' || pg_catalog.encode(pg_catalog.substr(keyset, 1, 4), 'hex'))::bit(32)::integer;
 
--- Microseconds since the epoch: a timestamp's exact value, whatever TimeZone and DateStyle say.
-CREATE FUNCTION pgseal._epoch_us(at timestamptz) RETURNS bigint
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN (EXTRACT(EPOCH FROM at) * 1000000)::bigint;
+-- One field of a MAC's message: its length in bytes, ':', its text ('' for NULL, so NULL
+-- encodes as ':' and the empty string as '0:'). Length-prefixed fields cannot be shifted
+-- into one another, whatever they contain. Inlined (STABLE like concat) into the MACs below.
+CREATE FUNCTION pgseal._mac_field(value text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN pg_catalog.concat(pg_catalog.octet_length(value), ':', value);
 
--- The MAC of one access-log row (its fields as a JSON array: one unambiguous encoding).
+-- A timestamp's exact value, whatever TimeZone and DateStyle say: its binary form (int64
+-- microseconds since 2000-01-01 UTC), in hex.
+CREATE FUNCTION pgseal._mac_time(at timestamptz) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.encode(pg_catalog.timestamptz_send(at), 'hex');
+
+-- The MAC of one access-log row (docs/format.md, "Log MACs").
 CREATE FUNCTION pgseal.access_log_row_mac(
   key bytea, link_id bigint, link_pos integer, accessed_at timestamptz, table_name text, column_name name,
   row_id text, accessed_by text, access_type text, client_ip inet
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-  'access', link_id, link_pos, pgseal._epoch_us(accessed_at), table_name, column_name::text, row_id,
-  accessed_by, access_type, client_ip::text)::text, 'UTF8'), key);
+RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.concat('access',
+  pgseal._mac_field(link_id::text), pgseal._mac_field(link_pos::text), pgseal._mac_field(pgseal._mac_time(accessed_at)),
+  pgseal._mac_field(table_name), pgseal._mac_field(column_name::text), pgseal._mac_field(row_id), pgseal._mac_field(accessed_by),
+  pgseal._mac_field(access_type), pgseal._mac_field(client_ip::text)), 'UTF8'), key);
 
 -- The MAC of one audit-log row.
 CREATE FUNCTION pgseal.audit_log_row_mac(
@@ -138,25 +147,29 @@ CREATE FUNCTION pgseal.audit_log_row_mac(
   reason text, details jsonb
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-  'audit', link_id, link_pos, pgseal._epoch_us(occurred_at), actor, db_user, operation, table_schema::text,
-  table_name::text, column_name::text, key_scope, key_version, success, reason, details::text)::text, 'UTF8'), key);
+RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.concat('audit',
+  pgseal._mac_field(link_id::text), pgseal._mac_field(link_pos::text), pgseal._mac_field(pgseal._mac_time(occurred_at)),
+  pgseal._mac_field(actor), pgseal._mac_field(db_user), pgseal._mac_field(operation), pgseal._mac_field(table_schema::text),
+  pgseal._mac_field(table_name::text), pgseal._mac_field(column_name::text), pgseal._mac_field(key_scope),
+  pgseal._mac_field(key_version::text), pgseal._mac_field(success::text), pgseal._mac_field(reason), pgseal._mac_field(details::text)), 'UTF8'), key);
 
 CREATE FUNCTION pgseal._log_link_mac(
   key bytea, log text, chain smallint, seq bigint, id bigint, created_at timestamptz, row_count integer,
   first_at timestamptz, last_at timestamptz, key_version integer, prev_mac bytea
 ) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-  'link', log, chain, seq, id, pgseal._epoch_us(created_at), row_count, pgseal._epoch_us(first_at),
-  pgseal._epoch_us(last_at), key_version, pg_catalog.encode(prev_mac, 'hex'))::text, 'UTF8'), key);
+RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.concat('link',
+  pgseal._mac_field(log), pgseal._mac_field(chain::text), pgseal._mac_field(seq::text), pgseal._mac_field(id::text),
+  pgseal._mac_field(pgseal._mac_time(created_at)), pgseal._mac_field(row_count::text), pgseal._mac_field(pgseal._mac_time(first_at)),
+  pgseal._mac_field(pgseal._mac_time(last_at)), pgseal._mac_field(key_version::text), pgseal._mac_field(pg_catalog.encode(prev_mac, 'hex'))), 'UTF8'), key);
 
 CREATE FUNCTION pgseal._log_head_mac(key bytea, h pgseal.log_chains) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.jsonb_build_array(
-  'head', h.log, h.chain, h.seq, pg_catalog.encode(h.last_mac, 'hex'), h.first_seq,
-  pg_catalog.encode(h.first_prev_mac, 'hex'), pgseal._epoch_us(h.retained_from),
-  pgseal._epoch_us(h.sealed_from), h.key_version)::text, 'UTF8'), key);
+RETURN pgseal._hmac_sha256(pg_catalog.convert_to(pg_catalog.concat('head',
+  pgseal._mac_field(h.log), pgseal._mac_field(h.chain::text), pgseal._mac_field(h.seq::text), pgseal._mac_field(pg_catalog.encode(h.last_mac, 'hex')),
+  pgseal._mac_field(h.first_seq::text), pgseal._mac_field(pg_catalog.encode(h.first_prev_mac, 'hex')),
+  pgseal._mac_field(pgseal._mac_time(h.retained_from)), pgseal._mac_field(pgseal._mac_time(h.sealed_from)),
+  pgseal._mac_field(h.key_version::text)), 'UTF8'), key);
 
 -- PS016 unless the head verifies: extending a tampered head would make the tampering
 -- undetectable (a writer would chain on from whatever the head was set to).
@@ -323,7 +336,8 @@ DROP FUNCTION pgseal._log_head_mac(bytea, pgseal.log_chains);
 DROP FUNCTION pgseal._log_link_mac(bytea, text, smallint, bigint, bigint, timestamptz, integer, timestamptz, timestamptz, integer, bytea);
 DROP FUNCTION pgseal.audit_log_row_mac(bytea, bigint, integer, timestamptz, text, text, text, name, name, name, text, integer, boolean, text, jsonb);
 DROP FUNCTION pgseal.access_log_row_mac(bytea, bigint, integer, timestamptz, text, name, text, text, text, inet);
-DROP FUNCTION pgseal._epoch_us(timestamptz);
+DROP FUNCTION pgseal._mac_time(timestamptz);
+DROP FUNCTION pgseal._mac_field(text);
 DROP FUNCTION pgseal._log_key_version(bytea);
 DROP FUNCTION pgseal._log_key(bytea, integer);
 DROP TABLE pgseal.log_links;

@@ -47,6 +47,7 @@ export const ErrorCodes = {
   ACCESS_LOG_UNFLUSHED: 'PGSEAL_ACCESS_LOG_UNFLUSHED',
   LOG_KEY_MISSING: 'PGSEAL_LOG_KEY_MISSING',
   LOG_TAMPERED: 'PGSEAL_LOG_TAMPERED',
+  STOPPED: 'PGSEAL_STOPPED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -11,7 +11,7 @@ import { Table } from './helpers/table.js';
 import { loadRegistry } from './registry/load.js';
 import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
 import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
-import { AccessLogBuffer, type AccessLogOptions, type AccessLogStats } from './audit/access-log.js';
+import { AccessLogBuffer, accessor, insertAccessEntries, statementEntries, type AccessEntry, type AccessLogOptions, type AccessLogStats } from './audit/access-log.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -125,8 +125,30 @@ export function pgseal(options: PgsealOptions): Pgseal {
         text = first.reduce((out, part, i) => out + (i > 0 ? `$${i}` : '') + part, '');
         params = rest;
       }
-      const rewritten = (await getRewriter()).rewrite(text, opts);
-      return withKeys(options.sql, keyring, (tx) => tx.unsafe(rewritten.sql, params as never[]), opts) as never;
+      const rewriter = await getRewriter();
+      const rewritten = rewriter.rewrite(text, opts);
+      const mode = options.accessLog?.mode ?? 'off';
+      let buffered: AccessEntry[] = [];
+      const result = await withKeys(options.sql, keyring, async (tx) => {
+        const rows = await tx.unsafe(rewritten.sql, params as never[]);
+        if (mode === 'off' || !rewritten.access) return rows;
+        const entries = statementEntries(rows, rewritten, (t) => rewriter.primaryKeyOf(t), accessor(options.accessLog!));
+        if (mode === 'async') {
+          buffered = entries;
+          return rows;
+        }
+        // sync: in the statement's own transaction; a failed log write fails the query
+        const keyset = await keyring.logKeyset();
+        try {
+          await insertAccessEntries(tx, keyset, entries);
+        } finally {
+          keyset.fill(0);
+        }
+        return rows;
+      }, opts);
+      // async: only what committed is logged
+      if (buffered.length > 0) accessBuffer?.add(buffered);
+      return result as never;
     },
     rewriter: getRewriter,
     async reloadRegistry() {

@@ -10,7 +10,7 @@
 // Either way each statement that writes log rows appends a link to the log's hash chain and
 // signs its rows with the log key (sql/97_log_chain.sql): `pgseal audit verify` checks them.
 
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import { ident } from '../helpers/sql.js';
 import { defaultActor, recordEvent, type LogKeys } from './record.js';
@@ -121,22 +121,7 @@ export class AccessLogBuffer {
       if (batch.length > 0) keyset = await this.#keys.logKeyset();
       for (; written < batch.length; written += 5000) {
         const chunk = batch.slice(written, written + 5000);
-        const times = chunk.map((e) => e.accessed_at.getTime());
-        // one multi-row INSERT per chunk, its link first: arrays unnested server-side, so the
-        // text stays one prepared statement
-        await this.#sql`
-          with k as (select ${keyset!}::bytea as ks),
-          l as (select pgseal.append_log_link('access', ${chunk.length}::integer, ${new Date(Math.min(...times)).toISOString()}::timestamptz,
-                                              ${new Date(Math.max(...times)).toISOString()}::timestamptz, k.ks) as id,
-                       pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k),
-          r as (select * from rows from (pg_catalog.unnest(${chunk.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${chunk.map((e) => e.table_name)}::text[]),
-            pg_catalog.unnest(${chunk.map((e) => e.column_name)}::name[]), pg_catalog.unnest(${chunk.map((e) => e.row_id)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.accessed_by)}::text[]),
-            pg_catalog.unnest(${chunk.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${chunk.map((e) => e.client_ip)}::inet[]))
-            with ordinality as r(accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, n))
-          insert into pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
-          select l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip,
-                 pgseal.access_log_row_mac(l.key, l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)
-            from l, r`;
+        await insertAccessEntries(this.#sql, keyset!, chunk);
         this.stats.written += chunk.length;
       }
       if (dropped > 0) {
@@ -177,6 +162,70 @@ export class AccessLogBuffer {
       });
     }
   }
+}
+
+/**
+ * Writes log entries in one statement: a link of the access log's chain, then the rows
+ * signed under it. Arrays are unnested server-side, so the text stays one prepared statement.
+ */
+export async function insertAccessEntries(sql: Sql | TransactionSql, keyset: Buffer, entries: readonly AccessEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  let first = Infinity;
+  let last = -Infinity;
+  for (const e of entries) {
+    const t = e.accessed_at.getTime();
+    if (t < first) first = t;
+    if (t > last) last = t;
+  }
+  await sql`
+    with k as (select ${keyset}::bytea as ks),
+    l as (select pgseal.append_log_link('access', ${entries.length}::integer, ${new Date(first).toISOString()}::timestamptz,
+                                        ${new Date(last).toISOString()}::timestamptz, k.ks) as id,
+                 pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k),
+    r as (select * from rows from (pg_catalog.unnest(${entries.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${entries.map((e) => e.table_name)}::text[]),
+      pg_catalog.unnest(${entries.map((e) => e.column_name)}::name[]), pg_catalog.unnest(${entries.map((e) => e.row_id)}::text[]), pg_catalog.unnest(${entries.map((e) => e.accessed_by)}::text[]),
+      pg_catalog.unnest(${entries.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${entries.map((e) => e.client_ip)}::inet[]))
+      with ordinality as r(accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, n))
+    insert into pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
+    select l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip,
+           pgseal.access_log_row_mac(l.key, l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)
+      from l, r`;
+}
+
+/**
+ * The log entries of a statement rewritten by the SQL rewriter: each protected column it
+ * touched, for each row it returned or changed. Row ids come from the result when it holds
+ * the primary key of the one protected table the statement names; otherwise they are null
+ * (a join, an aggregate, an UPDATE without RETURNING): the entries still say who read or
+ * changed how many values of which column.
+ */
+export function statementEntries(
+  result: { readonly length: number; count?: number | null; columns?: ReadonlyArray<{ name: string }> | null } & Iterable<Record<string, unknown>>,
+  touched: { columns: readonly string[]; access?: AccessType | undefined },
+  primaryKeyOf: (table: string) => string | undefined,
+  who: AccessContext,
+): AccessEntry[] {
+  if (!touched.access || touched.columns.length === 0) return [];
+  const byTable = new Map<string, string[]>();
+  for (const c of touched.columns) {
+    const at = c.lastIndexOf('.');
+    const table = c.slice(0, at);
+    byTable.set(table, [...(byTable.get(table) ?? []), c.slice(at + 1)]);
+  }
+  const rows = [...result];
+  const n = rows.length > 0 ? rows.length : Number(result.count ?? 0);
+  const at = new Date();
+  const out: AccessEntry[] = [];
+  for (const [table, columns] of byTable) {
+    const pk = byTable.size === 1 ? primaryKeyOf(table) : undefined;
+    const ids = pk !== undefined && result.columns?.some((c) => c.name === pk) ? rows.map((r) => (r[pk] === null || r[pk] === undefined ? null : String(r[pk]))) : undefined;
+    for (let i = 0; i < n; i++) {
+      for (const column of columns) {
+        out.push({ table_name: table, column_name: column, row_id: ids?.[i] ?? null, accessed_by: who.actor, access_type: touched.access, client_ip: who.clientIp ?? null, accessed_at: at });
+      }
+    }
+  }
+  return out;
 }
 
 /** The async log entries of rows a statement returned. */

@@ -1,62 +1,97 @@
+// pgseal query: statements run one by one, each in its own transaction with the keys handed
+// in, rewritten so protected columns read and write as plaintext, and every protected value
+// read or changed written to the access log as --actor.
 import type { Argv, CommandModule } from 'yargs';
-import { toPgsealError } from '../errors.js';
-import { Keyring } from '../keys/keyring.js';
+import { defaultActor } from '../audit/record.js';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { pgseal } from '../index.js';
 import { withKeys } from '../transaction.js';
-import { loadRegistry } from '../registry/load.js';
-import { loadSqlRewriter } from '../rewrite/index.js';
 import { table, toJsonLine } from './output.js';
 import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
 interface Args extends DatabaseArgs, MasterKeyArgs {
-  statement: string;
+  statements: string[];
   json?: boolean | undefined;
   scope?: string[] | undefined;
   raw?: boolean | undefined;
   'allow-decrypt-scan'?: boolean | undefined;
+  actor?: string | undefined;
+  'access-log': 'sync' | 'async';
+  'flush-interval-ms': number;
 }
 
 export async function runQuery(args: Args): Promise<void> {
   const provider = masterKey(args);
+  // SIGINT / SIGTERM: the statement under way finishes, the rest do not run, and the access
+  // log is flushed before the process exits
+  let stopped: string | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    stopped = signal;
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     await usingDatabase(args, async (sql) => {
-      const keyring = new Keyring(sql, provider);
+      const seal = pgseal({
+        sql, masterKey: provider,
+        accessLog: { mode: args['access-log'], actor: args.actor ?? defaultActor(), flushIntervalMs: args['flush-interval-ms'] },
+      });
+      const scopes = args.scope ? { scopes: args.scope } : {};
       try {
-        // Rewritten unless --raw: protected columns read and written as if they held plaintext.
-        const statement = args.raw
-          ? args.statement
-          : (await loadSqlRewriter(await loadRegistry(sql))).rewrite(args.statement, { allowDecryptScan: args['allow-decrypt-scan'] ?? false }).sql;
-        const result = await withKeys(sql, keyring, (tx) => tx.unsafe(statement, [], { prepare: false }), args.scope ? { scopes: args.scope } : {}).catch((error: unknown) => {
-          throw toPgsealError(error);
-        });
-        const columns = (result.columns ?? []).map((c) => c.name);
-        const rows = [...result] as Record<string, unknown>[];
-        if (args.json) {
-          for (const row of rows) console.log(toJsonLine(row));
-        } else if (columns.length > 0) {
-          console.log(table(columns, rows));
-        } else {
-          console.log(`${result.command ?? 'OK'}${result.count !== undefined && result.count !== null ? ` ${result.count}` : ''}`);
+        for (const [i, statement] of args.statements.entries()) {
+          if (stopped) {
+            throw new PgsealError(ErrorCodes.STOPPED, `stopped by ${stopped} after ${i} of ${args.statements.length} statements`, {
+              hint: 'the statements that ran were committed and their accesses logged; run the others again',
+            });
+          }
+          // --raw: as written, and not logged (pgseal cannot tell what a hand-written call decrypts)
+          const result = args.raw
+            ? await withKeys(sql, seal.keyring, (tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((error: unknown) => {
+              throw toPgsealError(error);
+            })
+            : await seal.query(statement, [], { allowDecryptScan: args['allow-decrypt-scan'] ?? false, ...scopes });
+          print(result as unknown as Result, args.json ?? false);
         }
       } finally {
-        keyring.close();
+        // async: everything buffered is written before the process ends
+        await seal.close();
       }
     });
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     provider.close();
   }
 }
 
+type Result = Record<string, unknown>[] & { columns?: Array<{ name: string }>; command?: string; count?: number | null };
+
+function print(result: Result, json: boolean): void {
+  const columns = (result.columns ?? []).map((c) => c.name);
+  const rows = [...result];
+  if (json) {
+    for (const row of rows) console.log(toJsonLine(row));
+  } else if (columns.length > 0) {
+    console.log(table(columns, rows));
+  } else {
+    console.log(`${result.command ?? 'OK'}${result.count !== undefined && result.count !== null ? ` ${result.count}` : ''}`);
+  }
+}
+
 export const queryCommand: CommandModule<object, Args> = {
-  command: 'query <statement>',
-  describe: 'run one SQL statement in a transaction with the keys handed in, and print the rows',
+  command: 'query <statements..>',
+  describe: 'run SQL statements, each in a transaction with the keys handed in, print the rows, and log what they read and changed',
   builder: (y: Argv) =>
     withMasterKey(withDatabase(y))
-      .positional('statement', { type: 'string', demandOption: true, describe: 'one SQL statement' })
+      .positional('statements', { type: 'string', array: true, demandOption: true, describe: 'one or more SQL statements, run in order' })
       .option('json', { type: 'boolean', describe: 'print one JSON object per row' })
       .option('scope', { type: 'string', array: true, describe: 'hand in only these key scopes (default: all)' })
-      .option('raw', { type: 'boolean', describe: 'run the statement as written, without rewriting protected columns' })
+      .option('raw', { type: 'boolean', describe: 'run the statements as written, without rewriting protected columns (and without access log)' })
       .option('allow-decrypt-scan', { type: 'boolean', describe: 'decrypt and compare row by row what no index on ciphertext can serve (LIKE, ranges, ORDER BY ...): correct, but a scan' })
-      .example(`$0 query "select id, email from customers where email = 'mario.rossi@example.it'"`, 'protected columns read as plaintext (rewritten)')
+      .option('actor', { type: 'string', describe: 'who reads, for the access log (default: $PGSEAL_ACTOR, else the operating-system user)' })
+      .option('access-log', { choices: ['sync', 'async'] as const, default: 'sync' as const, describe: 'sync: each statement\'s log rows in its own transaction; async: buffered, written on exit' })
+      .option('flush-interval-ms', { type: 'number', default: 1000, describe: 'async: write the buffered log at least this often' })
+      .example(`$0 query --actor dpo "select id, email from customers where email = 'mario.rossi@example.it'"`, 'protected columns read as plaintext (rewritten), the read logged as dpo')
       .example(`$0 query --raw "select pgseal.key_version_of(email) from customers"`, 'as written') as unknown as Argv<Args>,
   handler: runQuery,
 };

@@ -21,6 +21,8 @@ export interface RewriteResult {
   changed: boolean;
   /** protected columns the statement touches, 'schema.table.column' */
   columns: string[];
+  /** what the statement does to them, for the access log: read (SELECT), write (INSERT, UPDATE), delete */
+  access?: 'read' | 'write' | 'delete' | undefined;
 }
 
 export interface SqlRewriterOptions {
@@ -76,8 +78,17 @@ export class SqlRewriter {
     const rewriter = new StatementRewriter(this.registry, allowDecryptScan, new SourceText(sql));
     for (const raw of tree.stmts ?? []) if (raw.stmt) rewriter.topLevel(raw.stmt);
     const columns = [...rewriter.touched];
-    if (!rewriter.changed) return freeze({ sql, changed: false, columns });
-    return freeze({ sql: deparseChecked(tree), changed: true, columns });
+    const first = tree.stmts?.[0]?.stmt;
+    const access = !first || columns.length === 0 ? undefined
+      : 'InsertStmt' in first || 'UpdateStmt' in first ? 'write' : 'DeleteStmt' in first ? 'delete' : 'read';
+    if (!rewriter.changed) return freeze({ sql, changed: false, columns, access });
+    return freeze({ sql: deparseChecked(tree), changed: true, columns, access });
+  }
+
+  /** The single-column primary key of a protected table ('schema.table'), if it has one: access-log row ids. */
+  primaryKeyOf(table: string): string | undefined {
+    const pk = this.registry.get(table)?.primaryKey;
+    return pk?.length === 1 ? pk[0] : undefined;
   }
 
   /** False only when no protected table can be named: no name appears, and no U&"..." escape. */

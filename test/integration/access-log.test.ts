@@ -39,7 +39,7 @@ afterAll(async () => {
 });
 
 const logRows = () => db.sql<{ table_name: string; column_name: string; row_id: string; accessed_by: string; access_type: string; client_ip: string | null }[]>`
-  select table_name, column_name, row_id, accessed_by, access_type, host(client_ip) as client_ip from pgseal.encrypted_data_access_log order by accessed_at, row_id, column_name`;
+  select table_name, column_name, row_id, accessed_by, access_type, host(client_ip) as client_ip from pgseal.encrypted_data_access_log order by accessed_at, link_id, link_pos, row_id, column_name`;
 
 describe('access log, sync mode', () => {
   it('reading 100 rows as actor A from address X logs each row and protected column with A and X', async () => {

@@ -1,0 +1,134 @@
+// The access log of rewritten SQL: seal.query and `pgseal query` log each protected column
+// a statement reads or changes, per row, as the actor of the request (or --actor); sync in
+// the statement's own transaction, async buffered and flushed on close() and on SIGTERM.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { column, defineTable, ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, protectColumn, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
+import { BIN, runCli } from '../support/cli.js';
+import { createDatabase, type TestDatabase } from '../support/db.js';
+
+let db: TestDatabase;
+let sync: Pgseal;
+const masterText = randomBytes(32).toString('base64');
+const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
+const env = () => ({ DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
+
+const patients = defineTable({
+  name: 'patients',
+  primaryKey: 'id',
+  columns: { id: column.plain<number>(), ward: column.plain<string>(), diagnosis: column.text(), email: column.text({ searchable: true, normalize: 'email' }) },
+});
+
+beforeAll(async () => {
+  db = await createDatabase({ migrated: true });
+  await initKeys(db.sql, master());
+  await db.sql`create table patients (id int primary key, ward text)`;
+  await protectColumn(db.sql, { table: 'patients', column: 'diagnosis' });
+  await protectColumn(db.sql, { table: 'patients', column: 'email', searchable: true, normalizer: 'email' });
+  const plain = pgseal({ sql: db.sql, masterKey: master() });
+  await plain.table(patients).insertMany(Array.from({ length: 20 }, (_, i) => ({ id: i + 1, ward: i < 10 ? 'A' : 'B', diagnosis: `diagnosis ${i + 1}`, email: `p${i + 1}@example.org` })));
+  await plain.close();
+  sync = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'sync', actor: 'svc' } });
+});
+afterAll(async () => {
+  await sync?.close();
+  await db?.drop();
+});
+
+const logRows = () => db.sql<{ row_id: string | null; column_name: string; accessed_by: string; access_type: string; client_ip: string | null }[]>`
+  select row_id, column_name, accessed_by, access_type, host(client_ip) as client_ip from pgseal.encrypted_data_access_log
+   order by accessed_at, row_id::int nulls first, column_name`;
+
+describe('seal.query (rewritten SQL)', () => {
+  it('sync: logs each protected column read, per row, with the row id when the result holds the primary key', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const rows = await withAccessContext({ actor: 'dr.rossi', clientIp: '203.0.113.9' }, () =>
+      sync.query<{ id: number; diagnosis: string }>('select id, diagnosis from patients where id between $1 and $2 order by id', [3, 5]));
+    expect(rows.map((r) => r.diagnosis)).toEqual(['diagnosis 3', 'diagnosis 4', 'diagnosis 5']);
+    expect((await logRows()).map((r) => `${r.access_type}:${r.row_id}:${r.column_name}:${r.accessed_by}:${r.client_ip}`)).toEqual([
+      'read:3:diagnosis:dr.rossi:203.0.113.9', 'read:4:diagnosis:dr.rossi:203.0.113.9', 'read:5:diagnosis:dr.rossi:203.0.113.9',
+    ]);
+  });
+
+  it('sync: without the primary key in the result, or for an UPDATE, one entry per row with no row id; no protected column, no entry', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await sync.query('select ward, diagnosis from patients where ward = $1', ['B']);
+    await sync.query('update patients set diagnosis = $1 where id <= 2', ['reviewed']);
+    await sync.query('select id, ward from patients');
+    const logged = await logRows();
+    expect(logged.filter((r) => r.access_type === 'read')).toHaveLength(10);
+    expect(logged.filter((r) => r.access_type === 'write').map((r) => `${r.row_id}:${r.column_name}`)).toEqual(['null:diagnosis', 'null:diagnosis']);
+    expect(logged.every((r) => r.row_id === null && r.accessed_by === 'svc')).toBe(true);
+  });
+
+  it('sync: a statement that fails logs nothing, and a failed log write fails the statement', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await expect(sync.query('select id, diagnosis from patients where id = 1 and 1 / (id - 1) = 0')).rejects.toMatchObject({ sqlstate: '22012' });
+    await db.sql`alter table pgseal.encrypted_data_access_log add constraint no_eve check (accessed_by <> 'eve')`;
+    try {
+      await expect(withAccessContext({ actor: 'eve' }, () => sync.query('select id, diagnosis from patients where id = 1'))).rejects.toMatchObject({ code: ErrorCodes.DB_ERROR, sqlstate: '23514' });
+    } finally {
+      await db.sql`alter table pgseal.encrypted_data_access_log drop constraint no_eve`;
+    }
+    expect(await logRows()).toHaveLength(0);
+  });
+
+  it('async: entries are buffered and written on close()', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const since = new Date();
+    const async = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'async', actor: 'batch', flushIntervalMs: 60_000 } });
+    await async.query('select id, email from patients where id = 7');
+    expect(await logRows()).toHaveLength(0);
+    await async.close();
+    expect((await logRows()).map((r) => `${r.access_type}:${r.row_id}:${r.column_name}:${r.accessed_by}`)).toEqual(['read:7:email:batch']);
+    // signed like every log row (the earlier tests' truncations are before `since`)
+    expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since, record: false })).problems).toEqual([]);
+  });
+});
+
+describe('pgseal query', () => {
+  it('logs what it reads and writes as --actor (default $PGSEAL_ACTOR), in the statement\'s transaction', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const r = await runCli(['query', '--json', '--actor', 'dpo', 'select id, email from patients where id = 11', "update patients set diagnosis = 'seen' where id = 12 returning id"], env());
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout.trim().split('\n')).toEqual(['{"id":11,"email":"p11@example.org"}', '{"id":12}']);
+    const byEnv = await runCli(['query', 'select id, diagnosis from patients where id = 13'], { ...env(), PGSEAL_ACTOR: 'ops-bot' });
+    expect(byEnv.code, byEnv.stderr).toBe(0);
+    expect((await logRows()).map((x) => `${x.access_type}:${x.row_id}:${x.column_name}:${x.accessed_by}`)).toEqual([
+      'read:11:email:dpo', 'write:12:diagnosis:dpo', 'read:13:diagnosis:ops-bot',
+    ]);
+    // --raw is run as written and not logged
+    const raw = await runCli(['query', '--raw', 'select count(*) from patients'], env());
+    expect(raw.code, raw.stderr).toBe(0);
+    expect(await logRows()).toHaveLength(3);
+  });
+
+  it('async: SIGTERM lets the statement under way finish, skips the rest, and flushes every buffered entry', async () => {
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const since = new Date();
+    const child = spawn(process.execPath, [BIN, 'query', '--access-log', 'async', '--flush-interval-ms', '600000', '--actor', 'night-job',
+      'select id, diagnosis from patients where id <= 10 order by id', 'select pg_sleep(1.5)', 'select id, email from patients'], {
+      env: { PATH: process.env.PATH, ...env() }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        // the first statement's rows are printed: its entries are buffered, not yet written
+        if (stdout.includes('diagnosis 10') && !child.killed) setTimeout(() => child.kill('SIGTERM'), 200);
+      });
+      child.on('exit', resolve);
+    });
+    expect(code).toBe(1);
+    expect(stderr.trim().split('\n')).toHaveLength(1);
+    expect(stderr).toContain('PGSEAL_STOPPED');
+    expect(stderr).toContain('after 2 of 3 statements');
+    const logged = await logRows();
+    expect(logged.map((r) => `${r.row_id}:${r.column_name}:${r.accessed_by}`)).toEqual(Array.from({ length: 10 }, (_, i) => `${i + 1}:diagnosis:night-job`));
+    expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since, record: false })).problems).toEqual([]);
+  });
+});
