@@ -1,5 +1,6 @@
 -- pgseal 0006: tamper evidence for the logs (sql/97_log_chain.sql), the log key purpose
--- (sql/30), the logs' link columns (sql/85, sql/95), destroy_scope_keys sparing the log key (sql/80).
+-- (sql/30), the logs' link columns (sql/85, sql/95), destroy_scope_keys sparing the log key (sql/80),
+-- TimescaleDB hypertables when the extension is installed (sql/98).
 -- Released: never edit; sources in sql/.
 
 -- Up Migration
@@ -252,7 +253,7 @@ BEGIN
 END
 $$;
 
--- Retention for the chains, after the access log's old partitions were dropped: links whose
+-- Retention for the chains, after a log's old partitions or chunks were dropped: links whose
 -- rows all lie before p_before go, each head remembers the MAC its first kept link chains
 -- from, and rows before p_before left in the default partition go too. Returns the number
 -- of links removed.
@@ -267,9 +268,6 @@ DECLARE
   n integer := 0;
   gone integer;
 BEGIN
-  IF p_log <> 'access' THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: only the access log has retention';
-  END IF;
   FOR h IN SELECT * FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY chain FOR UPDATE LOOP
     PERFORM pgseal._check_log_head(h, p_keyset);
     -- the longest prefix of the chain whose rows are all older than the cut-off
@@ -289,7 +287,10 @@ BEGIN
            key_version = v, head_mac = pgseal._log_head_mac(k, h)
      WHERE c.log = p_log AND c.chain = h.chain;
   END LOOP;
-  DELETE FROM pgseal.encrypted_data_access_log_default WHERE accessed_at < p_before;
+  -- native partitions: rows outside every monthly partition wait in the default one
+  IF p_log = 'access' AND pg_catalog.to_regclass('pgseal.encrypted_data_access_log_default') IS NOT NULL THEN
+    DELETE FROM pgseal.encrypted_data_access_log_default WHERE accessed_at < p_before;
+  END IF;
   RETURN n;
 END
 $$;
@@ -298,7 +299,105 @@ REVOKE ALL ON TABLE pgseal.log_chains, pgseal.log_links FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal.init_log_chains(bytea), pgseal.append_log_link(text, integer, timestamptz, timestamptz, bytea),
   pgseal.trim_log_chains(text, timestamptz, bytea) FROM PUBLIC;
 
+-- TimescaleDB, when the extension is installed at migration time: both logs become
+-- hypertables on their time column (the access log in 7-day chunks, the audit log in
+-- 30-day chunks), chunks older than 30 days are compressed, and a retention policy drops
+-- chunks older than pgseal.log_retention (a setting read at migration time, default
+-- 400 days). Without the extension nothing here changes anything: the access log keeps its
+-- native monthly partitions (95), the audit log stays a plain table (85).
+
+-- 'timescaledb' once the access log is a hypertable, else 'partitions'.
+CREATE FUNCTION pgseal.log_storage() RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT CASE c.relkind WHEN 'p' THEN 'partitions' ELSE 'timescaledb' END
+          FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass('pgseal.encrypted_data_access_log'));
+
+DO $timescale$
+DECLARE
+  ts text;
+  keep interval := COALESCE(NULLIF(pg_catalog.current_setting('pgseal.log_retention', true), ''), '400 days')::interval;
+BEGIN
+  SELECT n.nspname INTO ts FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  IF ts IS NULL OR pgseal.log_storage() = 'timescaledb' THEN
+    RETURN;
+  END IF;
+  -- the access log: from monthly partitions to a hypertable, rows kept
+  ALTER TABLE pgseal.encrypted_data_access_log RENAME TO encrypted_data_access_log_monthly;
+  CREATE TABLE pgseal.encrypted_data_access_log (LIKE pgseal.encrypted_data_access_log_monthly INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+  EXECUTE pg_catalog.format('SELECT %I.create_hypertable(%L::regclass, %L::name, chunk_time_interval => %L::interval)',
+                            ts, 'pgseal.encrypted_data_access_log', 'accessed_at', '7 days');
+  INSERT INTO pgseal.encrypted_data_access_log SELECT * FROM pgseal.encrypted_data_access_log_monthly;
+  DROP TABLE pgseal.encrypted_data_access_log_monthly;
+  CREATE INDEX encrypted_data_access_log_by_actor ON pgseal.encrypted_data_access_log (accessed_by, accessed_at);
+  CREATE INDEX encrypted_data_access_log_by_row ON pgseal.encrypted_data_access_log (table_name, row_id, accessed_at);
+  COMMENT ON TABLE pgseal.encrypted_data_access_log IS 'pgseal: reads, writes and deletes of protected values (TimescaleDB hypertable)';
+  REVOKE ALL ON TABLE pgseal.encrypted_data_access_log FROM PUBLIC;
+  -- the audit log: a hypertable's unique keys include its time column
+  ALTER TABLE pgseal.encryption_audit_log DROP CONSTRAINT encryption_audit_log_pkey;
+  ALTER TABLE pgseal.encryption_audit_log ADD CONSTRAINT encryption_audit_log_pkey PRIMARY KEY (id, occurred_at);
+  EXECUTE pg_catalog.format('SELECT %I.create_hypertable(%L::regclass, %L::name, migrate_data => true, chunk_time_interval => %L::interval)',
+                            ts, 'pgseal.encryption_audit_log', 'occurred_at', '30 days');
+  -- compression of old chunks, then retention, for both
+  ALTER TABLE pgseal.encrypted_data_access_log SET (timescaledb.compress, timescaledb.compress_orderby = 'accessed_at', timescaledb.compress_segmentby = 'table_name');
+  -- every column of a unique index must be in the compression's ordering
+  ALTER TABLE pgseal.encryption_audit_log SET (timescaledb.compress, timescaledb.compress_orderby = 'occurred_at, id');
+  EXECUTE pg_catalog.format('SELECT %I.add_compression_policy(%L::regclass, %L::interval)', ts, 'pgseal.encrypted_data_access_log', '30 days');
+  EXECUTE pg_catalog.format('SELECT %I.add_compression_policy(%L::regclass, %L::interval)', ts, 'pgseal.encryption_audit_log', '30 days');
+  EXECUTE pg_catalog.format('SELECT %I.add_retention_policy(%L::regclass, %L::interval)', ts, 'pgseal.encrypted_data_access_log', keep);
+  EXECUTE pg_catalog.format('SELECT %I.add_retention_policy(%L::regclass, %L::interval)', ts, 'pgseal.encryption_audit_log', keep);
+END
+$timescale$;
+
+-- Retention on hypertables, now (`pgseal logs retention` when the logs are hypertables):
+-- drops both logs' chunks older than the period; returns how many.
+CREATE FUNCTION pgseal.drop_log_chunks(p_older_than interval) RETURNS integer
+LANGUAGE plpgsql VOLATILE STRICT SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  ts text;
+  n integer;
+  total integer := 0;
+BEGIN
+  IF p_older_than < interval '1 day' THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: a retention period shorter than a day would drop the current chunks',
+      HINT = 'Pass a period such as 400 days.';
+  END IF;
+  SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  IF ts IS NULL OR pgseal.log_storage() <> 'timescaledb' THEN
+    RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgseal: the logs are not TimescaleDB hypertables',
+      HINT = 'Use pgseal.drop_log_partitions (pgseal logs retention picks the right one).';
+  END IF;
+  FOR t IN 1 .. 2 LOOP
+    EXECUTE format('SELECT count(*)::integer FROM %I.drop_chunks(%L::regclass, older_than => %L::interval)',
+                   ts, (ARRAY['pgseal.encrypted_data_access_log', 'pgseal.encryption_audit_log'])[t], p_older_than) INTO n;
+    total := total + n;
+  END LOOP;
+  RETURN total;
+END
+$$;
+
+REVOKE ALL ON FUNCTION pgseal.drop_log_chunks(interval) FROM PUBLIC;
+
 -- Down Migration
+-- (on TimescaleDB the logs stay hypertables, without their policies, until 0005 and 0004 drop them)
+DO $timescale$
+DECLARE
+  ts text;
+BEGIN
+  SELECT n.nspname INTO ts FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  IF ts IS NULL OR pgseal.log_storage() <> 'timescaledb' THEN
+    RETURN;
+  END IF;
+  -- without policies, and decompressed: the columns of 0006 can then be dropped
+  FOR t IN 1 .. 2 LOOP
+    EXECUTE pg_catalog.format('SELECT %I.remove_retention_policy(%L::regclass, if_exists => true)', ts, (ARRAY['pgseal.encrypted_data_access_log', 'pgseal.encryption_audit_log'])[t]);
+    EXECUTE pg_catalog.format('SELECT %I.remove_compression_policy(%L::regclass, if_exists => true)', ts, (ARRAY['pgseal.encrypted_data_access_log', 'pgseal.encryption_audit_log'])[t]);
+    EXECUTE pg_catalog.format('SELECT pg_catalog.count(%I.decompress_chunk(c, if_compressed => true)) FROM %I.show_chunks(%L::regclass) AS c', ts, ts, (ARRAY['pgseal.encrypted_data_access_log', 'pgseal.encryption_audit_log'])[t]);
+    EXECUTE pg_catalog.format('ALTER TABLE %s SET (timescaledb.compress = false)', (ARRAY['pgseal.encrypted_data_access_log', 'pgseal.encryption_audit_log'])[t]);
+  END LOOP;
+END
+$timescale$;
+DROP FUNCTION pgseal.drop_log_chunks(interval);
+DROP FUNCTION pgseal.log_storage();
 CREATE OR REPLACE FUNCTION pgseal.destroy_scope_keys(p_scope text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -221,7 +221,7 @@ BEGIN
 END
 $$;
 
--- Retention for the chains, after the access log's old partitions were dropped: links whose
+-- Retention for the chains, after a log's old partitions or chunks were dropped: links whose
 -- rows all lie before p_before go, each head remembers the MAC its first kept link chains
 -- from, and rows before p_before left in the default partition go too. Returns the number
 -- of links removed.
@@ -236,9 +236,6 @@ DECLARE
   n integer := 0;
   gone integer;
 BEGIN
-  IF p_log <> 'access' THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: only the access log has retention';
-  END IF;
   FOR h IN SELECT * FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY chain FOR UPDATE LOOP
     PERFORM pgseal._check_log_head(h, p_keyset);
     -- the longest prefix of the chain whose rows are all older than the cut-off
@@ -258,7 +255,10 @@ BEGIN
            key_version = v, head_mac = pgseal._log_head_mac(k, h)
      WHERE c.log = p_log AND c.chain = h.chain;
   END LOOP;
-  DELETE FROM pgseal.encrypted_data_access_log_default WHERE accessed_at < p_before;
+  -- native partitions: rows outside every monthly partition wait in the default one
+  IF p_log = 'access' AND pg_catalog.to_regclass('pgseal.encrypted_data_access_log_default') IS NOT NULL THEN
+    DELETE FROM pgseal.encrypted_data_access_log_default WHERE accessed_at < p_before;
+  END IF;
   RETURN n;
 END
 $$;

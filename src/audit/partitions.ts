@@ -1,4 +1,6 @@
 // Partitions of the access log: created ahead (monthly, UTC), dropped whole for retention.
+// When the logs are TimescaleDB hypertables (sql/98_timescale.sql), TimescaleDB makes the
+// chunks, and retention drops both logs' old chunks instead.
 
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
@@ -7,6 +9,7 @@ import { recordEvent, type Attribution, type LogKeys } from './record.js';
 /** Creates the monthly partitions of the next `months` months (this one included) that are missing. */
 export function createLogPartitions(sql: Sql, months = 4): Promise<number> {
   return guarded(async () => {
+    if ((await logStorage(sql)) === 'timescaledb') return 0;
     const [row] = await sql<{ n: number }[]>`select pgseal.create_log_partitions(p_months => ${months}::integer) as n`;
     return row!.n;
   });
@@ -22,9 +25,20 @@ export function parsePeriod(text: string): string {
   return `${m[1]} ${unit === 'd' ? 'days' : unit === 'w' ? 'weeks' : unit === 'm' ? 'months' : 'years'}`;
 }
 
-/** Drops the access log's monthly partitions older than the period; returns their names. Recorded in the audit log. */
+/** Where the logs live: 'partitions' (native monthly partitions) or 'timescaledb' (hypertables). */
+export async function logStorage(sql: Sql): Promise<'partitions' | 'timescaledb'> {
+  const [row] = await guarded(() => sql<{ storage: 'partitions' | 'timescaledb' }[]>`select pgseal.log_storage() as storage`);
+  return row!.storage;
+}
+
+/**
+ * Drops the access log's monthly partitions older than the period and returns their names;
+ * on TimescaleDB, both logs' chunks older than the period (named by count). Then the chains
+ * forget the links of the rows that went. Recorded in the audit log.
+ */
 export async function dropLogPartitions(sql: Sql, keys: LogKeys, olderThan: string, by: Attribution = {}): Promise<string[]> {
   const period = parsePeriod(olderThan);
+  if ((await logStorage(sql)) === 'timescaledb') return dropLogChunks(sql, keys, period, by);
   return await guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ dropped: string[] }[]>`select pgseal.drop_log_partitions(${period}::interval) as dropped`;
@@ -50,4 +64,27 @@ export async function dropLogPartitions(sql: Sql, keys: LogKeys, olderThan: stri
 function retainedFrom(dropped: readonly string[]): string | undefined {
   const months = dropped.map((name) => /_y(\d{4})m(\d{2})$/.exec(name)).filter((m) => m !== null).map((m) => Date.UTC(Number(m[1]), Number(m[2]), 1));
   return months.length ? new Date(Math.max(...months)).toISOString() : undefined;
+}
+
+async function dropLogChunks(sql: Sql, keys: LogKeys, period: string, by: Attribution): Promise<string[]> {
+  return guarded(() =>
+    sql.begin(async (tx) => {
+      const [row] = await tx<{ n: number }[]>`select pgseal.drop_log_chunks(${period}::interval) as n`;
+      // a chunk goes whole: the oldest row left of each log is where its chains now start
+      const keyset = await keys.logKeyset();
+      let links = 0;
+      try {
+        for (const [log, table, time] of [['access', 'encrypted_data_access_log', 'accessed_at'], ['audit', 'encryption_audit_log', 'occurred_at']] as const) {
+          const [trim] = await tx.unsafe<{ n: number }[]>(
+            `select pgseal.trim_log_chains($1, coalesce((select pg_catalog.min(${time}) from pgseal.${table}), pg_catalog.now() - $2::interval), $3::bytea) as n`,
+            [log, period, keyset]);
+          links += trim!.n;
+        }
+      } finally {
+        keyset.fill(0);
+      }
+      await recordEvent(tx, keys, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, chunks_dropped: row!.n, links_trimmed: links } });
+      return row!.n > 0 ? [`${row!.n} chunk(s)`] : [];
+    }),
+  );
 }

@@ -120,9 +120,10 @@ export async function verifyLogs(sql: Sql, keys: LogKeys, options: VerifyOptions
         add(heads.problems, heads.problems.length);
         const sealedFrom = heads.sealedFrom;
         const retainedFrom = heads.retainedFrom;
+        const horizon = await policyHorizon(sql, log);
         await checkLinks(sql, log, keyset, since, limit, summary, add);
         await checkRows(sql, log, keyset, since, sealedFrom, limit, summary, add);
-        await checkPositions(sql, log, since, retainedFrom, limit, add);
+        await checkPositions(sql, log, since, retainedFrom, horizon, limit, add);
       });
     }
   } finally {
@@ -271,9 +272,24 @@ async function checkRows(
   }
 }
 
+/**
+ * TimescaleDB: the retention policy drops chunks in the background, without trimming the
+ * chains. Rows older than now minus its drop_after may be gone; newer ones never are.
+ */
+async function policyHorizon(sql: Sql, log: LogName): Promise<Date | null> {
+  const [where] = await sql<{ storage: string; jobs: boolean }[]>`
+    select pgseal.log_storage() as storage, pg_catalog.to_regclass('timescaledb_information.jobs') is not null as jobs`;
+  if (where!.storage !== 'timescaledb' || !where!.jobs) return null;
+  const [row] = await sql.unsafe<{ horizon: Date | null }[]>(`
+    SELECT pg_catalog.now() - pg_catalog.min((j.config->>'drop_after')::interval) AS horizon
+      FROM timescaledb_information.jobs j
+     WHERE j.proc_name = 'policy_retention' AND j.hypertable_schema = 'pgseal' AND j.hypertable_name = $1`, [LOGS[log].table.slice('pgseal.'.length)]);
+  return row?.horizon ?? null;
+}
+
 /** Each link's positions: every one present exactly once (missing ones were deleted, extra copies inserted). */
 async function checkPositions(
-  sql: Sql, log: LogName, since: Date | null, retainedFrom: Map<number, Date>, limit: number,
+  sql: Sql, log: LogName, since: Date | null, retainedFrom: Map<number, Date>, horizon: Date | null, limit: number,
   add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
 ): Promise<void> {
   const t = LOGS[log];
@@ -294,7 +310,7 @@ async function checkPositions(
   for (const link of links) {
     const cut = retainedFrom.get(link.chain);
     // rows of a link that straddles the retention cut-off went with their partition
-    const retention = cut !== undefined && link.first_at < cut;
+    const retention = (cut !== undefined && link.first_at < cut) || (horizon !== null && link.first_at < horizon);
     const present = await sql.unsafe<{ link_pos: number; n: string; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }[]>(`
       SELECT r.link_pos, pg_catalog.count(*) OVER (PARTITION BY r.link_pos) AS n, r.${t.time} AS at, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id
         FROM ${t.table} r WHERE r.link_id = $1 AND r.${t.time} >= $2::timestamptz`, [link.id, link.first_at]);

@@ -1,6 +1,6 @@
 // pgseal logs partitions | retention: the access log's monthly partitions.
 import type { Argv, CommandModule } from 'yargs';
-import { createLogPartitions, dropLogPartitions } from '../audit/partitions.js';
+import { createLogPartitions, dropLogPartitions, logStorage } from '../audit/partitions.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
@@ -13,8 +13,8 @@ const partitionsCommand: CommandModule<object, PartitionsArgs> = {
   describe: 'create the access log\'s monthly partitions ahead (run it monthly, e.g. from cron)',
   builder: (y: Argv) => withDatabase(y).option('months', { type: 'number', default: 4, describe: 'months to cover, this one included' }) as unknown as Argv<PartitionsArgs>,
   handler: async (args) => {
-    const n = await usingDatabase(args, (sql) => createLogPartitions(sql, args.months));
-    console.log(`pgseal: ${n} monthly partition(s) created`);
+    const [storage, n] = await usingDatabase(args, async (sql) => [await logStorage(sql), await createLogPartitions(sql, args.months)] as const);
+    console.log(storage === 'timescaledb' ? 'pgseal: the logs are TimescaleDB hypertables: TimescaleDB creates their chunks' : `pgseal: ${n} monthly partition(s) created`);
   },
 };
 
