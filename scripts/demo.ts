@@ -3,7 +3,7 @@
 
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
-import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, retireKey, rotateKey, listKeys, type MasterKeyProvider } from '../src/index.js';
+import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, retireKey, rotateKey, listKeys, verifyLogs, type MasterKeyProvider } from '../src/index.js';
 import { table } from '../src/cli/output.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     master = new LocalMasterKey(randomBytes(32));
   }
   const sql = postgres(url, { onnotice: () => {}, max: 4 });
-  const seal = pgseal({ sql, masterKey: master });
+  const seal = pgseal({ sql, masterKey: master, accessLog: { mode: 'sync', actor: 'demo' } }); // every read and write of a protected value is logged
   try {
     step(1, 'apply the migrations');
     const applied = await migrate({ databaseUrl: url, direction: 'up' });
@@ -110,6 +110,17 @@ async function main(): Promise<void> {
     await retireKey(sql, seal.keyring, previous!, { actor: 'demo', reason: 'demo rotation' });
     say(`version ${previous} retired (no row uses it); the audit log:`);
     say(table(['occurred_at', 'actor', 'operation', 'key_version', 'reason'], await sql`select occurred_at, actor, operation, key_version, reason from pgseal.encryption_audit_log order by id`));
+    // tamper evidence: every log row is signed with the log key and chained; an edit by hand shows
+    const clean = await verifyLogs(sql, seal.keyring, { actor: 'demo' });
+    say(`audit verify: ${clean.logs.map((l) => `${l.log} log ${l.rows} rows in ${l.links} links`).join(', ')}: ${clean.ok ? 'no row inserted, edited or deleted by hand' : 'ALTERED'}`);
+    await sql.begin(async (tx) => {
+      await tx`update pgseal.encryption_audit_log set reason = 'nothing to see' where operation = 'key.rotate'`;
+      const r = await verifyLogs(tx as never, seal.keyring, { record: false });
+      say(`after editing the rotation's reason by hand: ${r.problems.map((p) => `${p.log} log, ${p.kind}: ${p.what} by ${p.who}`).join('; ')} (rolled back)`);
+      throw new Error('rollback');
+    }).catch((e: Error) => {
+      if (e.message !== 'rollback') throw e;
+    });
 
     step(8, 'the key registry (no key material)');
     say(table(['version', 'scope', 'purpose', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
