@@ -191,6 +191,7 @@ DECLARE
   v integer := pgseal._log_key_version(p_keyset);
   k bytea := pgseal._log_key(p_keyset, v);
   h pgseal.log_chains;
+  held smallint;
   link bigint;
   at timestamptz := clock_timestamp();
   m bytea;
@@ -198,16 +199,22 @@ BEGIN
   IF p_rows IS NULL OR p_rows < 1 OR p_first_at IS NULL OR p_last_at IS NULL OR p_log IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: a log link needs a log, a positive row count and its time range';
   END IF;
-  -- any head no other transaction holds; when all are held, wait for one
-  SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
-  IF NOT FOUND THEN
-    SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log AND c.chain = floor(random() * 16)::smallint FOR UPDATE;
+  -- the head this transaction already holds (so it never holds two, nor waits for a second);
+  -- else any head no other transaction holds; when all are held, wait for one
+  held := NULLIF(current_setting('pgseal.log_head_' || p_log, true), '')::smallint;
+  IF held IS NULL THEN
+    SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
+  END IF;
+  IF held IS NOT NULL OR NOT FOUND THEN
+    held := COALESCE(held, floor(random() * 16)::smallint);
+    SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log AND c.chain = held FOR UPDATE;
     IF NOT FOUND THEN
       RAISE EXCEPTION USING ERRCODE = 'PS016', MESSAGE = format('pgseal: a chain head of the %s log is missing', p_log),
         HINT = 'Someone deleted rows of pgseal.log_chains: run `pgseal audit verify` and keep its report.';
     END IF;
   END IF;
   PERFORM pgseal._check_log_head(h, p_keyset);
+  PERFORM set_config('pgseal.log_head_' || p_log, h.chain::text, true);
   link := nextval(pg_get_serial_sequence('pgseal.log_links', 'id'));
   m := pgseal._log_link_mac(k, p_log, h.chain, h.seq + 1, link, at, p_rows, p_first_at, p_last_at, v, COALESCE(h.last_mac, h.first_prev_mac));
   INSERT INTO pgseal.log_links (id, log, chain, seq, created_at, row_count, first_at, last_at, key_version, mac)

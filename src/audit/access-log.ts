@@ -138,6 +138,8 @@ export class AccessLogBuffer {
       // timer tries again; the failure is counted and reported
       this.#keep(batch.slice(Math.min(written, batch.length)), true);
       this.#failing = true;
+      // a log key rotated elsewhere: the next flush reloads the keys
+      if (toPgsealError(error).code === ErrorCodes.LOG_KEY_MISSING) this.#keys.invalidate?.();
       this.stats.failedFlushes += 1;
       try {
         this.#onError?.(toPgsealError(error));

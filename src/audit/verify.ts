@@ -111,7 +111,8 @@ export async function verifyLogs(sql: Sql, keys: LogKeys, options: VerifyOptions
     if (kind && total > 0) result.counts[kind] = (result.counts[kind] ?? 0) + total;
     else for (const p of problems) result.counts[p.kind] = (result.counts[p.kind] ?? 0) + 1;
   };
-  try {
+  // one snapshot for every check, so a concurrent write or retention cannot look like tampering
+  const checkAll = async (sql: Sql) => {
     for (const log of ['audit', 'access'] as const) {
       const summary = { log, rows: 0, links: 0, legacyRows: 0 };
       result.logs.push(summary);
@@ -126,6 +127,10 @@ export async function verifyLogs(sql: Sql, keys: LogKeys, options: VerifyOptions
         await checkPositions(sql, log, since, retainedFrom, horizon, limit, add);
       });
     }
+  };
+  try {
+    if ('savepoint' in sql) await checkAll(sql); // already in the caller's transaction
+    else await guarded(() => sql.begin('isolation level repeatable read read only', (tx) => checkAll(tx as unknown as Sql)));
   } finally {
     keyset.fill(0);
   }
@@ -161,6 +166,9 @@ async function checkHeads(sql: Sql, log: LogName, keyset: Buffer): Promise<{ pro
     if (!present.has(chain)) problems.push(problem(log, 'head', `chain ${chain}'s head row was deleted`, { chain }));
   }
   const keyed = heads.filter((h) => h.sealed_from !== null);
+  // a log key exists (this verify holds it) and `keys init` keys every head with it: a log
+  // whose heads are all unkeyed had its evidence wiped
+  if (heads.length > 0 && keyed.length === 0) problems.push(problem(log, 'head', `every chain head of the ${log} log was reset to its unkeyed state`));
   for (const h of heads) {
     const at = { chain: h.chain, seq: Number(h.seq) };
     if (h.sealed_from === null) {
@@ -198,16 +206,16 @@ async function checkLinks(
       WINDOW w AS (PARTITION BY l.chain ORDER BY l.seq)),
     y AS (
       SELECT x.*, h.first_seq, k.key,
-             CASE WHEN x.prev_seq = x.seq - 1 THEN x.prev_mac
-                  WHEN x.seq = h.first_seq THEN h.first_prev_mac
-                  WHEN x.prev_seq IS NULL THEN (SELECT p.mac FROM pgseal.log_links p WHERE p.log = x.log AND p.chain = x.chain AND p.seq = x.seq - 1)
-             END AS expected_prev,
-             x.seq > h.first_seq AND (x.prev_seq IS NOT NULL AND x.prev_seq <> x.seq - 1
-               OR x.prev_seq IS NULL AND NOT EXISTS (SELECT 1 FROM pgseal.log_links p WHERE p.log = x.log AND p.chain = x.chain AND p.seq = x.seq - 1)) AS gap
+             CASE WHEN x.seq = h.first_seq THEN h.first_prev_mac
+                  WHEN x.prev_seq = x.seq - 1 THEN x.prev_mac
+                  -- outside the --since window (times do not follow seq), or missing
+                  ELSE (SELECT p.mac FROM pgseal.log_links p WHERE p.log = x.log AND p.chain = x.chain AND p.seq = x.seq - 1)
+             END AS expected_prev
         FROM x
         JOIN pgseal.log_chains h ON h.log = x.log AND h.chain = x.chain
         LEFT JOIN k ON k.version = x.key_version
        WHERE x.seq >= h.first_seq),
+    yy AS (SELECT y.*, y.seq > y.first_seq AND y.expected_prev IS NULL AS gap FROM y),
     z AS (
       SELECT y.id, y.chain, y.seq, y.created_at,
              CASE WHEN y.gap THEN 'link_deleted'
@@ -215,8 +223,9 @@ async function checkLinks(
                   WHEN y.mac IS DISTINCT FROM pgseal._log_link_mac(y.key, y.log, y.chain, y.seq, y.id, y.created_at, y.row_count, y.first_at, y.last_at, y.key_version, y.expected_prev)
                     THEN 'link_edited'
              END AS problem,
-             CASE WHEN y.gap THEN COALESCE(y.prev_seq + 1, y.first_seq) END AS gap_from
-        FROM y)
+             CASE WHEN y.gap THEN (SELECT COALESCE(pg_catalog.max(p.seq) + 1, y.first_seq) FROM pgseal.log_links p
+                                    WHERE p.log = y.log AND p.chain = y.chain AND p.seq < y.seq) END AS gap_from
+        FROM yy AS y)
     SELECT z.problem, NULL::text AS id, NULL::smallint AS chain, NULL::text AS seq, NULL::timestamptz AS created_at, NULL::text AS gap_from, pg_catalog.count(*)::text AS n
       FROM z GROUP BY z.problem
     UNION ALL

@@ -23,7 +23,8 @@ type Enc = EncryptedColumn<unknown, boolean>;
 const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes.MALFORMED_ENVELOPE, ErrorCodes.KEY_RETIRED, ErrorCodes.KEY_DESTROYED]);
 
 /** Failures that mean "your cached keys are older than the database's": reload, then retry once. */
-const RELOAD_AND_RETRY = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.KEY_COMPROMISED, ErrorCodes.NO_ACTIVE_KEY]);
+// LOG_KEY_MISSING: another process rotated the log key and signed a chain head with it
+const RELOAD_AND_RETRY = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.KEY_COMPROMISED, ErrorCodes.NO_ACTIVE_KEY, ErrorCodes.LOG_KEY_MISSING]);
 
 export interface ScopeOption {
   /** the key scope (tenant) of the rows, for tables whose scope is a column */

@@ -263,6 +263,8 @@ function derivedKeys(purpose: string, dek: Buffer): EnvelopeKeys {
 export interface LogKeys {
   /** The log keyset argument (sql/97_log_chain.sql): version u32 | key 32, active first. The caller zeroes it. */
   logKeyset(): Promise<Buffer>;
+  /** Marks cached keys stale (a log key version was missing): the next logKeyset() reloads. */
+  invalidate?(): void;
 }
 
 function logKeyset(keys: Array<VersionedKeys & { state: KeyState; version: number }>): Buffer {

@@ -251,6 +251,71 @@ describe('tampering', () => {
   });
 });
 
+describe('chains under contention', () => {
+  it('a transaction that writes twice extends one head; with every head held, a writer waits and then chains on', async () => {
+    const keys = masterLogKeys(pool, master());
+    await pool.begin(async (tx) => {
+      await recordEvent(tx, keys, { operation: 'test.twice', success: true });
+      await recordEvent(tx, keys, { operation: 'test.twice', success: true });
+    });
+    const twice = await db.sql<{ chain: number; seq: string }[]>`
+      select l.chain, l.seq::text from pgseal.encryption_audit_log a join pgseal.log_links l on l.id = a.link_id where a.operation = 'test.twice' order by a.id`;
+    expect(twice[0]!.chain).toBe(twice[1]!.chain);
+    expect(Number(twice[1]!.seq)).toBe(Number(twice[0]!.seq) + 1);
+
+    const holder = postgres(db.url, { max: 1, onnotice: () => {} });
+    let release!: () => void;
+    const held = new Promise<void>((r) => { release = r; });
+    let locked!: () => void;
+    const lockedAll = new Promise<void>((r) => { locked = r; });
+    const holding = holder.begin(async (tx) => {
+      await tx`select chain from pgseal.log_chains where log = 'audit' for update`;
+      locked();
+      await held;
+    });
+    await lockedAll;
+    let settled = false;
+    const waiting = recordEvent(pool, keys, { operation: 'test.waited', success: true }).then(() => { settled = true; });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(settled).toBe(false);
+    release();
+    await holding;
+    await waiting;
+    await holder.end();
+    expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { record: false })).problems).toEqual([]);
+  });
+
+  it('--since does not mistake a link outside the window (entries older than their neighbours) for a deleted one', async () => {
+    const t0 = new Date();
+    const ring = pgseal({ sql: pool, masterKey: master() });
+    const entry = (at: Date) => ({ table_name: 'public.members', column_name: 'name', row_id: '1', accessed_by: 'late', access_type: 'read' as const, client_ip: null, accessed_at: at });
+    const { insertAccessEntries } = await import('../../src/audit/access-log.js');
+    // one transaction: three links in a row on one chain, the middle one with entries of last year
+    await pool.begin(async (tx) => {
+      const keyset = await ring.keyring.logKeyset();
+      try {
+        await insertAccessEntries(tx, keyset, [entry(new Date())]);
+        await insertAccessEntries(tx, keyset, [entry(new Date(Date.now() - 365 * 86400_000))]);
+        await insertAccessEntries(tx, keyset, [entry(new Date())]);
+      } finally {
+        keyset.fill(0);
+      }
+    });
+    await ring.close();
+    expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since: t0, record: false })).problems).toEqual([]);
+  });
+
+  it('a log whose evidence was wiped (heads reset, links deleted, MACs removed) is reported', async () => {
+    const r = await tampered(async (tx) => {
+      await tx`update pgseal.log_chains set head_mac = null, sealed_from = null, seq = 0, last_mac = null, key_version = null where log = 'audit'`;
+      await tx`delete from pgseal.log_links where log = 'audit'`;
+      await tx`update pgseal.encryption_audit_log set link_id = null, link_pos = null, mac = null`;
+    });
+    expect(kinds(r)).toContain('audit:head');
+    expect(r.ok).toBe(false);
+  });
+});
+
 describe('retention', () => {
   it('dropping old partitions trims their links: the log still verifies, and the chains remember where they start', async () => {
     const fresh = await createDatabase({ migrated: true });
