@@ -70,14 +70,17 @@ async function dropLogChunks(sql: Sql, keys: LogKeys, period: string, by: Attrib
   return guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ n: number }[]>`select pgseal.drop_log_chunks(${period}::interval) as n`;
-      // a chunk goes whole: the oldest row left of each log is where its chains now start
+      // chunks go whole: the chains now start where the oldest chunk left begins (not at the
+      // oldest row left, which rows deleted by hand would move)
       const keyset = await keys.logKeyset();
       let links = 0;
       try {
-        for (const [log, table, time] of [['access', 'encrypted_data_access_log', 'accessed_at'], ['audit', 'encryption_audit_log', 'occurred_at']] as const) {
+        for (const [log, table] of [['access', 'encrypted_data_access_log'], ['audit', 'encryption_audit_log']] as const) {
           const [trim] = await tx.unsafe<{ n: number }[]>(
-            `select pgseal.trim_log_chains($1, coalesce((select pg_catalog.min(${time}) from pgseal.${table}), pg_catalog.now() - $2::interval), $3::bytea) as n`,
-            [log, period, keyset]);
+            `select pgseal.trim_log_chains($1, coalesce(
+               (select pg_catalog.min(c.range_start) from timescaledb_information.chunks c where c.hypertable_schema = 'pgseal' and c.hypertable_name = $2),
+               pg_catalog.now() - $3::interval), $4::bytea) as n`,
+            [log, table, period, keyset]);
           links += trim!.n;
         }
       } finally {

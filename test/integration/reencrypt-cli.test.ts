@@ -67,7 +67,8 @@ describe('pgseal reencrypt, killed and restarted', () => {
     await rotateKey(db.sql, master());
     await seal.keyring.refresh();
     const now = await activeVersion();
-    const args = ['reencrypt', '--batch-size', '1000', '--workers', '2', '--max-rows-per-second', '40000', '--json'];
+    // throttled so that ten kills (at most 1.2 s each) cannot finish the 200,000 rows: the last call must resume
+    const args = ['reencrypt', '--batch-size', '1000', '--workers', '2', '--max-rows-per-second', '15000', '--json'];
     let killed = 0;
     for (let i = 0; i < 10; i++) {
       const r = await runAndKill(args, randomInt(150, 1200));
