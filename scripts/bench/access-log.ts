@@ -11,6 +11,7 @@ import postgres from 'postgres';
 import { AccessLogBuffer } from '../../src/audit/access-log.js';
 import { withAccessContext } from '../../src/audit/context.js';
 import { report } from '../../src/audit/query.js';
+import { verifyLogs } from '../../src/audit/verify.js';
 import { Table } from '../../src/helpers/table.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { median, ratio, type BenchContext } from './common.js';
@@ -50,6 +51,11 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
     }
     await buffer.close();
     const [logged] = await sql<{ n: number }[]>`select count(*)::int as n from pgseal.encrypted_data_access_log`;
+    // audit verify over what the reads logged (every row's MAC, every link, every head)
+    const v0 = performance.now();
+    const verified = await verifyLogs(sql, ring, { record: false });
+    const verifySeconds = (performance.now() - v0) / 1000;
+    log(`access log: audit verify over ${logged!.n.toLocaleString('en')} log rows: ${verifySeconds.toFixed(1)} s, ${verified.ok ? 'clean' : 'PROBLEMS'}`);
     const m = { none: median(t.none), async: median(t.async), sync: median(t.sync), none_repeat: median(t.none_repeat) };
 
     const logRows = 10_000_000;
@@ -80,6 +86,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
       ratios: { async_vs_none: ratio(m.async, m.none), sync_vs_none: ratio(m.sync, m.none), noise_floor_none_repeat_vs_none: ratio(m.none_repeat, m.none) },
       targets: { async_vs_none: '>= 0.9', sync_vs_none: 'reported' },
       log_rows_written: logged!.n,
+      verify: { log_rows: logged!.n, seconds: Math.round(verifySeconds * 10) / 10, clean: verified.ok },
       async_dropped: buffer.stats.dropped,
       report: { log_rows: logRows, one_actor_one_day_ms: Math.round(reportMs * 10) / 10, target_ms: '< 100', lines },
     };

@@ -168,26 +168,53 @@ export class AccessLogBuffer {
 
 /**
  * Writes log entries in one statement: a link of the access log's chain, then the rows
- * signed under it. Arrays are unnested server-side, so the text stays one prepared statement.
+ * signed under it. Arrays are unnested server-side, so the text stays one prepared
+ * statement. The repetitive fields (table, column, actor, type, address) travel as indexes
+ * into one array of their distinct values, and times as milliseconds after the first: the
+ * server parses a few values instead of thousands of strings.
  */
 export async function insertAccessEntries(sql: Sql | TransactionSql, keyset: Buffer, entries: readonly AccessEntry[]): Promise<void> {
   if (entries.length === 0) return;
-  let first = Infinity;
-  let last = -Infinity;
-  for (const e of entries) {
+  const values: string[] = [];
+  const index = new Map<string, number>();
+  const ref = (v: string | null): number | null => {
+    if (v === null) return null;
+    let i = index.get(v);
+    if (i === undefined) {
+      i = values.push(v);
+      index.set(v, i);
+    }
+    return i;
+  };
+  const n = entries.length;
+  const [ms, table, column, row, actor, type, ip] = [new Array<number>(n), new Array<number | null>(n), new Array<number | null>(n), new Array<string | null>(n), new Array<number | null>(n), new Array<number | null>(n), new Array<number | null>(n)];
+  const base = entries[0]!.accessed_at.getTime();
+  let first = base;
+  let last = base;
+  entries.forEach((e, i) => {
     const t = e.accessed_at.getTime();
     if (t < first) first = t;
     if (t > last) last = t;
-  }
+    ms[i] = t - base;
+    table[i] = ref(e.table_name);
+    column[i] = ref(e.column_name);
+    row[i] = e.row_id;
+    actor[i] = ref(e.accessed_by);
+    type[i] = ref(e.access_type);
+    ip[i] = ref(e.client_ip);
+  });
   await sql`
     with k as (select ${keyset}::bytea as ks),
-    l as (select pgseal.append_log_link('access', ${entries.length}::integer, ${new Date(first).toISOString()}::timestamptz,
+    d as (select ${values}::text[] as v, ${new Date(base).toISOString()}::timestamptz as base),
+    l as (select pgseal.append_log_link('access', ${n}::integer, ${new Date(first).toISOString()}::timestamptz,
                                         ${new Date(last).toISOString()}::timestamptz, k.ks) as id,
                  pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k),
-    r as (select * from rows from (pg_catalog.unnest(${entries.map((e) => e.accessed_at.toISOString())}::timestamptz[]), pg_catalog.unnest(${entries.map((e) => e.table_name)}::text[]),
-      pg_catalog.unnest(${entries.map((e) => e.column_name)}::name[]), pg_catalog.unnest(${entries.map((e) => e.row_id)}::text[]), pg_catalog.unnest(${entries.map((e) => e.accessed_by)}::text[]),
-      pg_catalog.unnest(${entries.map((e) => e.access_type)}::text[]), pg_catalog.unnest(${entries.map((e) => e.client_ip)}::inet[]))
-      with ordinality as r(accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, n))
+    r as (select d.base + x.ms * interval '1 millisecond' as accessed_at, d.v[x.t] as table_name, d.v[x.c]::name as column_name, x.row_id,
+                 d.v[x.a] as accessed_by, d.v[x.ty] as access_type, d.v[x.ip]::inet as client_ip, x.n
+            from d, rows from (pg_catalog.unnest(${ms}::bigint[]), pg_catalog.unnest(${table}::int[]), pg_catalog.unnest(${column}::int[]),
+                               pg_catalog.unnest(${row}::text[]), pg_catalog.unnest(${actor}::int[]), pg_catalog.unnest(${type}::int[]),
+                               pg_catalog.unnest(${ip}::int[]))
+                 with ordinality as x(ms, t, c, row_id, a, ty, ip, n))
     insert into pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
     select l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip,
            pgseal.access_log_row_mac(l.key, l.id, (r.n - 1)::integer, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)
