@@ -60,8 +60,7 @@ CREATE TABLE pgseal.log_chains (
   first_seq      bigint NOT NULL DEFAULT 1,
   first_prev_mac bytea,
   retained_from  timestamptz,
-  -- when the chains got their key (`pgseal keys init`); log rows older than this and
-  -- without a link were written before tamper evidence was installed
+  -- when the chains got their key (`pgseal keys init`, which also signed the rows already there)
   sealed_from    timestamptz,
   key_version    integer,
   head_mac       bytea,
@@ -175,8 +174,9 @@ BEGIN
 END
 $$;
 
--- Starts a log's chains under the active log key (`pgseal keys init`, in the transaction
--- that creates the log key). Once only: a head reset to its unkeyed state is refused later.
+-- Starts the logs' chains under the active log key (`pgseal keys init`, in the transaction
+-- that creates the log key), and signs the rows already there (written before migration
+-- 0006). Once only: a head reset to its unkeyed state is refused later.
 CREATE FUNCTION pgseal.init_log_chains(keyset bytea) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -186,6 +186,10 @@ DECLARE
   keyed integer;
   lg record;
   n integer := 0;
+  cnt bigint;
+  lo timestamptz;
+  hi timestamptz;
+  lnk bigint;
 BEGIN
   FOR lg IN SELECT DISTINCT c.log FROM pgseal.log_chains c ORDER BY 1 LOOP
     PERFORM 1 FROM pgseal.log_chains c WHERE c.log = lg.log ORDER BY c.chain FOR UPDATE;
@@ -198,6 +202,31 @@ BEGIN
          WHERE c.log = h.log AND c.chain = h.chain;
         n := n + 1;
       END LOOP;
+      -- rows written before tamper evidence existed are signed now, under one link per log:
+      -- from here on, any row without a link was inserted by hand
+      IF lg.log = 'access' THEN
+        SELECT count(*), min(a.accessed_at), max(a.accessed_at) INTO cnt, lo, hi FROM pgseal.encrypted_data_access_log a WHERE a.link_id IS NULL;
+        IF cnt > 0 THEN
+          lnk := pgseal.append_log_link('access', cnt::integer, lo, hi, keyset);
+          UPDATE pgseal.encrypted_data_access_log a
+             SET link_id = lnk, link_pos = o.pos,
+                 mac = pgseal.access_log_row_mac(k, lnk, o.pos, a.accessed_at, a.table_name, a.column_name, a.row_id, a.accessed_by, a.access_type, a.client_ip)
+            FROM (SELECT r.tableoid AS t, r.ctid AS c, (row_number() OVER (ORDER BY r.accessed_at) - 1)::integer AS pos
+                    FROM pgseal.encrypted_data_access_log r WHERE r.link_id IS NULL) AS o
+           WHERE a.tableoid = o.t AND a.ctid = o.c;
+        END IF;
+      ELSE
+        SELECT count(*), min(a.occurred_at), max(a.occurred_at) INTO cnt, lo, hi FROM pgseal.encryption_audit_log a WHERE a.link_id IS NULL;
+        IF cnt > 0 THEN
+          lnk := pgseal.append_log_link('audit', cnt::integer, lo, hi, keyset);
+          UPDATE pgseal.encryption_audit_log a
+             SET link_id = lnk, link_pos = o.pos,
+                 mac = pgseal.audit_log_row_mac(k, lnk, o.pos, a.occurred_at, a.actor, a.db_user, a.operation, a.table_schema, a.table_name,
+                                                a.column_name, a.key_scope, a.key_version, a.success, a.reason, a.details)
+            FROM (SELECT r.id, (row_number() OVER (ORDER BY r.id) - 1)::integer AS pos FROM pgseal.encryption_audit_log r WHERE r.link_id IS NULL) AS o
+           WHERE a.id = o.id;
+        END IF;
+      END IF;
     ELSIF keyed = 16 THEN
       -- started already: the heads must still verify
       FOR h IN SELECT * FROM pgseal.log_chains c WHERE c.log = lg.log ORDER BY c.chain LOOP

@@ -45,7 +45,7 @@ export interface VerifyProblem {
 
 export interface VerifyResult {
   since: Date | null;
-  logs: Array<{ log: LogName; rows: number; links: number; legacyRows: number }>;
+  logs: Array<{ log: LogName; rows: number; links: number }>;
   /** problems by kind, all of them (problems lists at most `limit` per query) */
   counts: Partial<Record<ProblemKind, number>>;
   problems: VerifyProblem[];
@@ -114,16 +114,15 @@ export async function verifyLogs(sql: Sql, keys: LogKeys, options: VerifyOptions
   // one snapshot for every check, so a concurrent write or retention cannot look like tampering
   const checkAll = async (sql: Sql) => {
     for (const log of ['audit', 'access'] as const) {
-      const summary = { log, rows: 0, links: 0, legacyRows: 0 };
+      const summary = { log, rows: 0, links: 0 };
       result.logs.push(summary);
       await guarded(async () => {
         const heads = await checkHeads(sql, log, keyset);
         add(heads.problems, heads.problems.length);
-        const sealedFrom = heads.sealedFrom;
         const retainedFrom = heads.retainedFrom;
         const horizon = await policyHorizon(sql, log);
         await checkLinks(sql, log, keyset, since, limit, summary, add);
-        await checkRows(sql, log, keyset, since, sealedFrom, limit, summary, add);
+        await checkRows(sql, log, keyset, since, limit, summary, add);
         await checkPositions(sql, log, since, retainedFrom, horizon, limit, add);
       });
     }
@@ -242,17 +241,16 @@ async function checkLinks(
 
 /** Every row: a link, a position within it, and a MAC that matches. */
 async function checkRows(
-  sql: Sql, log: LogName, keyset: Buffer, since: Date | null, sealedFrom: Date | null, limit: number,
-  summary: { rows: number; legacyRows: number }, add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
+  sql: Sql, log: LogName, keyset: Buffer, since: Date | null, limit: number,
+  summary: { rows: number }, add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
 ): Promise<void> {
   const t = LOGS[log];
-  const rows = await sql.unsafe<{ problem: ProblemKind | 'legacy' | null; at: Date; link_id: string | null; link_pos: number | null; what: string | null; who: string | null; table_name: string | null; row_id: string | null; n: string }[]>(`
+  const rows = await sql.unsafe<{ problem: ProblemKind | null; at: Date; link_id: string | null; link_pos: number | null; what: string | null; who: string | null; table_name: string | null; row_id: string | null; n: string }[]>(`
     WITH ${KEYS_CTE},
     l AS (SELECT id, row_count, key_version FROM pgseal.log_links WHERE log = $2 AND ($3::timestamptz IS NULL OR last_at >= $3::timestamptz)),
     c AS (
       SELECT r.${t.time} AS at, r.link_id, r.link_pos, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id,
-             CASE WHEN r.link_id IS NULL THEN CASE WHEN $4::timestamptz IS NULL OR r.${t.time} < $4::timestamptz THEN 'legacy' ELSE 'inserted' END
-                  WHEN l.id IS NULL OR r.link_pos IS NULL OR r.link_pos < 0 OR r.link_pos >= l.row_count THEN 'inserted'
+             CASE WHEN r.link_id IS NULL OR l.id IS NULL OR r.link_pos IS NULL OR r.link_pos < 0 OR r.link_pos >= l.row_count THEN 'inserted'
                   WHEN k.key IS NULL THEN 'unverifiable'
                   WHEN r.mac IS DISTINCT FROM ${t.mac} THEN 'edited'
              END AS problem
@@ -265,11 +263,8 @@ async function checkRows(
       FROM counted
     UNION ALL
     (SELECT c.problem, c.at, c.link_id::text, c.link_pos, c.what, c.who, c.table_name, c.row_id, NULL
-       FROM c WHERE c.problem IN ('inserted', 'edited', 'unverifiable') ORDER BY c.at LIMIT $5)`, [keyset, log, since, sealedFrom, limit]);
-  for (const r of rows.filter((r) => r.n !== null)) {
-    summary.rows += Number(r.n);
-    if (r.problem === 'legacy') summary.legacyRows = Number(r.n);
-  }
+       FROM c WHERE c.problem IN ('inserted', 'edited', 'unverifiable') ORDER BY c.at LIMIT $4)`, [keyset, log, since, limit]);
+  for (const r of rows.filter((r) => r.n !== null)) summary.rows += Number(r.n);
   const listed = rows.filter((r) => r.n === null);
   const problems = listed.map((r) => problem(log, r.problem as ProblemKind, r.problem === 'edited'
     ? 'the row no longer matches its MAC: edited by hand'
@@ -277,7 +272,7 @@ async function checkRows(
     : r.link_id === null ? 'a row without a link: inserted by hand' : 'a row at a position its link does not have: inserted by hand',
   { at: r.at, linkId: r.link_id === null ? null : Number(r.link_id), position: r.link_pos, what: r.what, who: r.who, table: r.table_name, row: r.row_id }));
   for (const r of rows) {
-    if (r.n !== null && r.problem !== null && r.problem !== 'legacy') add(problems.filter((p) => p.kind === r.problem), Number(r.n), r.problem);
+    if (r.n !== null && r.problem !== null) add(problems.filter((p) => p.kind === r.problem), Number(r.n), r.problem);
   }
 }
 

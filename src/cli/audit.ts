@@ -90,7 +90,7 @@ const verifyCommand: CommandModule<object, VerifyArgs> = {
     if (args.json) console.log(JSON.stringify(r, jsonReplacer, 2));
     else {
       for (const l of r.logs) {
-        console.log(`${l.log} log: ${l.rows} rows, ${l.links} links${l.legacyRows ? `, ${l.legacyRows} rows from before tamper evidence (not covered)` : ''}`);
+        console.log(`${l.log} log: ${l.rows} rows, ${l.links} links`);
       }
       if (r.problems.length) {
         console.log(table(['log', 'kind', 'at', 'linkId', 'position', 'what', 'who', 'table', 'row', 'detail'], r.problems as unknown as Record<string, unknown>[]));

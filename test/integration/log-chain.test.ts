@@ -98,7 +98,6 @@ describe('an untouched log', () => {
     const access = r.logs.find((l) => l.log === 'access')!;
     expect(access.rows).toBeGreaterThan(400 + 8 * 25);
     expect(access.links).toBeGreaterThan(100);
-    expect(access.legacyRows).toBe(0);
     expect(r.logs.find((l) => l.log === 'audit')!.rows).toBeGreaterThanOrEqual(3 + 8 * 5);
     // verify leaves its own (signed) trace
     const [trace] = await db.sql<{ actor: string; success: boolean }[]>`select actor, success from pgseal.encryption_audit_log where operation = 'audit.verify' order by id desc limit 1`;
@@ -248,6 +247,33 @@ describe('tampering', () => {
     }
     // put back exactly: verifies clean again
     expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { record: false })).ok).toBe(true);
+  });
+});
+
+describe('rows written before tamper evidence', () => {
+  it('are signed when the log key is created: the log verifies, and an unsigned row inserted later is reported', async () => {
+    const fresh = await createDatabase({ migrated: true });
+    try {
+      // as a database migrated before 0006 holds them: rows without link or MAC
+      await fresh.sql`insert into pgseal.encryption_audit_log (actor, operation, success) values ('old-admin', 'key.create', true)`;
+      await fresh.sql`insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type)
+                      select now() - g * interval '1 minute', 'public.t', 'c', g::text, 'old-app', 'read' from generate_series(1, 25) g`;
+      await initKeys(fresh.sql, master());
+      const [unsigned] = await fresh.sql<{ n: number }[]>`
+        select (select count(*) from pgseal.encryption_audit_log where mac is null)::int + (select count(*) from pgseal.encrypted_data_access_log where mac is null)::int as n`;
+      expect(unsigned!.n).toBe(0);
+      const keys = masterLogKeys(fresh.sql, master());
+      const clean = await verifyLogs(fresh.sql, keys, { record: false });
+      expect(clean.problems).toEqual([]);
+      expect(clean.logs.find((l) => l.log === 'access')).toMatchObject({ rows: 25, links: 1 });
+      await fresh.sql`insert into pgseal.encrypted_data_access_log (accessed_at, table_name, column_name, row_id, accessed_by, access_type)
+                      values (now() - interval '1 year', 'public.t', 'c', '99', 'backdated', 'read')`;
+      const r = await verifyLogs(fresh.sql, keys, { record: false });
+      expect(kinds(r)).toEqual(['access:inserted']);
+      expect(r.problems[0]).toMatchObject({ who: 'backdated' });
+    } finally {
+      await fresh.drop();
+    }
   });
 });
 
