@@ -13,7 +13,7 @@ import {
 import { AccessLogBuffer } from '../../src/audit/access-log.js';
 import { recordEvent } from '../../src/audit/record.js';
 import { runCli } from '../support/cli.js';
-import { createDatabase, type TestDatabase } from '../support/db.js';
+import { connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
 
 let db: TestDatabase;
 let pool: Sql;
@@ -247,6 +247,42 @@ describe('tampering', () => {
     }
     // put back exactly: verifies clean again
     expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { record: false })).ok).toBe(true);
+  });
+});
+
+describe('an application role', () => {
+  it('with the documented grants logs and signs its accesses, and can neither edit the logs nor write the chains', async () => {
+    const app = await createRole(db.admin, 'pgseal_app');
+    await db.sql.unsafe(`grant select on pgseal.keys to "${app.name}";
+      grant select, insert, update on members to "${app.name}";
+      grant insert on pgseal.encrypted_data_access_log, pgseal.encryption_audit_log to "${app.name}";
+      grant execute on function pgseal.append_log_link(text, integer, timestamptz, timestamptz, bytea) to "${app.name}"`);
+    const asApp = connectQuiet(db.urlAs(app.name, app.password));
+    const since = new Date();
+    try {
+      const s = pgseal({ sql: asApp, masterKey: master(), accessLog: { mode: 'sync', actor: 'app-role' } });
+      const a = pgseal({ sql: asApp, masterKey: master(), accessLog: { mode: 'async', actor: 'app-role-async' } });
+      expect((await s.table(members).findByPk(3))?.name).toMatch(/member 3|renamed 3/);
+      await s.table(members).update(4, { name: 'by the app' });
+      await a.table(members).findBy('email', 'm5@example.org');
+      await a.close();
+      await s.close();
+      const [logged] = await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.encrypted_data_access_log where accessed_by like 'app-role%' and mac is not null`;
+      expect(logged!.n).toBe(2 + 2 + 2);
+      for (const attempt of [
+        asApp`update pgseal.encrypted_data_access_log set accessed_by = 'x' where accessed_by = 'app-role'`,
+        asApp`delete from pgseal.encryption_audit_log`,
+        asApp`update pgseal.log_chains set seq = 0`,
+        asApp`delete from pgseal.log_links`,
+        asApp`select pgseal.init_log_chains('\\x00'::bytea)`,
+      ]) {
+        await expect(attempt).rejects.toMatchObject({ code: '42501' });
+      }
+      expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since, record: false })).problems).toEqual([]);
+    } finally {
+      await asApp.end();
+      await db.sql.unsafe(`drop owned by "${app.name}"; drop role "${app.name}"`);
+    }
   });
 });
 
