@@ -155,6 +155,7 @@ DECLARE
   lg record;
   n integer := 0;
   cnt bigint;
+  ts text;
   lo timestamptz;
   hi timestamptz;
   lnk bigint;
@@ -171,9 +172,21 @@ BEGIN
         n := n + 1;
       END LOOP;
       -- rows written before tamper evidence existed are signed now, under one link per log:
-      -- from here on, any row without a link was inserted by hand
+      -- from here on, any row without a link was inserted by hand. No row may commit between
+      -- the count and the signing (an application still writing during the upgrade).
+      LOCK TABLE pgseal.encrypted_data_access_log, pgseal.encryption_audit_log IN SHARE ROW EXCLUSIVE MODE;
+      -- TimescaleDB: compressed chunks are decompressed first (the compression policy packs them again)
+      SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+      IF ts IS NOT NULL AND pgseal.log_storage() = 'timescaledb' THEN
+        EXECUTE format('SELECT count(%I.decompress_chunk(c, if_compressed => true)) FROM %I.show_chunks(%L::regclass) AS c', ts, ts,
+                       CASE lg.log WHEN 'access' THEN 'pgseal.encrypted_data_access_log' ELSE 'pgseal.encryption_audit_log' END);
+      END IF;
       IF lg.log = 'access' THEN
         SELECT count(*), min(a.accessed_at), max(a.accessed_at) INTO cnt, lo, hi FROM pgseal.encrypted_data_access_log a WHERE a.link_id IS NULL;
+        IF cnt > 2147483647 THEN
+          RAISE EXCEPTION USING ERRCODE = '54000', MESSAGE = 'pgseal: too many log rows from before tamper evidence to sign under one link',
+            HINT = 'Drop old partitions first (pgseal logs retention), then run pgseal keys init again.';
+        END IF;
         IF cnt > 0 THEN
           lnk := pgseal.append_log_link('access', cnt::integer, lo, hi, keyset);
           UPDATE pgseal.encrypted_data_access_log a

@@ -201,7 +201,7 @@ async function checkLinks(
     x AS (
       SELECT l.*, pg_catalog.lag(l.seq) OVER w AS prev_seq, pg_catalog.lag(l.mac) OVER w AS prev_mac
         FROM pgseal.log_links l
-       WHERE l.log = $2 AND ($3::timestamptz IS NULL OR l.last_at >= $3::timestamptz)
+       WHERE l.log = $2 AND ($3::timestamptz IS NULL OR l.last_at >= $3::timestamptz OR l.created_at >= $3::timestamptz)
       WINDOW w AS (PARTITION BY l.chain ORDER BY l.seq)),
     y AS (
       SELECT x.*, h.first_seq, k.key,
@@ -247,7 +247,7 @@ async function checkRows(
   const t = LOGS[log];
   const rows = await sql.unsafe<{ problem: ProblemKind | null; at: Date; link_id: string | null; link_pos: number | null; what: string | null; who: string | null; table_name: string | null; row_id: string | null; n: string }[]>(`
     WITH ${KEYS_CTE},
-    l AS (SELECT id, row_count, key_version FROM pgseal.log_links WHERE log = $2 AND ($3::timestamptz IS NULL OR last_at >= $3::timestamptz)),
+    l AS (SELECT id, row_count, key_version FROM pgseal.log_links WHERE log = $2 AND ($3::timestamptz IS NULL OR last_at >= $3::timestamptz OR created_at >= $3::timestamptz)),
     c AS (
       SELECT r.${t.time} AS at, r.link_id, r.link_pos, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id,
              CASE WHEN r.link_id IS NULL OR l.id IS NULL OR r.link_pos IS NULL OR r.link_pos < 0 OR r.link_pos >= l.row_count THEN 'inserted'
@@ -298,7 +298,7 @@ async function checkPositions(
 ): Promise<void> {
   const t = LOGS[log];
   const links = await sql.unsafe<{ id: string; chain: number; seq: string; created_at: Date; first_at: Date; row_count: number; found: string; distinct_found: string }[]>(`
-    WITH l AS (SELECT * FROM pgseal.log_links WHERE log = $1 AND ($2::timestamptz IS NULL OR last_at >= $2::timestamptz)),
+    WITH l AS (SELECT * FROM pgseal.log_links WHERE log = $1 AND ($2::timestamptz IS NULL OR last_at >= $2::timestamptz OR created_at >= $2::timestamptz)),
     r AS (
       SELECT r.link_id, pg_catalog.count(*) AS found, pg_catalog.count(DISTINCT r.link_pos) AS distinct_found
         FROM ${t.table} r

@@ -365,6 +365,14 @@ describe('chains under contention', () => {
     });
     await ring.close();
     expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since: t0, record: false })).problems).toEqual([]);
+    // and deleting that old-timed link (with its row) is still caught within the window
+    const r = await tampered(async (tx) => {
+      const [old] = await tx<{ id: string }[]>`
+        select l.id::text from pgseal.log_links l where l.log = 'access' and l.created_at >= ${t0} and l.last_at < ${t0} limit 1`;
+      await tx`delete from pgseal.encrypted_data_access_log where link_id = ${old!.id}`;
+      await tx`delete from pgseal.log_links where id = ${old!.id}`;
+    }, t0);
+    expect(kinds(r)).toEqual(['access:link_deleted']);
   });
 
   it('a log whose evidence was wiped (heads reset, links deleted, MACs removed) is reported', async () => {
