@@ -208,7 +208,7 @@ BEGIN
       -- the count and the signing (an application still writing during the upgrade).
       LOCK TABLE pgseal.encrypted_data_access_log, pgseal.encryption_audit_log IN SHARE ROW EXCLUSIVE MODE;
       -- TimescaleDB: compressed chunks are decompressed first (the compression policy packs them again)
-      SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+      ts := pgseal._timescaledb_schema();
       IF ts IS NOT NULL AND pgseal.log_storage() = 'timescaledb' THEN
         EXECUTE format('SELECT count(%I.decompress_chunk(c, if_compressed => true)) FROM %I.show_chunks(%L::regclass) AS c', ts, ts,
                        CASE lg.log WHEN 'access' THEN 'pgseal.encrypted_data_access_log' ELSE 'pgseal.encryption_audit_log' END);
@@ -355,6 +355,11 @@ REVOKE ALL ON FUNCTION pgseal.init_log_chains(bytea), pgseal.append_log_link(tex
 -- 400 days). Without the extension nothing here changes anything: the access log keeps its
 -- native monthly partitions (95), the audit log stays a plain table (85).
 
+-- The schema the timescaledb extension lives in, NULL without it.
+CREATE FUNCTION pgseal._timescaledb_schema() RETURNS name
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb');
+
 -- 'timescaledb' once the access log is a hypertable, else 'partitions'.
 CREATE FUNCTION pgseal.log_storage() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -397,7 +402,7 @@ DECLARE
   ts text;
   keep interval := COALESCE(NULLIF(pg_catalog.current_setting('pgseal.log_retention', true), ''), '400 days')::interval;
 BEGIN
-  SELECT n.nspname INTO ts FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  ts := pgseal._timescaledb_schema();
   IF ts IS NULL THEN
     RETURN;
   END IF;
@@ -432,7 +437,7 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: a retention period shorter than a day would drop the current chunks',
       HINT = 'Pass a period such as 400 days.';
   END IF;
-  SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  ts := pgseal._timescaledb_schema();
   IF ts IS NULL OR pgseal.log_storage() <> 'timescaledb' THEN
     RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgseal: the logs are not TimescaleDB hypertables',
       HINT = 'Use pgseal.drop_log_partitions (pgseal logs retention picks the right one).';
@@ -454,7 +459,7 @@ DO $timescale$
 DECLARE
   ts text;
 BEGIN
-  SELECT n.nspname INTO ts FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  ts := pgseal._timescaledb_schema();
   IF ts IS NULL OR pgseal.log_storage() <> 'timescaledb' THEN
     RETURN;
   END IF;
@@ -469,6 +474,7 @@ END
 $timescale$;
 DROP FUNCTION pgseal.drop_log_chunks(interval);
 DROP FUNCTION pgseal.log_storage();
+DROP FUNCTION pgseal._timescaledb_schema();
 CREATE OR REPLACE FUNCTION pgseal.destroy_scope_keys(p_scope text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

@@ -176,7 +176,7 @@ BEGIN
       -- the count and the signing (an application still writing during the upgrade).
       LOCK TABLE pgseal.encrypted_data_access_log, pgseal.encryption_audit_log IN SHARE ROW EXCLUSIVE MODE;
       -- TimescaleDB: compressed chunks are decompressed first (the compression policy packs them again)
-      SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+      ts := pgseal._timescaledb_schema();
       IF ts IS NOT NULL AND pgseal.log_storage() = 'timescaledb' THEN
         EXECUTE format('SELECT count(%I.decompress_chunk(c, if_compressed => true)) FROM %I.show_chunks(%L::regclass) AS c', ts, ts,
                        CASE lg.log WHEN 'access' THEN 'pgseal.encrypted_data_access_log' ELSE 'pgseal.encryption_audit_log' END);

@@ -5,6 +5,11 @@
 -- 400 days). Without the extension nothing here changes anything: the access log keeps its
 -- native monthly partitions (95), the audit log stays a plain table (85).
 
+-- The schema the timescaledb extension lives in, NULL without it.
+CREATE FUNCTION pgseal._timescaledb_schema() RETURNS name
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT n.nspname FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb');
+
 -- 'timescaledb' once the access log is a hypertable, else 'partitions'.
 CREATE FUNCTION pgseal.log_storage() RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -47,7 +52,7 @@ DECLARE
   ts text;
   keep interval := COALESCE(NULLIF(pg_catalog.current_setting('pgseal.log_retention', true), ''), '400 days')::interval;
 BEGIN
-  SELECT n.nspname INTO ts FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  ts := pgseal._timescaledb_schema();
   IF ts IS NULL THEN
     RETURN;
   END IF;
@@ -82,7 +87,7 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: a retention period shorter than a day would drop the current chunks',
       HINT = 'Pass a period such as 400 days.';
   END IF;
-  SELECT x.nspname INTO ts FROM pg_extension e JOIN pg_namespace x ON x.oid = e.extnamespace WHERE e.extname = 'timescaledb';
+  ts := pgseal._timescaledb_schema();
   IF ts IS NULL OR pgseal.log_storage() <> 'timescaledb' THEN
     RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = 'pgseal: the logs are not TimescaleDB hypertables',
       HINT = 'Use pgseal.drop_log_partitions (pgseal logs retention picks the right one).';

@@ -2,7 +2,7 @@
 // When the logs are TimescaleDB hypertables (sql/98_timescale.sql), TimescaleDB makes the
 // chunks, and retention drops both logs' old chunks instead.
 
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { recordEvent, type Attribution, type LogKeys } from './record.js';
 
@@ -38,56 +38,51 @@ export async function logStorage(sql: Sql): Promise<'partitions' | 'timescaledb'
  */
 export async function dropLogPartitions(sql: Sql, keys: LogKeys, olderThan: string, by: Attribution = {}): Promise<string[]> {
   const period = parsePeriod(olderThan);
-  if ((await logStorage(sql)) === 'timescaledb') return dropLogChunks(sql, keys, period, by);
+  const storage = await logStorage(sql);
   return await guarded(() =>
     sql.begin(async (tx) => {
-      const [row] = await tx<{ dropped: string[] }[]>`select pgseal.drop_log_partitions(${period}::interval) as dropped`;
-      const before = retainedFrom(row!.dropped);
+      const { dropped, cuts } = storage === 'timescaledb' ? await dropChunks(tx, period) : await dropPartitions(tx, period);
+      // the chains forget the dropped rows' links and remember where they now start
       let links = 0;
-      if (before) {
-        // the chains forget the dropped rows' links and remember where they now start
+      if (cuts.length > 0) {
         const keyset = await keys.logKeyset();
         try {
-          const [trim] = await tx<{ n: number }[]>`select pgseal.trim_log_chains('access', ${before}::timestamptz, ${keyset}::bytea) as n`;
-          links = trim!.n;
+          for (const [log, before] of cuts) {
+            const [trim] = await tx<{ n: number }[]>`select pgseal.trim_log_chains(${log}, ${before}::timestamptz, ${keyset}::bytea) as n`;
+            links += trim!.n;
+          }
         } finally {
           keyset.fill(0);
         }
       }
-      await recordEvent(tx, keys, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, dropped: row!.dropped, links_trimmed: links, retained_from: before ?? null } });
-      return row!.dropped;
+      await recordEvent(tx, keys, {
+        operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason,
+        details: { older_than: period, dropped, links_trimmed: links, retained_from: cuts.find(([log]) => log === 'access')?.[1] ?? null },
+      });
+      return dropped;
     }),
   );
 }
 
-/** The start of the month after the newest dropped partition (encrypted_data_access_log_yYYYYmMM, UTC). */
-function retainedFrom(dropped: readonly string[]): string | undefined {
-  const months = dropped.map((name) => /_y(\d{4})m(\d{2})$/.exec(name)).filter((m) => m !== null).map((m) => Date.UTC(Number(m[1]), Number(m[2]), 1));
-  return months.length ? new Date(Math.max(...months)).toISOString() : undefined;
+type Cut = ['access' | 'audit', string];
+
+/** Native partitions: the access log's months; its chains now start after the newest one dropped. */
+async function dropPartitions(tx: TransactionSql, period: string): Promise<{ dropped: string[]; cuts: Cut[] }> {
+  const [row] = await tx<{ dropped: string[] }[]>`select pgseal.drop_log_partitions(${period}::interval) as dropped`;
+  const months = row!.dropped.map((name) => /_y(\d{4})m(\d{2})$/.exec(name)).filter((m) => m !== null).map((m) => Date.UTC(Number(m[1]), Number(m[2]), 1));
+  return { dropped: row!.dropped, cuts: months.length ? [['access', new Date(Math.max(...months)).toISOString()]] : [] };
 }
 
-async function dropLogChunks(sql: Sql, keys: LogKeys, period: string, by: Attribution): Promise<string[]> {
-  return guarded(() =>
-    sql.begin(async (tx) => {
-      const [row] = await tx<{ n: number }[]>`select pgseal.drop_log_chunks(${period}::interval) as n`;
-      // chunks go whole: the chains now start where the oldest chunk left begins (not at the
-      // oldest row left, which rows deleted by hand would move)
-      const keyset = await keys.logKeyset();
-      let links = 0;
-      try {
-        for (const [log, table] of [['access', 'encrypted_data_access_log'], ['audit', 'encryption_audit_log']] as const) {
-          const [trim] = await tx.unsafe<{ n: number }[]>(
-            `select pgseal.trim_log_chains($1, coalesce(
-               (select pg_catalog.min(c.range_start) from timescaledb_information.chunks c where c.hypertable_schema = 'pgseal' and c.hypertable_name = $2),
-               pg_catalog.now() - $3::interval), $4::bytea) as n`,
-            [log, table, period, keyset]);
-          links += trim!.n;
-        }
-      } finally {
-        keyset.fill(0);
-      }
-      await recordEvent(tx, keys, { operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason, details: { older_than: period, chunks_dropped: row!.n, links_trimmed: links } });
-      return row!.n > 0 ? [`${row!.n} chunk(s)`] : [];
-    }),
-  );
+/**
+ * TimescaleDB: both logs' chunks. Chunks go whole: the chains now start where the oldest
+ * chunk left begins (not at the oldest row left, which rows deleted by hand would move).
+ */
+async function dropChunks(tx: TransactionSql, period: string): Promise<{ dropped: string[]; cuts: Cut[] }> {
+  const [row] = await tx<{ n: number }[]>`select pgseal.drop_log_chunks(${period}::interval) as n`;
+  const cuts = await tx<{ log: 'access' | 'audit'; before: Date }[]>`
+    select l.log, coalesce(pg_catalog.min(c.range_start), pg_catalog.now() - ${period}::interval) as before
+      from (values ('access', 'encrypted_data_access_log'), ('audit', 'encryption_audit_log')) as l(log, hypertable)
+      left join timescaledb_information.chunks c on c.hypertable_schema = 'pgseal' and c.hypertable_name = l.hypertable
+     group by l.log`;
+  return { dropped: row!.n > 0 ? [`${row!.n} chunk(s)`] : [], cuts: cuts.map((c) => [c.log, c.before.toISOString()]) };
 }

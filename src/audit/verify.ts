@@ -308,18 +308,31 @@ async function checkPositions(
       FROM l LEFT JOIN r ON r.link_id = l.id
      WHERE COALESCE(r.distinct_found, 0) <> l.row_count OR r.found <> r.distinct_found
      ORDER BY l.created_at`, [log, since]);
+  // rows of a link that straddles the retention cut-off went with their partition or chunk:
+  // such a link is looked at only for second copies
+  const retained = (link: (typeof links)[number]) => {
+    const cut = retainedFrom.get(link.chain);
+    return (cut !== undefined && link.first_at < cut) || (horizon !== null && link.first_at < horizon);
+  };
+  const suspect = links.filter((link) => !retained(link) || link.found !== link.distinct_found);
   const problems: VerifyProblem[] = [];
   let deleted = 0;
   let inserted = 0;
-  for (const link of links) {
-    const cut = retainedFrom.get(link.chain);
-    // rows of a link that straddles the retention cut-off went with their partition
-    const retention = (cut !== undefined && link.first_at < cut) || (horizon !== null && link.first_at < horizon);
-    const present = await sql.unsafe<{ link_pos: number; n: string; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }[]>(`
-      SELECT r.link_pos, pg_catalog.count(*) OVER (PARTITION BY r.link_pos) AS n, r.${t.time} AS at, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id
-        FROM ${t.table} r WHERE r.link_id = $1 AND r.${t.time} >= $2::timestamptz`, [link.id, link.first_at]);
+  if (suspect.length === 0) return;
+  // the rows of every suspect link, in one query
+  const present = new Map<string, Array<{ link_pos: number; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }>>();
+  const rows = await sql.unsafe<{ link_id: string; link_pos: number; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }[]>(`
+    SELECT r.link_id::text, r.link_pos, r.${t.time} AS at, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id
+      FROM ${t.table} r WHERE r.link_id = ANY ($1::bigint[]) AND r.${t.time} >= $2::timestamptz`,
+  [suspect.map((l) => l.id), new Date(Math.min(...suspect.map((l) => l.first_at.getTime())))]);
+  for (const row of rows) {
+    const list = present.get(row.link_id);
+    if (list) list.push(row);
+    else present.set(row.link_id, [row]);
+  }
+  for (const link of suspect) {
     const seen = new Set<number>();
-    for (const row of present) {
+    for (const row of present.get(link.id) ?? []) {
       if (seen.has(row.link_pos)) {
         inserted += 1;
         if (problems.length < limit) {
@@ -329,7 +342,7 @@ async function checkPositions(
       }
       seen.add(row.link_pos);
     }
-    if (retention) continue;
+    if (retained(link)) continue;
     for (let pos = 0; pos < link.row_count; pos++) {
       if (seen.has(pos)) continue;
       deleted += 1;

@@ -33,6 +33,16 @@ export interface KeyringOptions {
   ttlMs?: number;
 }
 
+/** The rows of pgseal.keys still in use (active, decrypt-only), oldest first; of one purpose or scope if asked. */
+export function usableKeyRows(sql: Sql, only: { purpose?: KeyRow['purpose']; scope?: string } = {}): Promise<KeyRow[]> {
+  return withPgsealErrors(() => sql<KeyRow[]>`
+    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+      from pgseal.keys
+     where state in ('active', 'decrypt-only')
+       ${only.purpose ? sql`and purpose = ${only.purpose}` : sql``} ${only.scope ? sql`and scope = ${only.scope}` : sql``}
+     order by version`);
+}
+
 /** Unwraps one key row and checks it against its stored fingerprint. The caller zeroes the result. */
 export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Promise<Buffer> {
   if (!row.wrapped_key) {
@@ -113,11 +123,7 @@ export class Keyring {
   }
 
   async #load(): Promise<void> {
-    const rows = await withPgsealErrors(() => this.#sql<KeyRow[]>`
-      select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
-        from pgseal.keys
-       where state in ('active', 'decrypt-only')
-       order by version`);
+    const rows = await usableKeyRows(this.#sql);
     const next = new Map<number, CachedKey>();
     try {
       for (const row of rows) {
@@ -268,8 +274,7 @@ export interface LogKeys {
 }
 
 function logKeyset(keys: Array<VersionedKeys & { state: KeyState; version: number }>): Buffer {
-  const sorted = keys.filter((k) => k.state === 'active' || k.state === 'decrypt-only')
-    .sort((a, b) => Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version);
+  const sorted = keys.filter((k) => k.state === 'active' || k.state === 'decrypt-only').sort(activeFirst);
   if (sorted[0]?.state !== 'active') {
     throw new PgsealError(ErrorCodes.LOG_KEY_MISSING, 'there is no log key: the audit and access logs cannot be signed', {
       hint: 'run `pgseal keys init` as the owner: it creates the log key and starts the logs\' hash chains',
@@ -290,9 +295,7 @@ function logKeyset(keys: Array<VersionedKeys & { state: KeyState; version: numbe
 export function masterLogKeys(sql: Sql, provider: MasterKeyProvider): LogKeys {
   return {
     async logKeyset() {
-      const rows = await withPgsealErrors(() => sql<KeyRow[]>`
-        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
-          from pgseal.keys where purpose = 'log' and state in ('active', 'decrypt-only') order by version`);
+      const rows = await usableKeyRows(sql, { purpose: 'log' });
       const keys: Array<VersionedKeys & { state: KeyState }> = [];
       try {
         for (const row of rows) {
@@ -309,7 +312,7 @@ export function masterLogKeys(sql: Sql, provider: MasterKeyProvider): LogKeys {
 }
 
 /** The active key first, then the newest: the order lookups try keys in. */
-function activeFirst(a: CachedKey, b: CachedKey): number {
+function activeFirst(a: { state: KeyState; version: number }, b: { state: KeyState; version: number }): number {
   return Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version;
 }
 

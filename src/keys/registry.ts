@@ -6,7 +6,7 @@ import type { Sql } from 'postgres';
 import { recordEvent, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from './derive.js';
-import { masterLogKeys, unwrapKeyRow, type KeyRow, type KeyState } from './keyring.js';
+import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './keyring.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export const DEFAULT_SCOPE = 'default';
@@ -36,11 +36,7 @@ function checkScope(scope: string): void {
 
 /** Proves the master key opens every usable key (so a rotation cannot mix master keys). */
 async function proveMasterKey(sql: Sql, provider: MasterKeyProvider, scope?: string): Promise<void> {
-  const rows = await guarded(() => sql<KeyRow[]>`
-    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
-      from pgseal.keys
-     where state in ('active', 'decrypt-only') ${scope ? sql`and scope = ${scope}` : sql``}
-     order by version`);
+  const rows = await usableKeyRows(sql, { scope });
   for (const row of rows) (await unwrapKeyRow(provider, row)).fill(0);
 }
 
