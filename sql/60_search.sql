@@ -136,22 +136,51 @@ BEGIN
 END
 $$;
 
+-- Opens a value under whichever keyset entry its header names, checking everything on the
+-- way (the failure names what is wrong): the slow path of decrypt_bytea_with, for values
+-- sealed under another version than the keyset's first (while a rotation's re-encryption
+-- runs) and for values that do not open. PL/pgSQL so that it stays one opaque call in the
+-- caller's plan; operators qualified, since a SET search_path clause would cost every call.
+CREATE FUNCTION pgseal._open_with_keyset(ciphertext bytea, context text, keyset bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  RETURN CASE
+    WHEN pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.>=) 70
+     AND (pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 54) OPERATOR(pg_catalog.%) 16 OPERATOR(pg_catalog.=) 0
+     AND pg_catalog.substr(ciphertext, 1, 2) OPERATOR(pg_catalog.=) '\x0101'::bytea
+     AND pgseal._hmac_sha256(
+           pg_catalog.substr(ciphertext, 1, pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 32)
+             OPERATOR(pg_catalog.||) pgseal._context_bytes(context),
+           pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset) OPERATOR(pg_catalog.+) 32, 32))
+         OPERATOR(pg_catalog.=) pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 31)
+    THEN pgseal._aes_cbc_decrypt(
+           pg_catalog.substr(ciphertext, 23, pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 54),
+           pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset), 32),
+           pg_catalog.substr(ciphertext, 7, 16))
+    ELSE pgseal._fail_open_with(ciphertext, context, keyset)
+  END;
+END
+$$;
+
+-- The fast path checks the tag under the keyset's first entry only, and nothing else: a tag
+-- that verifies proves the envelope's header, length and key version (all authenticated),
+-- and one that does not sends the value to _open_with_keyset. The expression is kept small
+-- because a prepared statement's generic plan re-initialises it on every execution: for a
+-- one-row lookup that set-up, not pgcrypto, was most of the cost (docs/format.md §5).
+-- abs(): a value shorter than its tag must reach the slow path, not fail in substr.
 CREATE FUNCTION pgseal.decrypt_bytea_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
   WHEN ciphertext IS NULL THEN NULL
-  WHEN pg_catalog.octet_length(ciphertext) >= 70
-   AND (pg_catalog.octet_length(ciphertext) - 54) % 16 = 0
-   AND pg_catalog.substr(ciphertext, 1, 2) = '\x0101'::bytea
-   AND pgseal._hmac_sha256(
-         pg_catalog.substr(ciphertext, 1, pg_catalog.octet_length(ciphertext) - 32) || pgseal._context_bytes(context),
-         pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset) + 32, 32))
+  WHEN pgseal._hmac_sha256(
+         pg_catalog.substr(ciphertext, 1, pg_catalog.abs(pg_catalog.octet_length(ciphertext) - 32)) || pgseal._context_bytes(context),
+         pg_catalog.substr(keyset, 37, 32))
        = pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) - 31)
   THEN pgseal._aes_cbc_decrypt(
          pg_catalog.substr(ciphertext, 23, pg_catalog.octet_length(ciphertext) - 54),
-         pg_catalog.substr(keyset, pgseal._keyset_offset(ciphertext, keyset), 32),
+         pg_catalog.substr(keyset, 5, 32),
          pg_catalog.substr(ciphertext, 7, 16))
-  ELSE pgseal._fail_open_with(ciphertext, context, keyset)
+  ELSE pgseal._open_with_keyset(ciphertext, context, keyset)
 END;
 
 -- STABLE, not IMMUTABLE, only because convert_from is: an IMMUTABLE wrapper would not inline.
@@ -188,7 +217,7 @@ REVOKE ALL ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal._index_keys(text), pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
-  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea), pgseal._open_with_keyset(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 FROM PUBLIC;
@@ -196,7 +225,7 @@ GRANT EXECUTE ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
   pgseal._index_keys(text), pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
-  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
+  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea), pgseal._open_with_keyset(bytea, text, bytea),
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 TO PUBLIC;

@@ -23,16 +23,19 @@ afterAll(async () => {
 // postgres.js sends arrays of buffers poorly: hand them over as hex text.
 const hexes = (values: Buffer[]) => values.map((v) => v.toString('hex'));
 
-/** Decrypts each value in one statement, returning 'ok:<hex>' or the SQLSTATE per value. */
-async function tryDecrypt(tx: TransactionSql, values: Buffer[], context: string): Promise<string[]> {
+/**
+ * Decrypts each value in one statement, returning 'ok:<hex>', 'null' or the SQLSTATE per
+ * value: with the transaction's keys (decrypt_bytea), or with a keyset (decrypt_bytea_with).
+ */
+async function tryDecrypt(tx: TransactionSql, values: Buffer[], context: string | null, keyset?: { keys: Buffer | null }): Promise<string[]> {
   await tx`
-    create or replace function pg_temp.try_decrypt(cts bytea[], ctx text) returns text[] language plpgsql as $$
+    create or replace function pg_temp.try_decrypt(cts bytea[], ctx text, with_keyset boolean, ks bytea) returns text[] language plpgsql as $$
     declare ct bytea; out text[] := '{}'; pt bytea;
     begin
       foreach ct in array cts loop
         begin
-          pt := pgseal.decrypt_bytea(ct, ctx);
-          out := out || ('ok:' || encode(pt, 'hex'));
+          pt := CASE WHEN with_keyset THEN pgseal.decrypt_bytea_with(ct, ctx, ks) ELSE pgseal.decrypt_bytea(ct, ctx) END;
+          out := out || coalesce('ok:' || encode(pt, 'hex'), 'null');
         exception when others then
           out := out || sqlstate::text;
         end;
@@ -40,7 +43,8 @@ async function tryDecrypt(tx: TransactionSql, values: Buffer[], context: string)
       return out;
     end $$`;
   const [row] = await tx<{ r: string[] }[]>`
-    select pg_temp.try_decrypt(array(select decode(h, 'hex') from unnest(${hexes(values)}::text[]) with ordinality u(h, i) order by i), ${context}) as r`;
+    select pg_temp.try_decrypt(array(select decode(h, 'hex') from unnest(${hexes(values)}::text[]) with ordinality u(h, i) order by i),
+                               ${context}, ${keyset !== undefined}, ${keyset?.keys ?? null}) as r`;
   return row!.r;
 }
 
@@ -126,6 +130,56 @@ describe('SQL and Node interoperate', () => {
                        pgseal.key_version_of(null) as e`;
     });
     expect(row).toEqual({ a: null, b: null, c: null, d: null, e: null });
+  });
+});
+
+describe('the keyset path (decrypt_bytea_with): a small fast path, the full checks behind it', () => {
+  const sample = Buffer.from(vectors.cases[0]!.envelope, 'hex');
+  const context = vectors.cases[0]!.context;
+  const plain = plaintextOf(vectors.cases[0]!).toString('hex');
+  const older = keyMaterial(vectorKey);
+  const newer = keyMaterial(randomKey(vectorKey.version + 1));
+  const keyset = (...entries: Buffer[]) => Buffer.concat(entries);
+
+  const tryWith = (values: Buffer[], ctx: string | null, keys: Buffer | null) => db.sql.begin((tx) => tryDecrypt(tx, values, ctx, { keys }));
+
+  it('opens a value under the first entry, and one under a later entry (the slow path)', async () => {
+    expect(await tryWith([sample], context, keyset(older, newer))).toEqual([`ok:${plain}`]);
+    expect(await tryWith([sample], context, keyset(newer, older))).toEqual([`ok:${plain}`]);
+  });
+
+  it('every single-bit flip and every truncation gives the same SQLSTATE as the settings path, on both paths', async () => {
+    const damaged = [...bitFlips(sample), ...truncations(sample)];
+    for (const keys of [keyset(older), keyset(newer, older)]) {
+      const got = await tryWith(damaged.map((m) => m.bytes), context, keys);
+      const wrong = damaged.map((m, i) => ({ label: m.label, want: m.sqlstate, got: got[i] })).filter((x) => x.got !== x.want);
+      expect(wrong).toEqual([]);
+    }
+  });
+
+  it('NULL stays NULL; a NULL context is 22004; another context PS003; a version not in the keyset PS002; plaintext PS004', async () => {
+    expect(await tryWith([Buffer.alloc(0)], context, keyset(older))).toEqual(['PS004']);
+    const [nullRow] = await db.sql<{ v: Buffer | null }[]>`select pgseal.decrypt_bytea_with(null, ${context}, ${keyset(older)}) as v`;
+    expect(nullRow!.v).toBeNull();
+    expect(await tryWith([sample], null, keyset(older))).toEqual(['22004']);
+    expect(await tryWith([sample], 'public.customers.phone', keyset(older))).toEqual(['PS003']);
+    expect(await tryWith([sample], context, keyset(newer))).toEqual(['PS002']);
+    expect(await tryWith([sample], context, null)).toEqual(['PS002']);
+    const text = Buffer.from('mario.rossi@example.it, a plaintext that is long enough for an envelope');
+    expect(await tryWith([text, text.subarray(0, 32), text.subarray(0, 31)], context, keyset(older))).toEqual(['PS004', 'PS004', 'PS004']);
+  });
+
+  it('inlines to one tag check and one decryption; version lookups stay inside the slow path', async () => {
+    // columns, not constants: an IMMUTABLE call on constants would be folded away at plan time
+    const output = await db.sql.begin(async (tx) => {
+      await tx`create temp table sealed (c bytea, k bytea) on commit drop`;
+      const plan = await tx.unsafe(`explain (verbose, costs off) select pgseal.decrypt_text_with(c, 'public.t.c', k) from sealed`);
+      return plan.map((r) => String((r as Record<string, unknown>)['QUERY PLAN'])).join('\n');
+    });
+    expect(output).toContain('_open_with_keyset');
+    expect(output).toMatch(/hmac\(/);
+    expect(output).not.toContain('_keyset_offset');
+    expect(output).not.toContain('_keyset_find');
   });
 });
 
