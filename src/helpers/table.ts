@@ -40,6 +40,8 @@ export class Table<T extends AnyTable> {
 
   readonly #accessLog: AccessLogOptions;
   readonly #accessBuffer: AccessLogBuffer | undefined;
+  /** select lists by key path: the same text on every call, built once */
+  readonly #selectLists = new Map<string, string>();
 
   constructor(sql: Sql, keyring: Keyring, def: T, options: { accessLog?: AccessLogOptions | undefined; accessBuffer?: AccessLogBuffer | undefined } = {}) {
     this.#sql = sql;
@@ -66,6 +68,13 @@ export class Table<T extends AnyTable> {
 
   get #pk(): string {
     return this.def.primaryKey;
+  }
+
+  #select(keys: KeyPath): string {
+    const key = keys.kind === 'argument' ? keys.keyset : keys.kind;
+    let list = this.#selectLists.get(key);
+    if (list === undefined) this.#selectLists.set(key, (list = selectList(this.#columns, this.#pk, keys)));
+    return list;
   }
 
   #encrypted(): Array<ColumnSql & { def: Enc }> {
@@ -267,7 +276,7 @@ export class Table<T extends AnyTable> {
     const v = values as Record<string, unknown>;
     const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (keys, params) => {
       const cells = await this.#writeRow(v, params, keys.kind, new Map());
-      return `INSERT INTO ${this.#target} (${cells.map(([c]) => ident(c)).join(', ')}) VALUES (${cells.map(([, e]) => e).join(', ')}) RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
+      return `INSERT INTO ${this.#target} (${cells.map(([c]) => ident(c)).join(', ')}) VALUES (${cells.map(([, e]) => e).join(', ')}) RETURNING ${this.#select(keys)}`;
     }, 'write');
     return row!;
   }
@@ -322,7 +331,7 @@ export class Table<T extends AnyTable> {
       const cells = await this.#writeRow(v, params, keys.kind, new Map(), true);
       const sets = cells.map(([c, e]) => `${ident(c)} = ${e}`);
       if (sets.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
-      return `UPDATE ${this.#target} SET ${sets.join(', ')} WHERE ${ident(this.#pk)} = ${params.add(pk)} RETURNING ${selectList(this.#columns, this.#pk, keys)}`;
+      return `UPDATE ${this.#target} SET ${sets.join(', ')} WHERE ${ident(this.#pk)} = ${params.add(pk)} RETURNING ${this.#select(keys)}`;
     }, 'write');
     return row;
   }
@@ -342,7 +351,7 @@ export class Table<T extends AnyTable> {
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {
     const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
-      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}`;
+      return `SELECT ${this.#select(keys)} FROM ${this.#target} WHERE ${ident(this.#pk)} = ${params.add(pk)}`;
     }, 'read');
     return row;
   }
@@ -355,7 +364,7 @@ export class Table<T extends AnyTable> {
     const wanted = (many ? value : [value]) as unknown[];
     if (c.def.kind === 'plain') {
       return this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) =>
-        `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? `= ANY(${params.add(wanted)})` : `= ${params.add(wanted[0])}`}`,
+        `SELECT ${this.#select(keys)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? `= ANY(${params.add(wanted)})` : `= ${params.add(wanted[0])}`}`,
       'read');
     }
     const enc = c as ColumnSql & { def: Enc };
@@ -367,16 +376,16 @@ export class Table<T extends AnyTable> {
     // every index key of the scope: rows not yet re-indexed under the active one still match
     const indexKeys = await this.#keyring.indexKeys(scope);
     if (indexKeys.length === 0) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-    const indexes = wanted.flatMap((w) => indexKeys.map((k) => blindIndex(k, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes).toString('hex')));
+    const indexes = wanted.flatMap((w) => indexKeys.map((k) => blindIndex(k, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes)));
     if (indexes.length === 0) return [];
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
     // the other columns' keys follow the caller's tenant, not the searched column's scope
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       const tenant = enc.def.scopeColumn ? ` AND ${ident(enc.def.scopeColumn)}::text = ${params.add(scope)}` : '';
       const match = indexes.length > 1
-        ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes)}::text[]) AS x))`
-        : `${ident(c.blindIndexColumn!)} = pg_catalog.decode(${params.add(indexes[0])}, 'hex')`;
-      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target} WHERE ${match}${tenant}`;
+        ? `${ident(c.blindIndexColumn!)} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${params.add(indexes.map((i) => i.toString('hex')))}::text[]) AS x))`
+        : `${ident(c.blindIndexColumn!)} = ${params.add(indexes[0])}::bytea`;
+      return `SELECT ${this.#select(keys)} FROM ${this.#target} WHERE ${match}${tenant}`;
     }, 'read');
     // the blind index is truncated: keep only rows whose value really matches
     return rows.filter((r) => {
@@ -394,7 +403,7 @@ export class Table<T extends AnyTable> {
       const scopeColumn = this.#encrypted().find((c) => c.def.scopeColumn)?.def.scopeColumn;
       if (options.scope !== undefined && scopeColumn) where.push(`${ident(scopeColumn)}::text = ${params.add(options.scope)}`);
       const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-      return `SELECT ${selectList(this.#columns, this.#pk, keys)} FROM ${this.#target}${filter} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
+      return `SELECT ${this.#select(keys)} FROM ${this.#target}${filter} ORDER BY ${ident(this.#pk)} LIMIT ${params.add(limit)}`;
     }, 'read');
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };

@@ -6,16 +6,23 @@ import { createHmac } from 'node:crypto';
 import type { Normalizer } from '../registry/types.js';
 import { normalize } from './normalize.js';
 
+// contexts are few (one per searchable column) and used on every lookup
+const contexts = new Map<string, Buffer>();
 function contextBytes(context: string): Buffer {
-  const utf8 = Buffer.from(context, 'utf8');
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(utf8.length);
-  return Buffer.concat([utf8, length]);
+  let bytes = contexts.get(context);
+  if (bytes === undefined) {
+    const utf8 = Buffer.from(context, 'utf8');
+    bytes = Buffer.alloc(utf8.length + 4);
+    utf8.copy(bytes);
+    bytes.writeUInt32BE(utf8.length, utf8.length);
+    if (contexts.size < 10_000) contexts.set(context, bytes);
+  }
+  return bytes;
 }
 
 export function blindIndex(indexKey: Buffer, value: string, normalizer: Normalizer, context: string, bytes = 16): Buffer {
   return createHmac('sha256', indexKey)
-    .update(Buffer.from(normalize(value, normalizer), 'utf8'))
+    .update(normalize(value, normalizer), 'utf8')
     .update(contextBytes(context))
     .digest()
     .subarray(0, bytes);
