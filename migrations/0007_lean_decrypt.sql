@@ -13,6 +13,11 @@
 CREATE FUNCTION pgseal._open_with_keyset(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
+  -- a cut entry would hand a short or empty key to hmac(), and a tag under it anyone can compute
+  IF pg_catalog.octet_length(keyset) OPERATOR(pg_catalog.%) 68 OPERATOR(pg_catalog.<>) 0 THEN
+    PERFORM pgseal._raise('PS006', 'pgseal: invalid keyset',
+      'The keyset argument is built by the pgseal library (entries of version and keys, 68 bytes each); do not build it by hand.');
+  END IF;
   RETURN CASE
     WHEN pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.>=) 70
      AND (pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 54) OPERATOR(pg_catalog.%) 16 OPERATOR(pg_catalog.=) 0
@@ -36,12 +41,15 @@ $$;
 -- and one that does not sends the value to _open_with_keyset. The expression is kept small
 -- because a prepared statement's generic plan re-initialises it on every execution: for a
 -- one-row lookup that set-up, not pgcrypto, was most of the cost (docs/format.md §5).
--- abs(): a value shorter than its tag must reach the slow path, not fail in substr.
+-- The keyset's length is checked first: substr() of a shorter one would give a short or
+-- empty key, and a tag under an empty key is one anyone can compute. abs(): a value shorter
+-- than its tag must reach the slow path, not fail in substr.
 CREATE OR REPLACE FUNCTION pgseal.decrypt_bytea_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
   WHEN ciphertext IS NULL THEN NULL
-  WHEN pgseal._hmac_sha256(
+  WHEN pg_catalog.octet_length(keyset) >= 68
+   AND pgseal._hmac_sha256(
          pg_catalog.substr(ciphertext, 1, pg_catalog.abs(pg_catalog.octet_length(ciphertext) - 32)) || pgseal._context_bytes(context),
          pg_catalog.substr(keyset, 37, 32))
        = pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) - 31)

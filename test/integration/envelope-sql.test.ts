@@ -169,6 +169,18 @@ describe('the keyset path (decrypt_bytea_with): a small fast path, the full chec
     expect(await tryWith([text, text.subarray(0, 32), text.subarray(0, 31)], context, keyset(older))).toEqual(['PS004', 'PS004', 'PS004']);
   });
 
+  it('an empty or malformed keyset is never a key: a value forged under an empty key does not open', async () => {
+    // what anyone can compute: the tag under an empty MAC key, AES under pgcrypto's zero-padded empty key
+    const forgedMaterial = Buffer.concat([older.subarray(0, 4), Buffer.alloc(16)]);
+    const [row] = await db.sql<{ f: Buffer }[]>`select pgseal._seal(convert_to('forged', 'UTF8'), pgseal._context_bytes(${context}), ${forgedMaterial}, ${Buffer.alloc(16, 7)}) as f`;
+    expect(await tryWith([row!.f], context, Buffer.alloc(0))).toEqual(['PS002']);
+    expect(await tryWith([row!.f], context, older.subarray(0, 4))).toEqual(['PS006']);
+    expect(await tryWith([sample], context, older.subarray(0, 67))).toEqual(['PS006']);
+    // the value's own entry cut short; a complete first entry still opens its own values
+    expect(await tryWith([sample], context, Buffer.concat([newer, older.subarray(0, 40)]))).toEqual(['PS006']);
+    expect(await tryWith([sample], context, Buffer.concat([older, newer.subarray(0, 40)]))).toEqual([`ok:${plain}`]);
+  });
+
   it('inlines to one tag check and one decryption; version lookups stay inside the slow path', async () => {
     // columns, not constants: an IMMUTABLE call on constants would be folded away at plan time
     const output = await db.sql.begin(async (tx) => {
