@@ -2,10 +2,10 @@
 // primary-key lookups (8 concurrent clients), lookups by a searchable column, and a
 // 100,000-row listing, each with three encrypted columns.
 //
-// Two references bound what any in-database decryption can reach here, measured the same
-// way: the lookup with md5() of each value (the cheapest function one could call per value)
-// and the pgcrypto floor (per value exactly one hmac() and one decrypt_iv(), with no
-// envelope checks around them: the two primitives authenticated decryption cannot do without).
+// Two references, measured the same way, show what in-database decryption can reach here:
+// the lookup with md5() of each value (about the cheapest function one could call per value)
+// and bare pgcrypto (per value one hmac() and one decrypt_iv(), the two calls authenticated
+// decryption cannot do without, with no envelope checks around them).
 
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
@@ -93,34 +93,36 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
     // the references: the same statement shape as the helpers' (keyset as a bytea parameter)
     keyset = (await ring.keyset(['default']))!;
     const indexKey = (await ring.indexKey('default'))!;
-    const floor = (c: string) =>
+    const pgcryptoOnly = (c: string) =>
       `CASE WHEN pgseal._hmac_sha256(${c}, pg_catalog.substr($1::bytea, 37, 32)) = $1::bytea THEN NULL ELSE pg_catalog.convert_from(pgseal._aes_cbc_decrypt(` +
       `pg_catalog.substr(${c}, 23, pg_catalog.octet_length(${c}) - 54), pg_catalog.substr($1::bytea, 5, 32), pg_catalog.substr(${c}, 7, 16)), 'UTF8') END AS ${c}`;
-    const floorList = `id, name, ${floor('email')}, ${floor('phone')}, ${floor('tax_code')}`;
-    const floorByPk = (i: number) => pool.unsafe(`select ${floorList} from bench_enc where id = $2`, [keyset!, id(i)] as never[], { prepare: true });
-    const floorByEmail = (i: number) =>
-      pool.unsafe(`select ${floorList} from bench_enc where email_bidx = $2::bytea`, [keyset, blindIndex(indexKey, email(i), 'email', 'public.bench_enc.email')] as never[], { prepare: true });
+    const pgcryptoList = `id, name, ${pgcryptoOnly('email')}, ${pgcryptoOnly('phone')}, ${pgcryptoOnly('tax_code')}`;
+    const pgcryptoByPk = (i: number) => pool.unsafe(`select ${pgcryptoList} from bench_enc where id = $2`, [keyset!, id(i)] as never[], { prepare: true });
+    const pgcryptoByEmail = (i: number) =>
+      pool.unsafe(`select ${pgcryptoList} from bench_enc where email_bidx = $2::bytea`, [keyset, blindIndex(indexKey, email(i), 'email', 'public.bench_enc.email')] as never[], { prepare: true });
     const md5ByPk = (i: number) =>
       pool.unsafe('select id, name, md5(email) as email, md5(phone) as phone, md5(tax_code) as tax_code from bench_enc where id = $2 and $1::bytea is not null', [keyset, id(i)] as never[], { prepare: true });
-    const [f] = await floorByPk(4242 - 1);
-    const [fe] = await floorByEmail(4242 - 1);
+    const [f] = await pgcryptoByPk(4242 - 1);
+    const [fe] = await pgcryptoByEmail(4242 - 1);
     const [p2] = await pool`select id, name, email, phone, tax_code from bench_plain where id = ${id(4242 - 1)}`;
-    if (JSON.stringify(f) !== JSON.stringify(p2) || JSON.stringify(fe) !== JSON.stringify(p2)) throw new Error('helpers bench: the pgcrypto floor did not decrypt');
+    if (JSON.stringify(f) !== JSON.stringify(p2) || JSON.stringify(fe) !== JSON.stringify(p2)) throw new Error('helpers bench: the bare pgcrypto reference did not decrypt');
     const plainByPk = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where id = ${id(i)}`;
     const encByPk = (i: number) => table.findByPk(id(i));
     const plainByEmail = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where email = ${email(i)}`;
     const encByEmail = (i: number) => table.findBy('email', email(i));
     const seconds = 2_000;
     const t: Record<string, number[]> = {
-      pk_plain: [], pk_helpers: [], pk_md5: [], pk_floor: [], search_plain: [], search_helpers: [], search_floor: [], list_plain: [], list_helpers: [],
+      pk_plain: [], pk_helpers: [], pk_md5: [], pk_pgcrypto: [], search_plain: [], search_helpers: [], search_pgcrypto: [], list_plain: [], list_helpers: [],
     };
     const lookups: Array<[string, (i: number) => Promise<unknown>]> = [
-      ['pk_plain', plainByPk], ['pk_helpers', encByPk], ['pk_md5', md5ByPk], ['pk_floor', floorByPk],
-      ['search_plain', plainByEmail], ['search_helpers', encByEmail], ['search_floor', floorByEmail],
+      ['pk_plain', plainByPk], ['pk_helpers', encByPk], ['pk_md5', md5ByPk], ['pk_pgcrypto', pgcryptoByPk],
+      ['search_plain', plainByEmail], ['search_helpers', encByEmail], ['search_pgcrypto', pgcryptoByEmail],
     ];
     for (const [, op] of lookups) await throughput(op, 300);
     for (let run = 0; run < runs; run++) {
-      for (const [name, op] of lookups) t[name]!.push(await throughput(op, seconds));
+      // a phase's place in the run moves its result on this machine: rotate the order every run
+      const order = lookups.map((_, k) => lookups[(k + run) % lookups.length]!);
+      for (const [name, op] of order) t[name]!.push(await throughput(op, seconds));
       let t0 = performance.now();
       const listed = await pool`select id, name, email, phone, tax_code from bench_plain order by id limit ${rows}`;
       t.list_plain!.push(performance.now() - t0);
@@ -142,13 +144,13 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
         search_lookup_vs_plain: ratio(m.search_helpers!, m.search_plain!),
         listing_extra_us_per_value: Math.round(extraUs * 1000) / 1000,
       },
-      // what no in-database decryption can beat here (see the top of this file)
+      // what in-database decryption can reach here (see the top of this file)
       references: {
         pk_md5_vs_plain: ratio(m.pk_md5!, m.pk_plain!),
-        pk_pgcrypto_floor_vs_plain: ratio(m.pk_floor!, m.pk_plain!),
-        search_pgcrypto_floor_vs_plain: ratio(m.search_floor!, m.search_plain!),
-        pk_helpers_vs_floor: ratio(m.pk_helpers!, m.pk_floor!),
-        search_helpers_vs_floor: ratio(m.search_helpers!, m.search_floor!),
+        pk_bare_pgcrypto_vs_plain: ratio(m.pk_pgcrypto!, m.pk_plain!),
+        search_bare_pgcrypto_vs_plain: ratio(m.search_pgcrypto!, m.search_plain!),
+        pk_helpers_vs_bare_pgcrypto: ratio(m.pk_helpers!, m.pk_pgcrypto!),
+        search_helpers_vs_bare_pgcrypto: ratio(m.search_helpers!, m.search_pgcrypto!),
       },
       targets: { pk_lookup_vs_plain: '>= 0.85', search_lookup_vs_plain: '>= 0.8', listing_extra_us_per_value: '<= 2' },
       pass: {
