@@ -27,7 +27,8 @@ END;
 CREATE FUNCTION pgseal._context_bytes(context text) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-  utf8 bytea := pg_catalog.convert_to(context, 'UTF8');
+  -- type names qualified: PL/pgSQL resolves them through the caller's search_path
+  utf8 pg_catalog.bytea := pg_catalog.convert_to(context, 'UTF8');
 BEGIN
   RETURN utf8 OPERATOR(pg_catalog.||) pg_catalog.int4send(pg_catalog.octet_length(utf8));
 END
@@ -41,10 +42,12 @@ $$;
 CREATE FUNCTION pgseal._seal(plaintext bytea, context_bytes bytea, key_material bytea, iv bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
 DECLARE
-  body bytea;
+  body pg_catalog.bytea;
 BEGIN
-  -- operators qualified: a SET search_path clause would cost every call
-  body := pg_catalog.byteacat(pg_catalog.byteacat(pg_catalog.byteacat('\x0101'::bytea, pg_catalog.substr(key_material, 1, 4)), iv),
+  -- names qualified: a SET search_path clause would cost every call. The header is an E''
+  -- literal: PL/pgSQL parses its body in the caller's session, and with
+  -- standard_conforming_strings off a plain '\x0101' is three other bytes.
+  body := pg_catalog.byteacat(pg_catalog.byteacat(pg_catalog.byteacat(E'\\x0101'::pg_catalog.bytea, pg_catalog.substr(key_material, 1, 4)), iv),
                               pgseal._aes_cbc_encrypt(plaintext, pg_catalog.substr(key_material, 5, 32), iv));
   RETURN pg_catalog.byteacat(body, pgseal._hmac_sha256(pg_catalog.byteacat(body, context_bytes), pg_catalog.substr(key_material, 37, 32)));
 END

@@ -101,13 +101,13 @@ RETURN CASE WHEN value_list IS NOT NULL THEN ARRAY(
 -- read per row: the version in the header is matched against the keyset's entries.
 --   keyset: entries of version u32 BE | encryption key (32) | MAC key (32), the active key first
 --   key_material (writes): version u32 BE | encryption key (32) | MAC key (32)
--- Only the first entry is matched inline: the expression stays small (a generic plan
--- re-initialises it on every execution) and most rows are on the active key; other
--- versions are looked up by _keyset_find.
+-- Only the first entry is matched inline (decrypt_bytea_with): the expression stays small
+-- (a generic plan re-initialises it on every execution) and most rows are on the active
+-- key; other versions are looked up by _keyset_find.
 CREATE FUNCTION pgseal._keyset_find(ciphertext bytea, keyset bytea) RETURNS integer
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
-  version bytea := pg_catalog.substr(ciphertext, 3, 4);
+  version pg_catalog.bytea := pg_catalog.substr(ciphertext, 3, 4);
   at integer := 1;
 BEGIN
   -- operators qualified: a SET search_path clause would cost every call
@@ -152,7 +152,7 @@ BEGIN
   RETURN CASE
     WHEN pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.>=) 70
      AND (pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 54) OPERATOR(pg_catalog.%) 16 OPERATOR(pg_catalog.=) 0
-     AND pg_catalog.substr(ciphertext, 1, 2) OPERATOR(pg_catalog.=) '\x0101'::bytea
+     AND pg_catalog.substr(ciphertext, 1, 2) OPERATOR(pg_catalog.=) E'\\x0101'::pg_catalog.bytea
      AND pgseal._hmac_sha256(
            pg_catalog.substr(ciphertext, 1, pg_catalog.octet_length(ciphertext) OPERATOR(pg_catalog.-) 32)
              OPERATOR(pg_catalog.||) pgseal._context_bytes(context),
@@ -167,11 +167,13 @@ BEGIN
 END
 $$;
 
--- The fast path checks the tag under the keyset's first entry only, and nothing else: a tag
--- that verifies proves the envelope's header, length and key version (all authenticated),
--- and one that does not sends the value to _open_with_keyset. The expression is kept small
+-- The fast path checks that the value names the keyset's first version and that its tag
+-- verifies under that entry, and nothing else: a tag that verifies proves the envelope's
+-- header and length (authenticated), and anything else goes to _open_with_keyset. The
+-- version test keeps the rule that a value opens only under the key its header names
+-- (emergency rotation's guard and re-encryption count on it). The expression is kept small
 -- because a prepared statement's generic plan re-initialises it on every execution: for a
--- one-row lookup that set-up, not pgcrypto, was most of the cost (docs/format.md §5).
+-- one-row lookup that set-up cost about as much as pgcrypto's own calls (docs/format.md §5).
 -- The keyset's length is checked first: substr() of a shorter one would give a short or
 -- empty key, and a tag under an empty key is one anyone can compute. abs(): a value shorter
 -- than its tag must reach the slow path, not fail in substr.
@@ -180,6 +182,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
   WHEN ciphertext IS NULL THEN NULL
   WHEN pg_catalog.octet_length(keyset) >= 68
+   AND pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset, 1, 4)
    AND pgseal._hmac_sha256(
          pg_catalog.substr(ciphertext, 1, pg_catalog.abs(pg_catalog.octet_length(ciphertext) - 32)) || pgseal._context_bytes(context),
          pg_catalog.substr(keyset, 37, 32))

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import type { TransactionSql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { open, seal } from '../../src/envelope.js';
-import { createDatabase, type TestDatabase } from '../support/db.js';
+import { connectQuiet, createDatabase, type TestDatabase } from '../support/db.js';
 import { keyMaterial, randomKey, useKeys, vectorKey } from '../support/keys.js';
 import { bitFlips, truncations } from '../support/mutations.js';
 import { loadVectors, megabytePlaintext, plaintextOf } from '../vectors/vectors.js';
@@ -179,6 +179,28 @@ describe('the keyset path (decrypt_bytea_with): a small fast path, the full chec
     // the value's own entry cut short; a complete first entry still opens its own values
     expect(await tryWith([sample], context, Buffer.concat([newer, older.subarray(0, 40)]))).toEqual(['PS006']);
     expect(await tryWith([sample], context, Buffer.concat([older, newer.subarray(0, 40)]))).toEqual([`ok:${plain}`]);
+  });
+
+  it('a value opens only under the key its header names: a tag made with the first key under another version does not open', async () => {
+    // what the holder of a compromised first key could write to slip past the emergency guard
+    const renamed = Buffer.concat([newer.subarray(0, 4), older.subarray(4)]);
+    const [row] = await db.sql<{ f: Buffer }[]>`select pgseal._seal(convert_to('forged', 'UTF8'), pgseal._context_bytes(${context}), ${renamed}, ${Buffer.alloc(16, 7)}) as f`;
+    expect(await tryWith([row!.f], context, keyset(older))).toEqual(['PS002']);
+    expect(await tryWith([row!.f], context, keyset(older, newer))).toEqual(['PS003']);
+  });
+
+  it('with standard_conforming_strings off, pgseal.seal still writes the header and the slow path still opens', async () => {
+    // a fresh session whose first use of the PL/pgSQL bodies happens with the setting off
+    const legacy = connectQuiet(db.url, { max: 1, connection: { standard_conforming_strings: 'off' } });
+    try {
+      const [row] = await legacy<{ e: Buffer; o: Buffer }[]>`
+        select pgseal.seal(${plaintextOf(vectors.cases[0]!)}, ${context}, ${older}, ${Buffer.from(vectors.cases[0]!.iv, 'hex')}) as e,
+               pgseal.decrypt_bytea_with(${sample}, ${context}, ${keyset(newer, older)}) as o`;
+      expect(row!.e.toString('hex')).toBe(vectors.cases[0]!.envelope);
+      expect(row!.o.toString('hex')).toBe(plain);
+    } finally {
+      await legacy.end();
+    }
   });
 
   it('inlines to one tag check and one decryption; version lookups stay inside the slow path', async () => {
