@@ -10,7 +10,7 @@ import { recordFailure } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { loadRegistry } from '../registry/load.js';
-import { blindIndex } from '../search/blind-index.js';
+import { blindIndex, blindIndexOfNormalized } from '../search/blind-index.js';
 import { normalize } from '../search/normalize.js';
 import { withKeys } from '../transaction.js';
 import type { ColumnDef, EncryptedColumn, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
@@ -376,9 +376,9 @@ export class Table<T extends AnyTable> {
     // every index key of the scope: rows not yet re-indexed under the active one still match
     const indexKeys = await this.#keyring.indexKeys(scope);
     if (indexKeys.length === 0) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-    const indexes = wanted.flatMap((w) => indexKeys.map((k) => blindIndex(k, String(w), enc.def.normalize, c.context, enc.def.blindIndexBytes)));
-    if (indexes.length === 0) return [];
     const targets = new Set(wanted.map((w) => normalize(String(w), enc.def.normalize)));
+    const indexes = [...targets].flatMap((w) => indexKeys.map((k) => blindIndexOfNormalized(k, w, c.context, enc.def.blindIndexBytes)));
+    if (indexes.length === 0) return [];
     // the other columns' keys follow the caller's tenant, not the searched column's scope
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), async (keys, params) => {
       const tenant = enc.def.scopeColumn ? ` AND ${ident(enc.def.scopeColumn)}::text = ${params.add(scope)}` : '';

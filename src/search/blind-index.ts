@@ -21,9 +21,10 @@ function contextBytes(context: string): Buffer {
 }
 
 export function blindIndex(indexKey: Buffer, value: string, normalizer: Normalizer, context: string, bytes = 16): Buffer {
-  return createHmac('sha256', indexKey)
-    .update(normalize(value, normalizer), 'utf8')
-    .update(contextBytes(context))
-    .digest()
-    .subarray(0, bytes);
+  return blindIndexOfNormalized(indexKey, normalize(value, normalizer), context, bytes);
+}
+
+/** The same, for a value already normalised (a lookup compares rows against it too). */
+export function blindIndexOfNormalized(indexKey: Buffer, normalized: string, context: string, bytes = 16): Buffer {
+  return createHmac('sha256', indexKey).update(normalized, 'utf8').update(contextBytes(context)).digest().subarray(0, bytes);
 }
