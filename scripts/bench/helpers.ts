@@ -7,6 +7,7 @@
 // and bare pgcrypto (per value one hmac() and one decrypt_iv(), the two calls authenticated
 // decryption cannot do without, with no envelope checks around them).
 
+import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
 import { column, defineTable } from '../../src/helpers/define.js';
@@ -47,6 +48,25 @@ export async function throughput(op: (i: number) => Promise<unknown>, ms: number
     }),
   );
   return done / ((performance.now() - t0) / 1000);
+}
+
+/**
+ * The CPU time (user + system, µs) the server processes have used so far, when they run on
+ * this machine (Linux /proc); undefined otherwise. The lookups' share of the server shows
+ * apart from the client, which shares this machine's cores.
+ */
+export function serverCpu(pids: readonly number[]): (() => number) | undefined {
+  const tick = 1_000_000 / 100; // USER_HZ: 100 on Linux
+  const read = (pid: number): number => {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * tick;
+  };
+  try {
+    if (!pids.every((pid) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').startsWith('postgres'))) return undefined;
+    return () => pids.reduce((sum, pid) => sum + read(pid), 0);
+  } catch {
+    return undefined; // another machine's server, or no /proc
+  }
 }
 
 /** bench_plain and bench_enc: the same rows, plaintext and with three encrypted columns. */
@@ -119,10 +139,20 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
       ['search_plain', plainByEmail], ['search_helpers', encByEmail], ['search_pgcrypto', pgcryptoByEmail],
     ];
     for (const [, op] of lookups) await throughput(op, 300);
+    // the pool's backends (each of 8 overlapping queries holds its own connection)
+    const pids = (await Promise.all(Array.from({ length: CLIENTS }, () => pool<{ pid: number }[]>`select pg_backend_pid() as pid, pg_sleep(0.05)`))).map(([r]) => r!.pid);
+    const cpu = new Set(pids).size === CLIENTS ? serverCpu(pids) : undefined;
+    const serverUs: Record<string, number[]> = Object.fromEntries(lookups.map(([name]) => [name, []]));
     for (let run = 0; run < runs; run++) {
       // a phase's place in the run moves its result on this machine: rotate the order every run
       const order = lookups.map((_, k) => lookups[(k + run) % lookups.length]!);
-      for (const [name, op] of order) t[name]!.push(await throughput(op, seconds));
+      for (const [name, op] of order) {
+        const before = cpu?.();
+        const t0 = performance.now();
+        const rate = await throughput(op, seconds);
+        t[name]!.push(rate);
+        if (cpu && before !== undefined) serverUs[name]!.push((cpu() - before) / ((rate * (performance.now() - t0)) / 1000));
+      }
       let t0 = performance.now();
       const listed = await pool`select id, name, email, phone, tax_code from bench_plain order by id limit ${rows}`;
       t.list_plain!.push(performance.now() - t0);
@@ -144,6 +174,8 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
         search_lookup_vs_plain: ratio(m.search_helpers!, m.search_plain!),
         listing_extra_us_per_value: Math.round(extraUs * 1000) / 1000,
       },
+      // server CPU per lookup (µs), when the server runs here: the cost apart from the client
+      ...(cpu ? { server_cpu_us_per_lookup: Object.fromEntries(lookups.map(([name]) => [name, Math.round(median(serverUs[name]!) * 10) / 10])) } : {}),
       // what in-database decryption can reach here (see the top of this file)
       references: {
         pk_md5_vs_plain: ratio(m.pk_md5!, m.pk_plain!),
