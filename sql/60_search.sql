@@ -175,8 +175,9 @@ $$;
 -- because a prepared statement's generic plan re-initialises it on every execution: for a
 -- one-row lookup that set-up cost about as much as pgcrypto's own calls (docs/format.md §5).
 -- The keyset's length is checked first: substr() of a shorter one would give a short or
--- empty key, and a tag under an empty key is one anyone can compute. abs(): a value shorter
--- than its tag must reach the slow path, not fail in substr.
+-- empty key, and a tag under an empty key is one anyone can compute. abs(): a value too
+-- short for its tag or body must reach the slow path, not fail in substr, also when the
+-- planner folds a constant argument into both branches.
 CREATE FUNCTION pgseal.decrypt_bytea_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE
@@ -188,7 +189,7 @@ RETURN CASE
          pg_catalog.substr(keyset, 37, 32))
        = pg_catalog.substr(ciphertext, pg_catalog.octet_length(ciphertext) - 31)
   THEN pgseal._aes_cbc_decrypt(
-         pg_catalog.substr(ciphertext, 23, pg_catalog.octet_length(ciphertext) - 54),
+         pg_catalog.substr(ciphertext, 23, pg_catalog.abs(pg_catalog.octet_length(ciphertext) - 54)),
          pg_catalog.substr(keyset, 5, 32),
          pg_catalog.substr(ciphertext, 7, 16))
   ELSE pgseal._open_with_keyset(ciphertext, context, keyset)

@@ -203,6 +203,15 @@ describe('the keyset path (decrypt_bytea_with): a small fast path, the full chec
     }
   });
 
+  it('a constant too short for an envelope is PS004 even when the planner folds it into both branches', async () => {
+    const state = await sqlstateOf(async (tx) => {
+      await tx`create temp table keysets (k bytea) on commit drop`;
+      await tx`insert into keysets values (${keyset(older)})`;
+      await tx.unsafe(`select pgseal.decrypt_bytea_with('\\x0101'::bytea, 'public.t.c', k) from keysets`);
+    });
+    expect(state).toBe('PS004');
+  });
+
   it('inlines to one tag check and one decryption; version lookups stay inside the slow path', async () => {
     // columns, not constants: an IMMUTABLE call on constants would be folded away at plan time
     const output = await db.sql.begin(async (tx) => {
