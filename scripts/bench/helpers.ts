@@ -55,7 +55,7 @@ export async function throughput(op: (i: number) => Promise<unknown>, ms: number
  * this machine (Linux /proc); undefined otherwise. The lookups' share of the server shows
  * apart from the client, which shares this machine's cores.
  */
-export function serverCpu(pids: readonly number[]): (() => number) | undefined {
+function serverCpu(pids: readonly number[]): (() => number) | undefined {
   const tick = 1_000_000 / 100; // USER_HZ: 100 on Linux
   const read = (pid: number): number => {
     const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');

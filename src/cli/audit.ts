@@ -8,6 +8,8 @@ import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 import { jsonReplacer, table, toJsonLine } from './output.js';
 
+const optionalTime = (text: string | undefined): Date | undefined => (text === undefined ? undefined : parseTime(text));
+
 interface ListArgs extends DatabaseArgs {
   since?: string | undefined;
   until?: string | undefined;
@@ -32,7 +34,7 @@ const listCommand: CommandModule<object, ListArgs> = {
       .option('json', { type: 'boolean', describe: 'one JSON object per line' }) as unknown as Argv<ListArgs>,
   handler: async (args) => {
     const events = await usingDatabase(args, (sql) => listEvents(sql, {
-      since: args.since === undefined ? undefined : parseTime(args.since), until: args.until === undefined ? undefined : parseTime(args.until),
+      since: optionalTime(args.since), until: optionalTime(args.until),
       actor: args.actor, table: args.table, row: args.row, limit: args.limit,
     }));
     if (args.json) {
@@ -60,7 +62,7 @@ const reportCommand: CommandModule<object, ReportArgs> = {
       .option('actor', { type: 'string', describe: 'only this actor' })
       .option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<ReportArgs>,
   handler: async (args) => {
-    const r = await usingDatabase(args, (sql) => report(sql, { since: parseTime(args.since), until: args.until === undefined ? undefined : parseTime(args.until), actor: args.actor }));
+    const r = await usingDatabase(args, (sql) => report(sql, { since: parseTime(args.since), until: optionalTime(args.until), actor: args.actor }));
     if (args.json) {
       console.log(JSON.stringify(r, jsonReplacer, 2));
       return;
@@ -86,7 +88,7 @@ const verifyCommand: CommandModule<object, VerifyArgs> = {
       .option('limit', { type: 'number', default: 1000, describe: 'list at most this many problems per check (counts stay complete)' })
       .option('json', { type: 'boolean', describe: 'print JSON' }) as unknown as Argv<VerifyArgs>,
   handler: async (args) => {
-    const r = await usingLogKeys(args, (sql, keys) => verifyLogs(sql, keys, { since: args.since === undefined ? undefined : parseTime(args.since), limit: args.limit, ...by(args) }));
+    const r = await usingLogKeys(args, (sql, keys) => verifyLogs(sql, keys, { since: optionalTime(args.since), limit: args.limit, ...by(args) }));
     if (args.json) console.log(JSON.stringify(r, jsonReplacer, 2));
     else {
       for (const l of r.logs) {

@@ -273,8 +273,9 @@ export interface LogKeys {
   invalidate?(): void;
 }
 
+/** From usable log keys only (the keyring's, or usableKeyRows'): active first. */
 function logKeyset(keys: Array<VersionedKeys & { state: KeyState; version: number }>): Buffer {
-  const sorted = keys.filter((k) => k.state === 'active' || k.state === 'decrypt-only').sort(activeFirst);
+  const sorted = [...keys].sort(activeFirst);
   if (sorted[0]?.state !== 'active') {
     throw new PgsealError(ErrorCodes.LOG_KEY_MISSING, 'there is no log key: the audit and access logs cannot be signed', {
       hint: 'run `pgseal keys init` as the owner: it creates the log key and starts the logs\' hash chains',

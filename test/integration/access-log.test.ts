@@ -6,8 +6,9 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { column, createLogPartitions, defineTable, dropLogPartitions, ErrorCodes, initKeys, LocalMasterKey, pgseal, protectColumn, withAccessContext, type Pgseal } from '../../src/index.js';
+import { createLogPartitions, dropLogPartitions, ErrorCodes, initKeys, LocalMasterKey, pgseal, withAccessContext, type Pgseal } from '../../src/index.js';
 import { runCli } from '../support/cli.js';
+import { createPatients, patients } from '../support/patients.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 
 let db: TestDatabase;
@@ -16,21 +17,12 @@ let plain: Pgseal;
 const masterText = randomBytes(32).toString('base64');
 const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
 
-const patients = defineTable({
-  name: 'patients',
-  primaryKey: 'id',
-  columns: { id: column.plain<number>(), ward: column.plain<string>(), diagnosis: column.text(), email: column.text({ searchable: true, normalize: 'email' }) },
-});
-
 beforeAll(async () => {
   db = await createDatabase({ migrated: true });
   await initKeys(db.sql, master());
-  await db.sql`create table patients (id int primary key, ward text)`;
-  await protectColumn(db.sql, { table: 'patients', column: 'diagnosis' });
-  await protectColumn(db.sql, { table: 'patients', column: 'email', searchable: true, normalizer: 'email' });
+  await createPatients(db.sql, master(), 150, 100);
   seal = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'sync', actor: 'batch-job' } });
   plain = pgseal({ sql: db.sql, masterKey: master() });
-  await plain.table(patients).insertMany(Array.from({ length: 150 }, (_, i) => ({ id: i + 1, ward: i < 100 ? 'A' : 'B', diagnosis: `diagnosis ${i + 1}`, email: `p${i + 1}@example.org` })));
 });
 afterAll(async () => {
   await seal?.close();

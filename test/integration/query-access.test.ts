@@ -5,9 +5,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { column, defineTable, ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, protectColumn, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
+import { ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
+import { createPatients, patients } from '../support/patients.js';
 
 let db: TestDatabase;
 let sync: Pgseal;
@@ -15,21 +16,10 @@ const masterText = randomBytes(32).toString('base64');
 const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
 const env = () => ({ DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
 
-const patients = defineTable({
-  name: 'patients',
-  primaryKey: 'id',
-  columns: { id: column.plain<number>(), ward: column.plain<string>(), diagnosis: column.text(), email: column.text({ searchable: true, normalize: 'email' }) },
-});
-
 beforeAll(async () => {
   db = await createDatabase({ migrated: true });
   await initKeys(db.sql, master());
-  await db.sql`create table patients (id int primary key, ward text)`;
-  await protectColumn(db.sql, { table: 'patients', column: 'diagnosis' });
-  await protectColumn(db.sql, { table: 'patients', column: 'email', searchable: true, normalizer: 'email' });
-  const plain = pgseal({ sql: db.sql, masterKey: master() });
-  await plain.table(patients).insertMany(Array.from({ length: 20 }, (_, i) => ({ id: i + 1, ward: i < 10 ? 'A' : 'B', diagnosis: `diagnosis ${i + 1}`, email: `p${i + 1}@example.org` })));
-  await plain.close();
+  await createPatients(db.sql, master(), 20, 10);
   sync = pgseal({ sql: db.sql, masterKey: master(), accessLog: { mode: 'sync', actor: 'svc' } });
 });
 afterAll(async () => {

@@ -1,17 +1,15 @@
 // A process that reads through the typed helpers with the async access log, then waits to
 // be killed (test/integration/access-log.test.ts checks what a SIGKILL may lose).
 import postgres from 'postgres';
-import { column, defineTable, LocalMasterKey, pgseal, withAccessContext } from '../../src/index.js';
+import { LocalMasterKey, pgseal, withAccessContext } from '../../src/index.js';
+import { patients } from './patients.js';
 
 const sql = postgres(process.env.DATABASE_URL!, { onnotice: () => {}, max: 2 });
 const seal = pgseal({ sql, masterKey: new LocalMasterKey(Buffer.from(process.env.PGSEAL_MASTER_KEY!, 'base64')), accessLog: { mode: 'async', flushIntervalMs: 200 } });
-const patients = seal.table(defineTable({
-  name: 'patients', primaryKey: 'id',
-  columns: { id: column.plain<number>(), ward: column.plain<string>(), diagnosis: column.text(), email: column.text({ searchable: true, normalize: 'email' }) },
-}));
-await withAccessContext({ actor: 'crash-1' }, () => patients.list({ limit: 100 }));
+const table = seal.table(patients);
+await withAccessContext({ actor: 'crash-1' }, () => table.list({ limit: 100 }));
 console.log('first');
 await new Promise((r) => setTimeout(r, 800)); // more than a flush interval
-await withAccessContext({ actor: 'crash-2' }, () => patients.list({ limit: 100 }));
+await withAccessContext({ actor: 'crash-2' }, () => table.list({ limit: 100 }));
 console.log('second');
 await new Promise(() => {}); // killed here
