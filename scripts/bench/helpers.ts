@@ -13,7 +13,7 @@ import postgres from 'postgres';
 import { column, defineTable } from '../../src/helpers/define.js';
 import { Table } from '../../src/helpers/table.js';
 import { Keyring } from '../../src/keys/keyring.js';
-import { blindIndex } from '../../src/search/blind-index.js';
+import { blindIndex } from '../../src/columns/blind-index.js';
 import { protectColumn } from '../../src/registry/protect.js';
 import { withKeys } from '../../src/transaction.js';
 import { median, ratio, type BenchContext } from './common.js';

@@ -4,7 +4,8 @@
 import type { Sql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { listProtectedColumns } from '../registry/load.js';
-import { columnContext, type ProtectedColumn } from '../registry/types.js';
+import { columnContext } from '../columns/context.js';
+import type { ProtectedColumn } from '../registry/types.js';
 
 export interface Filter {
   /** 'table' or 'schema.table' (quoted as in SQL when needed); default every protected table */

@@ -1,27 +1,10 @@
-// What pgseal knows about a protected column (one row of pgseal.columns, plus the table's
-// shape from the catalogs). Shared by the typed helpers, the SQL rewriter and the views.
+// The shape of the protected tables, from pgseal.columns and the catalogs: what the typed
+// helpers, the SQL rewriter and the CLI read. A protected column itself is the model of
+// src/columns/model.ts.
 
-export type ValueType = 'text' | 'bytea' | 'jsonb' | 'numeric';
-export type Normalizer = 'none' | 'trim' | 'email' | 'phone' | 'upper';
-export type ContextMode = 'column' | 'row';
+import type { ProtectedColumn } from '../columns/model.js';
 
-export interface ProtectedColumn {
-  schema: string;
-  table: string;
-  column: string;
-  valueType: ValueType;
-  /** fixed key scope, or null when scopeColumn names the column holding it */
-  scope: string | null;
-  scopeColumn: string | null;
-  /** 'column': context is 'schema.table.column'; 'row': 'schema.table.column#<primary key>' */
-  contextMode: ContextMode;
-  searchable: boolean;
-  normalizer: Normalizer;
-  /** the bytea column holding the blind index when searchable */
-  blindIndexColumn: string | null;
-  /** bytes of HMAC-SHA-256 kept in the blind index */
-  blindIndexBytes: number;
-}
+export type { ContextMode, Normalizer, ProtectedColumn, ValueType } from '../columns/model.js';
 
 export interface TableInfo {
   schema: string;
@@ -36,8 +19,3 @@ export interface TableInfo {
 
 /** Protected tables by 'schema.table' (unquoted names, as in the catalogs). */
 export type Registry = Map<string, TableInfo>;
-
-export function columnContext(c: Pick<ProtectedColumn, 'schema' | 'table' | 'column'>): string {
-  return `${c.schema}.${c.table}.${c.column}`;
-}
-

@@ -3,6 +3,7 @@
 // PostgreSQL's rule for the implicit name of a select-list column.
 
 import type { Node, TypeName } from '@pgsql/types';
+import type { Expr } from '../statement/expr.js';
 
 /** A node's data, loosely typed: the rewriter walks many node kinds generically. */
 export type NodeData = Record<string, unknown>;
@@ -52,11 +53,13 @@ export function funcCall(name: string[], args: Node[]): Node {
   return { FuncCall: { funcname: name.map(str), args, funcformat: 'COERCE_EXPLICIT_CALL' } };
 }
 
+// as the parser spells them: keyword types (numeric, integer) come out of the grammar qualified
 const TYPE_NAMES: Record<string, string[]> = {
   text: ['text'],
   bytea: ['bytea'],
   jsonb: ['jsonb'],
   numeric: ['pg_catalog', 'numeric'],
+  integer: ['pg_catalog', 'int4'],
 };
 
 function typeName(type: string, array: boolean): TypeName {
@@ -175,4 +178,31 @@ function figure(node: Node | undefined): [string, number] {
 function sqlValueFunctionName(op: string): string {
   // SVFOP_CURRENT_DATE -> current_date, SVFOP_CURRENT_TIME_N -> current_time, ...
   return op.replace(/^SVFOP_/, '').replace(/_N$/, '').toLowerCase();
+}
+
+/** An expression of the protected-column model (src/statement/expr.ts) as parse-tree nodes; operands are the rewriter's own nodes. */
+export function toNode(e: Expr<Node>): Node {
+  switch (e.k) {
+    case 'operand':
+      return e.operand;
+    case 'text':
+      return textConst(e.value);
+    case 'int':
+      return intConst(e.value);
+    case 'call':
+      return funcCall(['pgseal', e.fn], e.args.map(toNode));
+    case 'cast':
+      return cast(toNode(e.arg), e.type, e.array);
+    case 'array':
+      return { A_ArrayExpr: { elements: e.items.map(toNode) } };
+    case 'typed-like': {
+      const typedNull: Node = {
+        A_Indirection: {
+          arg: { TypeCast: { arg: { A_Const: { isnull: true } }, typeName: { names: [str(e.schema), str(e.table)], typemod: -1 } } },
+          indirection: [str(e.column)],
+        },
+      };
+      return { CoalesceExpr: { args: [toNode(e.value), typedNull] } };
+    }
+  }
 }

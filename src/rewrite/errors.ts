@@ -2,7 +2,8 @@
 // never quotes the statement: its literals may be plaintext.
 
 import { ErrorCodes, PgsealError } from '../errors.js';
-import { columnContext, type ProtectedColumn } from '../registry/types.js';
+import { columnContext } from '../columns/context.js';
+import type { ProtectedColumn } from '../registry/types.js';
 
 export const DECRYPT_SCAN_HINT =
   'pass { allowDecryptScan: true } (CLI: --allow-decrypt-scan) to decrypt and compare row by row: correct, but a full scan';

@@ -5,7 +5,8 @@
 // or decrypted row by row when the caller allows a decrypting scan.
 
 import type { A_Expr, Node, SubLink } from '@pgsql/types';
-import { columnContext, type ProtectedColumn, type TableInfo } from '../registry/types.js';
+import { columnContext } from '../columns/context.js';
+import type { ProtectedColumn, TableInfo } from '../registry/types.js';
 import { and, arraySubLink, clone, colRef, dataOf, inList, isNode, kindOf, location, names, not, op, or, refFields, type NodeData } from './ast.js';
 import { refusal, unsupported, type SourceText } from './errors.js';
 import type { Relation, Resolved, Scope } from './scope.js';

@@ -1,11 +1,12 @@
-// The SQL expressions that read, write and search one protected column through pgseal's
-// SQL functions (sql/40_envelope.sql, sql/60_search.sql).
+// The protected-column model's expressions (src/columns/expressions.ts) as parse-tree
+// nodes: the rewriter hands its own nodes in as operands and gets nodes back. No rule of
+// its own lives here.
 
 import type { Node } from '@pgsql/types';
-import { columnContext, type ProtectedColumn } from '../registry/types.js';
-import { cast, clone, funcCall, intConst, textConst } from './ast.js';
-
-const fn = (name: string, args: Node[]) => funcCall(['pgseal', name], args);
+import * as columns from '../columns/expressions.js';
+import type { ProtectedColumn } from '../registry/types.js';
+import { operand, typedLike as typedLikeExpr, type Expr } from '../statement/expr.js';
+import { clone, toNode } from './ast.js';
 
 /**
  * Where the row's values come from for a column's context and scope: at a read, columns of
@@ -18,101 +19,22 @@ export interface RowSource {
   scopeValue(): Node;
 }
 
-/** 'schema.table.column', then '@<scope>' for per-tenant columns, then '#<key>' in row mode. */
-export function contextExpr(column: ProtectedColumn, row: RowSource): Node {
-  let context = textConst(columnContext(column));
-  if (column.scopeColumn !== null) context = fn('scope_context', [context, cast(row.scopeValue(), 'text')]);
-  if (column.contextMode === 'column') return context;
-  return fn('row_context', [context, cast(row.key(), 'text')]);
-}
+const row = (r: RowSource): columns.RowSource<Node> => ({ key: () => operand(r.key()), scopeValue: () => operand(r.scopeValue()) });
+const n = (node: Node): Expr<Node> => operand(node);
 
-export function scopeExpr(column: ProtectedColumn, row: RowSource): Node {
-  return column.scope !== null ? textConst(column.scope) : cast(row.scopeValue(), 'text');
-}
-
-/** The plaintext value, typed as the column's value type. */
-export function decryptExpr(ciphertext: Node, column: ProtectedColumn, row: RowSource): Node {
-  const context = contextExpr(column, row);
-  switch (column.valueType) {
-    case 'bytea':
-      return fn('decrypt_bytea', [ciphertext, context]);
-    case 'jsonb':
-      return cast(fn('decrypt_text', [ciphertext, context]), 'jsonb');
-    case 'numeric':
-      return cast(fn('decrypt_text', [ciphertext, context]), 'numeric');
-    default:
-      return fn('decrypt_text', [ciphertext, context]);
-  }
-}
-
-/** The plaintext as the text that was encrypted and indexed (for the equality re-check). */
-function decryptedText(ciphertext: Node, column: ProtectedColumn, row: RowSource): Node {
-  const context = contextExpr(column, row);
-  if (column.valueType === 'bytea') return cast(fn('decrypt_bytea', [ciphertext, context]), 'text');
-  return fn('decrypt_text', [ciphertext, context]);
-}
+export const decryptExpr = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.decryptExpr(c, n(ciphertext), row(r)));
+export const encryptExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.encryptExpr(c, n(value), row(r)));
+export const blindIndexExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexExpr(c, n(value), row(r)));
+export const blindIndexArrayExpr = (values: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexArrayExpr(c, n(values), row(r)));
+export const lookupIndexesExpr = (values: Node[], c: ProtectedColumn, r: RowSource): Node => toNode(columns.lookupIndexesExpr(c, values.map(n), row(r)));
+export const normalizedValue = (value: Node, c: ProtectedColumn): Node => toNode(columns.normalizedValue(c, n(value)));
+export const normalizedArray = (values: Node, c: ProtectedColumn): Node => toNode(columns.normalizedArray(c, n(values)));
+export const normalizedPlaintext = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.normalizedPlaintext(c, n(clone(ciphertext)), row(r)));
 
 /**
- * A value as the text pgseal encrypts and indexes. jsonb and numeric go through their type
- * first: invalid input fails as it would on a plaintext column, and equal values are
- * stored and indexed in one canonical form.
+ * A value written to `table.column`, for use a second time as text (row key, scope): typed
+ * like the column it goes to, so its text is what the stored value yields when read back
+ * ('07' written to an integer key binds '#7', not '#07'), and a bare parameter gets the
+ * column's type instead of clashing with it ("inconsistent types deduced for parameter").
  */
-export function textForm(value: Node, column: ProtectedColumn): Node {
-  switch (column.valueType) {
-    case 'jsonb':
-      return cast(cast(value, 'jsonb'), 'text');
-    case 'numeric':
-      return cast(cast(value, 'numeric'), 'text');
-    case 'bytea':
-      return cast(cast(value, 'bytea'), 'text');
-    default:
-      return cast(value, 'text');
-  }
-}
-
-export function encryptExpr(value: Node, column: ProtectedColumn, row: RowSource): Node {
-  const context = contextExpr(column, row);
-  const scope = scopeExpr(column, row);
-  if (column.valueType === 'bytea') return fn('encrypt_bytea', [cast(value, 'bytea'), context, scope]);
-  return fn('encrypt_text', [textForm(value, column), context, scope]);
-}
-
-export function blindIndexExpr(value: Node, column: ProtectedColumn, row: RowSource): Node {
-  return fn('blind_index', [
-    textForm(value, column),
-    textConst(column.normalizer),
-    textConst(columnContext(column)),
-    scopeExpr(column, row),
-    intConst(column.blindIndexBytes),
-  ]);
-}
-
-/**
- * The indexes to look the given values up by: each under every index key of the scope in
- * the transaction (while indexes are recomputed under a new key, rows may carry either).
- */
-export function lookupIndexesExpr(values: Node[], column: ProtectedColumn, row: RowSource): Node {
-  return blindIndexArrayExpr({ A_ArrayExpr: { elements: values.map((v) => textForm(v, column)) } }, column, row);
-}
-
-export function blindIndexArrayExpr(array: Node, column: ProtectedColumn, row: RowSource): Node {
-  return fn('blind_index_array', [
-    cast(array, 'text', true),
-    textConst(column.normalizer),
-    textConst(columnContext(column)),
-    scopeExpr(column, row),
-    intConst(column.blindIndexBytes),
-  ]);
-}
-
-export function normalizedValue(value: Node, column: ProtectedColumn): Node {
-  return fn('normalize', [textForm(value, column), textConst(column.normalizer)]);
-}
-
-export function normalizedArray(array: Node, column: ProtectedColumn): Node {
-  return fn('normalize_array', [cast(array, 'text', true), textConst(column.normalizer)]);
-}
-
-export function normalizedPlaintext(ciphertext: Node, column: ProtectedColumn, row: RowSource): Node {
-  return fn('normalize', [decryptedText(clone(ciphertext), column, row), textConst(column.normalizer)]);
-}
+export const typedLike = (value: Node, schema: string, table: string, column: string): Node => toNode(typedLikeExpr(n(value), schema, table, column));

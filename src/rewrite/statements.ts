@@ -31,7 +31,7 @@ import {
   type ExprContext,
 } from './expressions.js';
 import { derivedRelation, isBlindIndexColumn, plaintextColumns, Scope, tableRelation, type Relation } from './scope.js';
-import { blindIndexExpr, decryptExpr, encryptExpr, type RowSource } from './sealed.js';
+import { blindIndexExpr, decryptExpr, encryptExpr, typedLike, type RowSource } from './sealed.js';
 
 /** One output column of a query: its name, and the protected column it reads, if any. */
 interface TargetInfo {
@@ -550,7 +550,7 @@ export class StatementRewriter implements ExprContext {
       const value = values[index];
       if (index < 0 || !value) throw unsupported(`writing ${why} without giving ${name} in the same row`, `include ${name} in the column list`, column);
       if ('SetToDefault' in value) throw unsupported(`writing ${why} with DEFAULT for ${name}`, `give ${name} a value`, column);
-      return typedLike(clone(value), table, name);
+      return typedLike(clone(value), table.schema, table.table, name);
     };
     columns.forEach((name, i) => {
       const value = values[i] as Node;
@@ -686,7 +686,7 @@ export class StatementRewriter implements ExprContext {
       if ('MultiAssignRef' in rt.val || 'SetToDefault' in rt.val) {
         throw unsupported(`setting ${name} with DEFAULT or a multiple-column assignment while writing an encrypted column that depends on it`, `set ${name} with a plain expression`, column);
       }
-      return typedLike(clone(rt.val), table, name);
+      return typedLike(clone(rt.val), table.schema, table.table, name);
     };
     const out: Node[] = [];
     list.forEach((item, i) => {
@@ -726,26 +726,6 @@ export class StatementRewriter implements ExprContext {
     });
     list.splice(0, list.length, ...out);
   }
-}
-
-/**
- * A value written to `table.column`, for use a second time as text (row key, scope). A bare
- * parameter would get its type from `::text` and then clash with the column's type
- * ("inconsistent types deduced for parameter"); COALESCE with a typed NULL of the column
- * gives it the column's type instead.
- */
-/**
- * A value typed like the column it goes to, so its text is what the stored value yields
- * when read back ('07' written to an integer key binds '#7', not '#07').
- */
-function typedLike(value: Node, table: TableInfo, column: string): Node {
-  const typedNull: Node = {
-    A_Indirection: {
-      arg: { TypeCast: { arg: { A_Const: { isnull: true } }, typeName: { names: [str(table.schema), str(table.table)], typemod: -1 } } },
-      indirection: [str(column)],
-    },
-  };
-  return { CoalesceExpr: { args: [value, typedNull] } };
 }
 
 function isColumnOf(node: Node | undefined, qualifier: string, name: string): boolean {

@@ -2,7 +2,7 @@
 // folding is ASCII-only and trimming removes space, tab, CR and LF, so both sides agree
 // whatever the database's collation.
 
-import type { Normalizer } from '../registry/types.js';
+import type { Normalizer } from './model.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 
 export const NORMALIZERS: readonly Normalizer[] = ['none', 'trim', 'email', 'phone', 'upper'];

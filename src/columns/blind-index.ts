@@ -3,7 +3,7 @@
 // it here lets a lookup send only the index, never the searched value.
 
 import { createHmac } from 'node:crypto';
-import type { Normalizer } from '../registry/types.js';
+import type { Normalizer } from './model.js';
 import { normalize } from './normalize.js';
 
 // contexts are few (one per searchable column) and used on every lookup

@@ -1,0 +1,187 @@
+// The one way pgseal writes SQL text (kysely's compiler, drizzle's `sql` chunks). A
+// statement is a tree of fragments: text from pgseal's own template strings, identifiers
+// (always quoted), constants (escaped literals, so the planner folds them) and values
+// (always bound parameters). Interpolating anything but a fragment is refused, so no
+// caller's text ever becomes SQL. Secret values (keys, copies of plaintext) are zeroed once
+// the statement that carries them settles.
+
+import type { Sql, TransactionSql } from 'postgres';
+
+type Chunk =
+  /** SQL text written in pgseal's code */
+  | string
+  /** a bound value */
+  | { readonly value: unknown; readonly secret: boolean }
+  /** a named placeholder, bound when the statement runs */
+  | { readonly slot: string; readonly secret: boolean };
+
+export class Fragment {
+  /** @internal use sql``, ident(), literal(), value(), secret(), slot() */
+  constructor(readonly chunks: readonly Chunk[]) {}
+}
+
+const EMPTY = new Fragment([]);
+
+function append(into: Chunk[], chunk: Chunk): void {
+  const last = into[into.length - 1];
+  if (typeof chunk === 'string' && typeof last === 'string') into[into.length - 1] = last + chunk;
+  else if (chunk !== '') into.push(chunk);
+}
+
+/** A fragment from a template: its text is pgseal's own, every `${...}` must be a fragment. */
+export function sql(strings: TemplateStringsArray, ...parts: readonly Fragment[]): Fragment {
+  if (!Array.isArray((strings as { raw?: unknown }).raw)) throw new TypeError('sql`` is a template tag: SQL text comes from pgseal\'s own template strings');
+  const chunks: Chunk[] = [];
+  for (let i = 0; i < strings.length; i++) {
+    append(chunks, strings[i]!);
+    if (i < parts.length) {
+      const part = parts[i];
+      if (!(part instanceof Fragment)) throw new TypeError('only fragments can be interpolated into SQL: wrap values with value(), names with ident()');
+      for (const c of part.chunks) append(chunks, c);
+    }
+  }
+  return new Fragment(chunks);
+}
+
+function checkText(text: string, what: string): void {
+  if (text.includes('\u0000')) throw new TypeError(`a ${what} cannot contain NUL`);
+}
+
+/** A quoted, possibly qualified identifier: ident('public', 'users') is "public"."users". */
+export function ident(...names: readonly string[]): Fragment {
+  if (names.length === 0) throw new TypeError('ident() needs a name');
+  for (const n of names) {
+    if (n === '') throw new TypeError('an identifier cannot be empty');
+    checkText(n, 'identifier');
+  }
+  return new Fragment([names.map((n) => '"' + n.replace(/"/g, '""') + '"').join('.')]);
+}
+
+/**
+ * A string constant. One holding a backslash is written as an E'' literal, which reads the
+ * same whatever standard_conforming_strings says (a plain '' literal would not when it is off).
+ */
+export function quoteLiteral(text: string): string {
+  checkText(text, 'literal');
+  return text.includes('\\') ? "E'" + text.replace(/\\/g, '\\\\').replace(/'/g, "''") + "'" : "'" + text.replace(/'/g, "''") + "'";
+}
+
+/** A constant from pgseal's definitions (a context, a normaliser's name), written as a literal so the planner folds it. */
+export function literal(text: string): Fragment {
+  return new Fragment([quoteLiteral(text)]);
+}
+
+/** An integer constant. */
+export function int(n: number): Fragment {
+  if (!Number.isSafeInteger(n)) throw new TypeError('int() takes a whole number');
+  return new Fragment([String(n)]);
+}
+
+/** A bound parameter. */
+export function value(v: unknown): Fragment {
+  return new Fragment([{ value: v, secret: false }]);
+}
+
+/** A bound parameter pgseal made and owns (a key, a copy of a plaintext): zeroed once the statement settles. */
+export function secret(buffer: Buffer): Fragment {
+  return new Fragment([{ value: buffer, secret: true }]);
+}
+
+/** A named placeholder, given a value each time the compiled statement runs; `secret`: a Buffer zeroed after the run. */
+export function slot(name: string, options: { secret?: boolean } = {}): Fragment {
+  if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new TypeError(`a slot name is lower case: ${JSON.stringify(name)}`);
+  return new Fragment([{ slot: name, secret: options.secret ?? false }]);
+}
+
+/** Fragments joined with a separator written in pgseal's code. */
+export function join(parts: readonly Fragment[], separator: ', ' | ' AND ' | ' OR ' | ' ' | ' UNION ALL ' = ', '): Fragment {
+  const chunks: Chunk[] = [];
+  parts.forEach((p, i) => {
+    if (i > 0) append(chunks, separator);
+    for (const c of p.chunks) append(chunks, c);
+  });
+  return new Fragment(chunks);
+}
+
+/** Nothing: for optional parts of a statement. */
+export const empty = (): Fragment => EMPTY;
+
+type Param = { readonly value: unknown; readonly secret: boolean } | { readonly slot: string; readonly secret: boolean };
+
+/**
+ * A fragment turned into statement text once: placeholders numbered in order of first use
+ * (a prepared statement may not declare a parameter it does not use), a named slot used
+ * twice is one parameter. Build it once per statement shape, bind it per call.
+ */
+export class Compiled {
+  readonly text: string;
+  readonly #params: Param[];
+  /** the named slots, in parameter order */
+  readonly slots: readonly string[];
+
+  constructor(fragment: Fragment) {
+    let text = '';
+    const params: Param[] = [];
+    const named = new Map<string, number>();
+    for (const c of fragment.chunks) {
+      if (typeof c === 'string') {
+        text += c;
+      } else if ('slot' in c) {
+        let n = named.get(c.slot);
+        if (n === undefined) named.set(c.slot, (n = params.push(c)));
+        text += '$' + n;
+      } else {
+        text += '$' + params.push(c);
+      }
+    }
+    this.text = text;
+    this.#params = params;
+    this.slots = [...named.keys()];
+  }
+
+  /** The statement with its named slots filled. A slot left out is bound as NULL. */
+  bind(named: Readonly<Record<string, unknown>> = {}): Statement {
+    const values: unknown[] = new Array(this.#params.length);
+    const secrets: Buffer[] = [];
+    this.#params.forEach((p, i) => {
+      const v = 'slot' in p ? (named[p.slot] ?? null) : p.value;
+      values[i] = v;
+      if (p.secret && Buffer.isBuffer(v)) secrets.push(v);
+    });
+    return new Statement(this.text, values, secrets);
+  }
+}
+
+export function compile(fragment: Fragment): Compiled {
+  return new Compiled(fragment);
+}
+
+export type Runner = Sql | TransactionSql;
+
+/** A statement ready to run: its text, its values, and the secrets among them. */
+export class Statement {
+  constructor(
+    readonly text: string,
+    readonly values: readonly unknown[],
+    readonly secrets: readonly Buffer[],
+  ) {}
+
+  /** Runs it (prepared), then zeroes its secrets, whether it succeeded or not. */
+  async run<R = Record<string, unknown>>(db: Runner): Promise<R[] & { count: number; columns?: ReadonlyArray<{ name: string }> }> {
+    try {
+      return (await db.unsafe(this.text, this.values as never[], { prepare: true })) as never;
+    } finally {
+      this.zero();
+    }
+  }
+
+  /** Zeroes the secrets now (a statement built but never run). */
+  zero(): void {
+    for (const s of this.secrets) s.fill(0);
+  }
+}
+
+/** Compiles and binds a one-off statement. */
+export function statement(fragment: Fragment, named?: Readonly<Record<string, unknown>>): Statement {
+  return compile(fragment).bind(named);
+}
