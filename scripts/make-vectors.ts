@@ -5,8 +5,8 @@
 
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { seal } from '../src/envelope.js';
-import { deriveEnvelopeKeys } from '../src/keys/derive.js';
+import { seal } from '../src/crypto/envelope.js';
+import { deriveEnvelopeKeys } from '../src/crypto/derive.js';
 import { megabytePlaintext, type VectorFile } from '../test/vectors/vectors.js';
 
 const dek = Buffer.from('000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f', 'hex');

@@ -1,7 +1,7 @@
 // pgseal's library API.
 
 import type { Sql, TransactionSql } from 'postgres';
-import { keyVersionOf, open, seal } from './envelope.js';
+import { keyVersionOf, open, seal } from './crypto/envelope.js';
 import { ErrorCodes, PgsealError } from './errors.js';
 import { Keyring, type KeyringOptions } from './keys/keyring.js';
 import type { MasterKeyProvider } from './keys/master-key.js';
@@ -15,11 +15,13 @@ import { AccessLogBuffer, accessor, insertAccessEntries, statementEntries, type 
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
-export { Keyring, masterLogKeys, type KeyringOptions, type KeyState, type LogKeys } from './keys/keyring.js';
+export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
+export { masterLogKeys } from './keys/unwrap.js';
+export type { LogKeys } from './audit/record.js';
 export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './keys/registry.js';
 export { keyUsage, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage } from './keys/lifecycle.js';
-export { deriveEnvelopeKeys, type EnvelopeKeys } from './keys/derive.js';
-export { seal, open, keyVersionOf } from './envelope.js';
+export { deriveEnvelopeKeys, type EnvelopeKeys } from './crypto/derive.js';
+export { seal, open, keyVersionOf } from './crypto/envelope.js';
 export { withKeys, type WithKeysOptions } from './transaction.js';
 export { migrate, type MigrateOptions } from './migrate.js';
 export { connect } from './connect.js';

@@ -6,9 +6,14 @@
 import { userInfo } from 'node:os';
 import type { Sql, TransactionSql } from 'postgres';
 import { withPgsealErrors } from '../errors.js';
-import type { LogKeys } from '../keys/keyring.js';
 
-export type { LogKeys };
+/** Who can sign log rows: the keyring, or a key command holding the master key (keys/unwrap.ts). */
+export interface LogKeys {
+  /** The log keyset argument (crypto/wire.ts): version u32 | key 32, active first. The caller zeroes it. */
+  logKeyset(): Promise<Buffer>;
+  /** Marks cached keys stale (a log key version was missing): the next logKeyset() reloads. */
+  invalidate?(): void;
+}
 
 export interface AuditEvent {
   operation: string;

@@ -5,7 +5,7 @@
 
 import type { Sql } from 'postgres';
 import { withPgsealErrors as guarded } from '../errors.js';
-import type { LogKeys } from '../keys/keyring.js';
+import type { LogKeys } from './record.js';
 import { recordEvent, type Attribution } from './record.js';
 
 export type LogName = 'audit' | 'access';

@@ -5,7 +5,8 @@
 import type { Argv } from 'yargs';
 import type { Sql } from 'postgres';
 import { connect } from '../connect.js';
-import { masterLogKeys, type LogKeys } from '../keys/keyring.js';
+import type { LogKeys } from '../audit/record.js';
+import { masterLogKeys } from '../keys/unwrap.js';
 import { envMasterKey, fileMasterKey, type MasterKeyProvider } from '../keys/master-key.js';
 
 export interface DatabaseArgs {

@@ -4,8 +4,8 @@
 import type { Sql } from 'postgres';
 import { recordEvent, recordFailure, type Attribution, type LogKeys } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
-import { wrapContext } from './derive.js';
-import { masterLogKeys, unwrapKeyRow, type KeyRow } from './keyring.js';
+import { wrapContext } from '../crypto/derive.js';
+import { masterLogKeys, unwrapKeyRow, type KeyRow } from './unwrap.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export interface KeyUsage {

@@ -5,8 +5,8 @@
 import type { Sql } from 'postgres';
 import { recordEvent, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
-import { fingerprint, wrapContext } from './derive.js';
-import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './keyring.js';
+import { fingerprint, wrapContext } from '../crypto/derive.js';
+import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './unwrap.js';
 import type { MasterKeyProvider } from './master-key.js';
 
 export const DEFAULT_SCOPE = 'default';

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { TransactionSql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { open, seal } from '../../src/envelope.js';
+import { open, seal } from '../../src/crypto/envelope.js';
 import { connectQuiet, createDatabase, type TestDatabase } from '../support/db.js';
 import { keyMaterial, randomKey, useKeys, vectorKey } from '../support/keys.js';
 import { bitFlips, truncations } from '../support/mutations.js';

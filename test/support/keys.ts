@@ -2,8 +2,8 @@
 
 import { randomBytes } from 'node:crypto';
 import type { TransactionSql } from 'postgres';
-import { deriveEnvelopeKeys } from '../../src/keys/derive.js';
-import { encodeKeyPayload, type PayloadEntry } from '../../src/keys/keyring.js';
+import { deriveEnvelopeKeys } from '../../src/crypto/derive.js';
+import { encodeKeyMaterial, encodeKeyPayload, type PayloadEntry } from '../../src/crypto/wire.js';
 import { loadVectors } from '../vectors/vectors.js';
 
 const vectors = loadVectors();
@@ -20,12 +20,8 @@ export function randomKey(version: number, scope = 'default', active = true): Pa
   return { version, scope, active, ...deriveEnvelopeKeys(randomBytes(32)) };
 }
 
-/** pgseal.seal's key_material argument: version u32 || enc || mac. */
-export function keyMaterial(k: PayloadEntry): Buffer {
-  const version = Buffer.alloc(4);
-  version.writeUInt32BE(k.version);
-  return Buffer.concat([version, k.encKey, k.macKey]);
-}
+/** pgseal.seal's key_material argument (crypto/wire.ts). */
+export const keyMaterial = (k: PayloadEntry): Buffer => encodeKeyMaterial(k);
 
 export async function useKeys(tx: TransactionSql, ...entries: PayloadEntry[]): Promise<void> {
   await tx`select pgseal.use_keys(${encodeKeyPayload(entries)})`;

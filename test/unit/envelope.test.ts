@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { keyVersionOf, open, seal } from '../../src/envelope.js';
+import { keyVersionOf, open, seal } from '../../src/crypto/envelope.js';
 import { ErrorCodes, PgsealError, SqlStates } from '../../src/errors.js';
-import { deriveEnvelopeKeys } from '../../src/keys/derive.js';
+import { deriveEnvelopeKeys } from '../../src/crypto/derive.js';
 import { bitFlips, truncations } from '../support/mutations.js';
 import { loadVectors, megabytePlaintext, plaintextOf } from '../vectors/vectors.js';
 

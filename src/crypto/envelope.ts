@@ -3,8 +3,8 @@
 // leave it, and still read what SQL wrote, and the reverse.
 
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ErrorCodes, PgsealError } from './errors.js';
-import type { EnvelopeKeys } from './keys/derive.js';
+import { ErrorCodes, PgsealError } from '../errors.js';
+import type { EnvelopeKeys } from './derive.js';
 
 export const FORMAT_VERSION = 1;
 export const ALG_AES256CBC_HMACSHA256 = 1;

@@ -1,0 +1,94 @@
+// Where a data key is unwrapped: the rows of pgseal.keys still in use, opened with the
+// master key and checked against their fingerprint. The keyring (keyring.ts) caches what
+// comes out; key commands that hold the master key but no keyring use it directly.
+
+import type { Sql } from 'postgres';
+import type { LogKeys } from '../audit/record.js';
+import { deriveLogKey, fingerprint, wrapContext } from '../crypto/derive.js';
+import { encodeLogKeyset } from '../crypto/wire.js';
+import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
+import type { MasterKeyProvider } from './master-key.js';
+
+export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
+export type KeyPurpose = 'data' | 'index' | 'log';
+
+export interface KeyRow {
+  version: number;
+  scope: string;
+  purpose: KeyPurpose;
+  state: KeyState;
+  wrapped_key: Buffer | null;
+  kek_ref: string;
+  fingerprint: string;
+}
+
+/** The rows of pgseal.keys still in use (active, decrypt-only), oldest first; of one purpose or scope if asked. */
+export function usableKeyRows(sql: Sql, only: { purpose?: KeyPurpose; scope?: string } = {}): Promise<KeyRow[]> {
+  return withPgsealErrors(() => sql<KeyRow[]>`
+    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+      from pgseal.keys
+     where state in ('active', 'decrypt-only')
+       ${only.purpose ? sql`and purpose = ${only.purpose}` : sql``} ${only.scope ? sql`and scope = ${only.scope}` : sql``}
+     order by version`);
+}
+
+/** Unwraps one key row and checks it against its stored fingerprint. The caller zeroes the result. */
+export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Promise<Buffer> {
+  if (!row.wrapped_key) {
+    throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) is ${row.state} and has no key material`);
+  }
+  if (row.kek_ref !== provider.ref) {
+    throw new PgsealError(
+      ErrorCodes.MASTER_KEY_MISMATCH,
+      `key version ${row.version} (scope ${row.scope}) was wrapped by master key ${row.kek_ref}, but the configured master key is ${provider.ref}`,
+      { hint: 'set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with' },
+    );
+  }
+  const dek = await provider.unwrap(row.wrapped_key, wrapContext(row.scope, row.purpose, row.version));
+  if (fingerprint(dek) !== row.fingerprint) {
+    dek.fill(0);
+    throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) does not match its fingerprint`, {
+      hint: 'the row in pgseal.keys was altered; restore pgseal.keys from a backup',
+    });
+  }
+  return dek;
+}
+
+/** The active key first, then the newest: the order lookups try keys in, and the order of every keyset. */
+export function activeFirst(a: { state: KeyState; version: number }, b: { state: KeyState; version: number }): number {
+  return Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version;
+}
+
+/** The log keyset from usable log keys (the keyring's, or usableKeyRows'): active first; PS015's error without an active one. */
+export function logKeysetOf(keys: ReadonlyArray<{ version: number; state: KeyState; key: Buffer }>): Buffer {
+  const sorted = [...keys].sort(activeFirst);
+  if (sorted[0]?.state !== 'active') {
+    throw new PgsealError(ErrorCodes.LOG_KEY_MISSING, 'there is no log key: the audit and access logs cannot be signed', {
+      hint: 'run `pgseal keys init` as the owner: it creates the log key and starts the logs\' hash chains',
+    });
+  }
+  return encodeLogKeyset(sorted);
+}
+
+/**
+ * The log keys unwrapped straight from pgseal.keys, for commands that hold the master key
+ * but no keyring (key lifecycle, retention, verify). Every buffer but the result is zeroed.
+ */
+export function masterLogKeys(sql: Sql, provider: MasterKeyProvider): LogKeys {
+  return {
+    async logKeyset() {
+      const rows = await usableKeyRows(sql, { purpose: 'log' });
+      const keys: Array<{ version: number; state: KeyState; key: Buffer }> = [];
+      try {
+        for (const row of rows) {
+          const dek = await unwrapKeyRow(provider, row);
+          keys.push({ version: row.version, state: row.state, key: deriveLogKey(dek) });
+          dek.fill(0);
+        }
+        return logKeysetOf(keys);
+      } finally {
+        for (const k of keys) k.key.fill(0);
+      }
+    },
+  };
+}
