@@ -1,17 +1,19 @@
-// pgseal's library API.
+// pgseal's library API: the public surface, and pgseal(), a thin facade over the keyed
+// executor (src/exec/), the typed helpers (src/helpers/) and rewritten SQL (src/rewrite/).
 
 import type { Sql, TransactionSql } from 'postgres';
-import { keyVersionOf, open, seal } from './crypto/envelope.js';
-import { ErrorCodes, PgsealError } from './errors.js';
-import { Keyring, type KeyringOptions } from './keys/keyring.js';
-import type { MasterKeyProvider } from './keys/master-key.js';
-import { withKeys, type WithKeysOptions } from './transaction.js';
+import type { AccessLogOptions, AccessLogStats } from './audit/access-log.js';
+import { decryptClientSide, encryptClientSide } from './exec/client-side.js';
+import { KeyedExecutor } from './exec/executor.js';
+import type { WithKeysOptions } from './exec/transaction.js';
 import type { ColumnDef, TableDefinition } from './helpers/define.js';
 import { Table } from './helpers/table.js';
+import { Keyring, type KeyringOptions } from './keys/keyring.js';
+import type { MasterKeyProvider } from './keys/master-key.js';
+import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
 import { loadRegistry } from './registry/load.js';
 import { loadSqlRewriter, type RewriteOptions, type SqlRewriter } from './rewrite/index.js';
-import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
-import { AccessLogBuffer, accessor, insertAccessEntries, statementEntries, type AccessEntry, type AccessLogOptions, type AccessLogStats } from './audit/access-log.js';
+import { queryArguments, runRewritten } from './rewrite/run.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
@@ -22,7 +24,8 @@ export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './ke
 export { keyUsage, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage } from './keys/lifecycle.js';
 export { deriveEnvelopeKeys, type EnvelopeKeys } from './crypto/derive.js';
 export { seal, open, keyVersionOf } from './crypto/envelope.js';
-export { withKeys, type WithKeysOptions } from './transaction.js';
+export { withKeys, type WithKeysOptions } from './exec/transaction.js';
+export { KeyedExecutor, type ExecutorOptions } from './exec/executor.js';
 export { migrate, type MigrateOptions } from './migrate.js';
 export { connect } from './connect.js';
 export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
@@ -93,64 +96,21 @@ export interface Pgseal {
 
 export function pgseal(options: PgsealOptions): Pgseal {
   const keyring = new Keyring(options.sql, options.masterKey, options);
-  const accessBuffer = options.accessLog?.mode === 'async' ? new AccessLogBuffer(options.sql, keyring, options.accessLog) : undefined;
+  const exec = new KeyedExecutor(options.sql, keyring, { accessLog: options.accessLog });
   let rewriter: Promise<SqlRewriter> | undefined;
   const getRewriter = () => (rewriter ??= loadRegistry(options.sql).then((registry) => loadSqlRewriter(registry)));
   const api: Pgseal = {
     sql: options.sql,
     keyring,
-    begin: (work, opts) => withKeys(options.sql, keyring, work, opts),
-    async encrypt(plaintext, context, scope = 'default') {
-      const key = await keyring.activeKey(scope);
-      if (!key) {
-        throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: 'create one with `pgseal keys init`' });
-      }
-      return seal(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext, context, key);
-    },
-    async decrypt(envelope, context) {
-      const version = keyVersionOf(envelope);
-      const keys = version === undefined ? undefined : await keyring.keysFor(version);
-      return open(envelope, context, (v) => (v === version ? keys : undefined));
-    },
+    begin: (work, opts) => exec.transaction(work, opts),
+    encrypt: (plaintext, context, scope) => encryptClientSide(keyring, plaintext, context, scope),
+    decrypt: (envelope, context) => decryptClientSide(keyring, envelope, context),
     async decryptText(envelope, context) {
-      return (await api.decrypt(envelope, context)).toString('utf8');
+      return (await decryptClientSide(keyring, envelope, context)).toString('utf8');
     },
     async query(first: string | TemplateStringsArray, ...rest: unknown[]) {
-      let text: string;
-      let params: readonly unknown[];
-      let opts: RewriteOptions & WithKeysOptions = {};
-      if (typeof first === 'string') {
-        text = first;
-        params = (rest[0] as readonly unknown[] | undefined) ?? [];
-        opts = (rest[1] as RewriteOptions & WithKeysOptions | undefined) ?? {};
-      } else {
-        text = first.reduce((out, part, i) => out + (i > 0 ? `$${i}` : '') + part, '');
-        params = rest;
-      }
-      const rewriter = await getRewriter();
-      const rewritten = rewriter.rewrite(text, opts);
-      const mode = options.accessLog?.mode ?? 'off';
-      let buffered: AccessEntry[] = [];
-      const result = await withKeys(options.sql, keyring, async (tx) => {
-        const rows = await tx.unsafe(rewritten.sql, params as never[]);
-        if (mode === 'off' || !rewritten.access) return rows;
-        const entries = statementEntries(rows, rewritten, (t) => rewriter.primaryKeyOf(t), accessor(options.accessLog!));
-        if (mode === 'async') {
-          buffered = entries;
-          return rows;
-        }
-        // sync: in the statement's own transaction; a failed log write fails the query
-        const keyset = await keyring.logKeyset();
-        try {
-          await insertAccessEntries(tx, keyset, entries);
-        } finally {
-          keyset.fill(0);
-        }
-        return rows;
-      }, opts);
-      // async: only what committed is logged
-      if (buffered.length > 0) accessBuffer?.add(buffered);
-      return result as never;
+      const { text, params, options: opts } = queryArguments(first, rest);
+      return (await runRewritten(exec, await getRewriter(), text, params, opts)) as never;
     },
     rewriter: getRewriter,
     async reloadRegistry() {
@@ -158,15 +118,13 @@ export function pgseal(options: PgsealOptions): Pgseal {
       await getRewriter();
     },
     reencrypt: (opts) => reencrypt(options.sql, keyring, opts),
-    table: (definition) => new Table(options.sql, keyring, definition, { accessLog: options.accessLog, accessBuffer }),
-    accessLog: () => accessBuffer?.stats,
-    flushAccessLog: async () => {
-      await accessBuffer?.flush();
-    },
+    table: (definition) => new Table(exec, definition),
+    accessLog: () => exec.stats(),
+    flushAccessLog: () => exec.flush(),
     close: async () => {
       try {
         // async access log: what is buffered is written (signed: the keyring is still open) before close resolves
-        await accessBuffer?.close();
+        await exec.close();
       } finally {
         keyring.close();
         options.masterKey.close();

@@ -8,11 +8,11 @@
 // phase ('none_repeat') shows the noise floor of the comparison.
 
 import postgres from 'postgres';
-import { AccessLogBuffer } from '../../src/audit/access-log.js';
 import { withAccessContext } from '../../src/audit/context.js';
 import { report } from '../../src/audit/query.js';
 import { verifyLogs } from '../../src/audit/verify.js';
 import { Table } from '../../src/helpers/table.js';
+import { KeyedExecutor } from '../../src/exec/executor.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { median, ratio, type BenchContext } from './common.js';
 import { CLIENTS, def, prepareTables, throughput } from './helpers.js';
@@ -22,12 +22,12 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
   await prepareTables(sql, master, rows, (line) => log(`access log: ${line}`));
   const pool = postgres(url, { max: CLIENTS + 1, onnotice: () => {} });
   const ring = new Keyring(pool, master);
-  const buffer = new AccessLogBuffer(pool, ring, { mode: 'async' });
+  const buffer = new KeyedExecutor(pool, ring, { accessLog: { mode: 'async' } });
   const tables = {
-    none: new Table(pool, ring, def),
-    async: new Table(pool, ring, def, { accessLog: { mode: 'async' }, accessBuffer: buffer }),
-    sync: new Table(pool, ring, def, { accessLog: { mode: 'sync' } }),
-    none_repeat: new Table(pool, ring, def),
+    none: new Table(new KeyedExecutor(pool, ring), def),
+    async: new Table(buffer, def),
+    sync: new Table(new KeyedExecutor(pool, ring, { accessLog: { mode: 'sync' } }), def),
+    none_repeat: new Table(new KeyedExecutor(pool, ring), def),
   };
   const id = (i: number) => 1 + ((i * 7919) % rows);
   const read = (t: Table<typeof def>) => (i: number) => withAccessContext({ actor: `user${i % 50}`, clientIp: '198.51.100.7' }, () => t.findByPk(id(i)));
@@ -87,7 +87,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
       targets: { async_vs_none: '>= 0.9', sync_vs_none: 'reported' },
       log_rows_written: logged!.n,
       verify: { log_rows: logged!.n, seconds: Math.round(verifySeconds * 10) / 10, clean: verified.ok },
-      async_dropped: buffer.stats.dropped,
+      async_dropped: buffer.stats()?.dropped ?? 0,
       report: { log_rows: logRows, one_actor_one_day_ms: Math.round(reportMs * 10) / 10, target_ms: '< 100', lines },
     };
   } finally {

@@ -2,7 +2,7 @@
 // composed inline in one SELECT (the floor), on the same rows, in the same run.
 
 import type { TransactionSql } from 'postgres';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { median, type BenchContext } from './common.js';
 
 const CONTEXT = 'public.pgseal_bench.email';

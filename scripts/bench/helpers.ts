@@ -12,10 +12,11 @@ import { performance } from 'node:perf_hooks';
 import postgres from 'postgres';
 import { column, defineTable } from '../../src/helpers/define.js';
 import { Table } from '../../src/helpers/table.js';
+import { KeyedExecutor } from '../../src/exec/executor.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { blindIndex } from '../../src/columns/blind-index.js';
 import { protectColumn } from '../../src/registry/protect.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { median, ratio, type BenchContext } from './common.js';
 
 export const def = defineTable({
@@ -101,7 +102,7 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
   // 8 clients: one pool of 8 connections, shared by both sides in turn.
   const pool = postgres(url, { max: CLIENTS, onnotice: () => {} });
   const ring = new Keyring(pool, master);
-  const table = new Table(pool, ring, def);
+  const table = new Table(new KeyedExecutor(pool, ring), def);
   const id = (i: number) => 1 + ((i * 7919) % rows);
   const email = (i: number) => `utente${id(i)}@example.it`;
   let keyset: Buffer | undefined;

@@ -9,7 +9,7 @@ import type { Sql } from 'postgres';
 import { protectColumn } from '../../src/registry/protect.js';
 import { rotateKey } from '../../src/keys/registry.js';
 import { reencrypt } from '../../src/reencrypt/run.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { median, ratio, type BenchContext } from './common.js';
 
 const TABLE = 'pgseal_bench_reencrypt';

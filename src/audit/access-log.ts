@@ -12,7 +12,7 @@
 
 import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
-import { ident } from '../helpers/sql.js';
+import { ident, slot, sql as q, type Fragment } from '../statement/sql.js';
 import { defaultActor, recordEvent, type LogKeys } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
 
@@ -281,26 +281,32 @@ export function accessor(options: AccessLogOptions): AccessContext {
   return currentAccessContext() ?? { actor: options.actor ?? defaultActor() };
 }
 
+/** The named values of withAccessLog's slots for one access (the log keyset, a secret, is bound apart). */
+export function accessLogValues(accessed: Accessed, who: AccessContext): Record<string, unknown> {
+  return { log_table: accessed.table, log_columns: accessed.columns, log_actor: who.actor, log_type: accessed.type, log_ip: who.clientIp ?? null };
+}
+
 /**
  * Wraps a statement returning the accessed rows (a SELECT, or a write with RETURNING of
- * the primary key) so that it logs them, signed and linked into the access log's chain;
- * `add` binds a parameter and returns its placeholder, `keyset` is the placeholder of the
- * bound log keyset.
+ * the primary key) so that it logs them in the same statement, signed and linked into the
+ * access log's chain. Who and what are slots (accessLogValues), the log keyset is the
+ * secret slot `log_keyset`: the wrapped text is the same for every request.
  */
-export function withAccessLog(statement: string, accessed: Accessed, who: AccessContext, add: (value: unknown) => string, keyset: string): string {
-  const [table, actor, type, ip] = [`${add(accessed.table)}::text`, `${add(who.actor)}::text`, `${add(accessed.type)}::text`, `${add(who.clientIp ?? null)}::inet`];
-  return `WITH pgseal_accessed AS (${statement}),
+export function withAccessLog(statement: Fragment, primaryKey: string): Fragment {
+  const [table, actor, type, ip] = [q`${slot('log_table')}::pg_catalog.text`, q`${slot('log_actor')}::pg_catalog.text`, q`${slot('log_type')}::pg_catalog.text`, q`${slot('log_ip')}::pg_catalog.inet`];
+  const keyset = q`${slot('log_keyset', { secret: true })}::pg_catalog.bytea`;
+  return q`WITH pgseal_accessed AS (${statement}),
 pgseal_log_rows AS (
-  SELECT (pg_catalog.row_number() OVER () - 1)::integer AS pos, a.${ident(accessed.primaryKey)}::text AS row_id, c.name::name AS column_name
-    FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${add(accessed.columns)}::text[]) AS c(name)),
+  SELECT (pg_catalog.row_number() OVER () - 1)::pg_catalog.int4 AS pos, a.${ident(primaryKey)}::pg_catalog.text AS row_id, c.name::pg_catalog.name AS column_name
+    FROM pgseal_accessed AS a CROSS JOIN pg_catalog.unnest(${slot('log_columns')}::pg_catalog.text[]) AS c(name)),
 pgseal_link AS (
-  SELECT pgseal.append_log_link('access', n.n, n.at, n.at, ${keyset}::bytea) AS id, n.at,
-         pgseal._log_key(${keyset}::bytea, pgseal._log_key_version(${keyset}::bytea)) AS key
-    FROM (SELECT count(*)::integer AS n, pg_catalog.clock_timestamp() AS at FROM pgseal_log_rows) AS n WHERE n.n > 0),
+  SELECT pgseal.append_log_link('access', n.n, n.at, n.at, ${keyset}) AS id, n.at,
+         pgseal._log_key(${keyset}, pgseal._log_key_version(${keyset})) AS key
+    FROM (SELECT pg_catalog.count(*)::pg_catalog.int4 AS n, pg_catalog.clock_timestamp() AS at FROM pgseal_log_rows) AS n WHERE n.n > 0),
 pgseal_logged AS (
   INSERT INTO pgseal.encrypted_data_access_log (link_id, link_pos, accessed_at, table_name, column_name, row_id, accessed_by, access_type, client_ip, mac)
   SELECT l.id, r.pos, l.at, ${table}, r.column_name, r.row_id, ${actor}, ${type}, ${ip},
          pgseal.access_log_row_mac(l.key, l.id, r.pos, l.at, ${table}, r.column_name, r.row_id, ${actor}, ${type}, ${ip})
     FROM pgseal_link AS l CROSS JOIN pgseal_log_rows AS r)
-SELECT * FROM pgseal_accessed ORDER BY ${ident(accessed.primaryKey)}`;
+SELECT * FROM pgseal_accessed ORDER BY ${ident(primaryKey)}`;
 }

@@ -5,7 +5,6 @@ import type { Argv, CommandModule } from 'yargs';
 import { defaultActor } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import { pgseal } from '../index.js';
-import { withKeys } from '../transaction.js';
 import { table, toJsonLine } from './output.js';
 import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
@@ -46,7 +45,7 @@ export async function runQuery(args: Args): Promise<void> {
           }
           // --raw: as written, and not logged (pgseal cannot tell what a hand-written call decrypts)
           const result = args.raw
-            ? await withKeys(sql, seal.keyring, (tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((error: unknown) => {
+            ? await seal.begin((tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((error: unknown) => {
               throw toPgsealError(error);
             })
             : await seal.query(statement, [], { allowDecryptScan: args['allow-decrypt-scan'] ?? false, ...scopes });

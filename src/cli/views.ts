@@ -1,7 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { listProtectedColumns } from '../registry/load.js';
 import { createView, dropView } from '../registry/protect.js';
-import { ident } from '../helpers/sql.js';
+import { quoteIdent } from '../statement/sql.js';
 import { usingDatabase, withDatabase, type DatabaseArgs } from './options.js';
 
 interface Args extends DatabaseArgs {
@@ -11,7 +11,7 @@ interface Args extends DatabaseArgs {
 async function tablesOf(args: Args, sql: Parameters<typeof listProtectedColumns>[0]): Promise<string[]> {
   if (args.table) return [args.table];
   const columns = await listProtectedColumns(sql);
-  return [...new Set(columns.map((c) => `${ident(c.schema)}.${ident(c.table)}`))];
+  return [...new Set(columns.map((c) => quoteIdent(c.schema, c.table)))];
 }
 
 export async function runViewsCreate(args: Args): Promise<void> {

@@ -2,7 +2,7 @@
 // encrypted (with their options). Row types are inferred from the definition, so a wrong
 // column name or value type is a compile error.
 
-import type { ContextMode, Normalizer, ValueType } from '../registry/types.js';
+import type { ColumnSpec, ContextMode, Normalizer, ValueType } from '../columns/model.js';
 
 export interface PlainColumn<T> {
   readonly kind: 'plain';
@@ -26,16 +26,10 @@ export interface EncryptedOptions<S extends boolean> {
   blindIndexColumn?: string;
 }
 
-export interface EncryptedColumn<T, S extends boolean> {
+/** An encrypted column of a definition: how it is protected (the column model's spec, src/columns/model.ts). */
+export interface EncryptedColumn<T, S extends boolean> extends Readonly<ColumnSpec> {
   readonly kind: 'encrypted';
-  readonly valueType: ValueType;
   readonly searchable: S;
-  readonly normalize: Normalizer;
-  readonly context: ContextMode;
-  readonly scope: string | undefined;
-  readonly scopeColumn: string | undefined;
-  readonly blindIndexBytes: number;
-  readonly blindIndexColumn: string | undefined;
   readonly __type?: T;
 }
 
@@ -46,12 +40,13 @@ function encrypted<T, S extends boolean>(valueType: ValueType, o: EncryptedOptio
     kind: 'encrypted',
     valueType,
     searchable: (o.searchable ?? false) as S,
-    normalize: o.normalize ?? 'none',
-    context: o.context ?? 'column',
-    scope: o.scopeColumn ? undefined : (o.scope ?? 'default'),
-    scopeColumn: o.scopeColumn,
+    normalizer: o.normalize ?? 'none',
+    contextMode: o.context ?? 'column',
+    scope: o.scopeColumn ? null : (o.scope ?? 'default'),
+    scopeColumn: o.scopeColumn ?? null,
     blindIndexBytes: o.blindIndexBytes ?? 16,
-    blindIndexColumn: o.searchable ? (o.blindIndexColumn ?? undefined) : undefined,
+    // the model names it <column>_bidx when it is not given
+    blindIndexColumn: o.searchable ? (o.blindIndexColumn ?? null) : null,
   };
 }
 

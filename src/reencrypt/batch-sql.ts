@@ -1,71 +1,51 @@
-// The SQL of re-encryption, generated per column. Identifiers are quoted; versions and
-// checkpoints are bound parameters. Keys are in neither: the batch runs in a transaction
-// that received them through pgseal.use_keys (src/transaction.ts), and the batch reads
-// them from there, so this long statement carries none in its text, parameters or plan.
+// Where a batch is re-encrypted: the SQL of re-encryption, per column, built with the
+// statement builder from the column model's expressions. Identifiers are quoted; versions
+// and checkpoints are named slots, bound per batch. Keys are in neither: the batch runs in
+// a transaction that received them through pgseal.use_keys (src/exec/transaction.ts), and
+// the batch reads them from there once, so this long statement carries none in its text,
+// parameters or plan.
 //
 // One batch is one short transaction of two statements: the next primary keys of the
 // range (where the batch ends), then one UPDATE over exactly that key range that rewrites
-// the values still on a stale version (decrypted with
-// the old key and encrypted with the active one, inside the database), and moves the
-// checkpoint, all or nothing. Under READ COMMITTED a row a writer changed meanwhile is
-// re-checked (EvalPlanQual): already on the active key, it is left alone; written with a
-// stale key, its new value is the one re-encrypted. Row locks last one batch.
+// the values still on a stale version (decrypted with the old key and encrypted with the
+// active one, inside the database), and moves the checkpoint, all or nothing. Under READ
+// COMMITTED a row a writer changed meanwhile is re-checked (EvalPlanQual): already on the
+// active key, it is left alone; written with a stale key, its new value is the one
+// re-encrypted. Row locks last one batch.
 
-import { ident, literal } from '../helpers/sql.js';
+import { resealExpr, scopeExpr, storedIndexExpr, type RowSource } from '../columns/expressions.js';
+import { call, operand, toFragment } from '../statement/expr.js';
+import { catalogType, compile, ident, slot, sql, type Compiled, type Fragment } from '../statement/sql.js';
 import type { Target } from './targets.js';
 
+/** The named values a batch's statements take. */
 export type BatchParam = 'stale' | 'scopes' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
+export type BatchValues = Partial<Record<BatchParam, unknown>>;
 
-/** A statement and the names of its parameters in placeholder order. */
-export interface Statement {
-  text: string;
-  params: BatchParam[];
-}
+const table = (t: Target) => ident(t.column.schema, t.column.table);
+const col = (t: Target, name: string) => sql`t.${ident(name)}`;
+/** a primary key travels as text (the checkpoint is stored as text) and is cast back to its type */
+const key = (t: Target, name: BatchParam) => sql`${slot(name)}::pg_catalog.text::${catalogType(t.pkType)}`;
+const stale = (t: Target) => sql`${toFragment(call('key_version_of', [operand(col(t, t.column.column))]))} = ANY (${slot('stale')}::pg_catalog.int4[])`;
 
-/** A parameter's token; NUL cannot occur in an identifier or a literal, so never in a name. */
-const $ = (name: BatchParam): string => `\u0000${name}\u0000`;
-
-/**
- * Numbers the tokens in order of first use: a prepared statement may not declare a
- * parameter it does not use, and the variants use different ones.
- */
-function numbered(template: string): Statement {
-  const params: BatchParam[] = [];
-  const text = template.replace(/\u0000(\w+)\u0000/g, (_m, name: BatchParam) => {
-    if (!params.includes(name)) params.push(name);
-    return `$${params.indexOf(name) + 1}`;
-  });
-  return { text, params };
-}
-
-const table = (t: Target) => `${ident(t.column.schema)}.${ident(t.column.table)}`;
-const key = (t: Target, placeholder: string) => `${placeholder}::text::${t.pkType}`;
-const stale = (t: Target, alias: string) => `pgseal.key_version_of(${alias}.${ident(t.column.column)}) = ANY (${$('stale')}::integer[])`;
-
-/** The context each value was sealed with, over the row aliased `t` (as the helpers build it). */
-export function contextExpression(t: Target): string {
-  const c = t.column;
-  let ctx = literal(`${c.schema}.${c.table}.${c.column}`);
-  if (c.scopeColumn) ctx = `pgseal.scope_context(${ctx}, t.${ident(c.scopeColumn)}::text)`;
-  if (c.contextMode === 'row') ctx = `pgseal.row_context(${ctx}, t.${ident(t.pk)}::text)`;
-  return ctx;
-}
+/** The row a batch reads, aliased t: its primary key and scope column, for contexts and scopes. */
+const stored = (t: Target): RowSource<Fragment> => ({ key: () => operand(col(t, t.pk)), scopeValue: () => operand(col(t, t.column.scopeColumn!)) });
 
 /** The range condition: keys after the checkpoint (or the part's lower bound) and up to its upper bound. */
-function range(t: Target, after: boolean, until: boolean): string {
-  return [after ? `t.${ident(t.pk)} > ${key(t, $('after'))}` : '', until ? `t.${ident(t.pk)} <= ${key(t, $('until'))}` : ''].filter(Boolean).map((s) => ` AND ${s}`).join('');
+function range(t: Target, after: boolean, until: boolean): Fragment {
+  return sql`${after ? sql` AND ${col(t, t.pk)} > ${key(t, 'after')}` : sql``}${until ? sql` AND ${col(t, t.pk)} <= ${key(t, 'until')}` : sql``}`;
 }
 
 /**
  * Where the next batch of a range ends: its last key (as text) and how many keys it holds
  * (fewer than the limit: the range is exhausted). No row when nothing is left.
  */
-export function nextBatchStatement(t: Target, after: boolean, until: boolean): Statement {
-  const pk = ident(t.pk);
-  return numbered(`SELECT s.k::text AS last_key, s.n::integer AS scanned FROM (
-  SELECT t.${pk} AS k, pg_catalog.row_number() OVER (ORDER BY t.${pk}) AS n FROM ${table(t)} AS t
+export function nextBatchStatement(t: Target, after: boolean, until: boolean): Compiled {
+  const pk = col(t, t.pk);
+  return compile(sql`SELECT s.k::pg_catalog.text AS last_key, s.n::pg_catalog.int4 AS scanned FROM (
+  SELECT ${pk} AS k, pg_catalog.row_number() OVER (ORDER BY ${pk}) AS n FROM ${table(t)} AS t
    WHERE true${range(t, after, until)}
-   ORDER BY t.${pk} LIMIT ${$('limit')}) AS s
+   ORDER BY ${pk} LIMIT ${slot('limit')}) AS s
  ORDER BY s.n DESC LIMIT 1`);
 }
 
@@ -73,53 +53,30 @@ export function nextBatchStatement(t: Target, after: boolean, until: boolean): S
  * Rewrites the batch (after, last] and moves the checkpoint in the same statement. A key
  * range with constants, so the planner walks the primary-key index over exactly the batch.
  */
-export function batchStatement(t: Target, after: boolean): Statement {
-  return t.kind === 'index' ? indexBatch(t, after) : dataBatch(t, after);
+export function batchStatement(t: Target, after: boolean): Compiled {
+  return compile(t.kind === 'index' ? indexBatch(t, after) : dataBatch(t, after));
 }
 
 /** The batch's key range, over the row aliased t. */
-function batchRange(t: Target, after: boolean): string {
-  const pk = `t.${ident(t.pk)}`;
-  return `${after ? `${pk} > ${key(t, $('after'))} AND ` : ''}${pk} <= ${key(t, $('last'))}`;
+function batchRange(t: Target, after: boolean): Fragment {
+  return sql`${after ? sql`${col(t, t.pk)} > ${key(t, 'after')} AND ` : sql``}${col(t, t.pk)} <= ${key(t, 'last')}`;
 }
 
 /** The statement's tail: the checkpoint moved in the same statement, and the result row. */
-function checkpoint(): string {
-  return `saved AS (
+function checkpoint(): Fragment {
+  return sql`saved AS (
   UPDATE pgseal.reencrypt_progress AS p
-     SET last_key = COALESCE(${$('last')}::text, p.last_key), rows_done = p.rows_done + (SELECT count(*) FROM changed),
-         batches = p.batches + 1, done = ${$('scanned')}::integer < ${$('limit')}::integer, updated_at = pg_catalog.clock_timestamp()
-   WHERE p.run_id = ${$('run')} AND p.table_schema = ${$('schema')} AND p.table_name = ${$('table')} AND p.column_name = ${$('column')} AND p.part = ${$('part')}
+     SET last_key = COALESCE(${slot('last')}::pg_catalog.text, p.last_key), rows_done = p.rows_done + (SELECT pg_catalog.count(*) FROM changed),
+         batches = p.batches + 1, done = ${slot('scanned')}::pg_catalog.int4 < ${slot('limit')}::pg_catalog.int4, updated_at = pg_catalog.clock_timestamp()
+   WHERE p.run_id = ${slot('run')} AND p.table_schema = ${slot('schema')} AND p.table_name = ${slot('table')} AND p.column_name = ${slot('column')} AND p.part = ${slot('part')}
   RETURNING p.part
 )
-SELECT (SELECT count(*) FROM changed)::integer AS changed, (SELECT count(*) FROM saved)::integer AS saved`;
-}
-
-/** The plaintext as the text its blind index is computed from (as the rewriter's textForm does for a value). */
-function indexedText(t: Target): string {
-  const c = t.column;
-  const ctx = contextExpression(t);
-  const col = `t.${ident(c.column)}`;
-  switch (c.valueType) {
-    case 'bytea':
-      return `pgseal.decrypt_bytea(${col}, ${ctx})::text`;
-    case 'jsonb':
-      return `pgseal.decrypt_text(${col}, ${ctx})::jsonb::text`;
-    case 'numeric':
-      return `pgseal.decrypt_text(${col}, ${ctx})::numeric::text`;
-    default:
-      return `pgseal.decrypt_text(${col}, ${ctx})`;
-  }
-}
-
-function scopeExpression(t: Target): string {
-  return t.column.scopeColumn ? `t.${ident(t.column.scopeColumn)}::text` : literal(t.column.scope ?? 'default');
+SELECT (SELECT pg_catalog.count(*) FROM changed)::pg_catalog.int4 AS changed, (SELECT pg_catalog.count(*) FROM saved)::pg_catalog.int4 AS saved`;
 }
 
 /** The blind index a row should carry: its value under the scope's active index key. */
-export function indexExpression(t: Target): string {
-  const c = t.column;
-  return `pgseal.blind_index(${indexedText(t)}, ${literal(c.normalizer)}, ${literal(`${c.schema}.${c.table}.${c.column}`)}, ${scopeExpression(t)}, ${c.blindIndexBytes})`;
+export function indexExpression(t: Target): Fragment {
+  return toFragment(storedIndexExpr(t.column, operand(col(t, t.column.column)), stored(t)));
 }
 
 /**
@@ -127,72 +84,69 @@ export function indexExpression(t: Target): string {
  * the active key written where it differs. A row a writer changed meanwhile (its value no
  * longer the one read) is left to the writer, whose index is current.
  */
-function indexBatch(t: Target, after: boolean): Statement {
+function indexBatch(t: Target, after: boolean): Fragment {
   const pk = ident(t.pk);
-  const col = ident(t.column.column);
+  const value = ident(t.column.column);
   const bidx = ident(t.column.blindIndexColumn!);
-  return numbered(`WITH batch AS MATERIALIZED (
-  SELECT t.${pk} AS k, t.${col} AS v, ${indexExpression(t)} AS idx FROM ${table(t)} AS t
+  return sql`WITH batch AS MATERIALIZED (
+  SELECT t.${pk} AS k, t.${value} AS v, ${indexExpression(t)} AS idx FROM ${table(t)} AS t
    WHERE ${batchRange(t, after)} AND ${todo(t)}
 ), changed AS (
   UPDATE ${table(t)} AS t SET ${bidx} = b.idx
     FROM batch AS b
    WHERE ${batchRange(t, after)} AND t.${pk} = b.k
-     AND t.${col} IS NOT DISTINCT FROM b.v AND t.${bidx} IS DISTINCT FROM b.idx
+     AND t.${value} IS NOT DISTINCT FROM b.v AND t.${bidx} IS DISTINCT FROM b.idx
   RETURNING 1
-), ${checkpoint()}`);
+), ${checkpoint()}`;
 }
 
-function dataBatch(t: Target, after: boolean): Statement {
-  const col = ident(t.column.column);
-  const ctx = contextExpression(t);
+function dataBatch(t: Target, after: boolean): Fragment {
+  const scoped = t.column.scopeColumn !== null;
+  const scope = toFragment(scopeExpr(t.column, stored(t)));
   // keys read from the transaction once, by a one-row subquery; per row only for a scope column
-  const material = t.column.scopeColumn ? `pgseal._active_material(${scopeExpression(t)})` : 'k.material';
-  return numbered(`WITH changed AS (
+  const material = scoped ? sql`pgseal._active_material(${scope})` : sql`k.material`;
+  const resealed = toFragment(resealExpr(t.column, operand(col(t, t.column.column)), stored(t), operand(sql`k.keyset`), operand(material)));
+  return sql`WITH changed AS (
   UPDATE ${table(t)} AS t
-     SET ${col} = pgseal.reseal_with(t.${col}, ${ctx}, k.keyset, ${material})
+     SET ${ident(t.column.column)} = ${resealed}
     -- OFFSET 0 keeps the subquery from being flattened into a per-row call
-    FROM (SELECT pgseal._keyset_of(${$('stale')}::integer[]) AS keyset${t.column.scopeColumn ? '' : `, pgseal._active_material(${scopeExpression(t)}) AS material`} OFFSET 0) AS k
-   WHERE ${batchRange(t, after)} AND ${stale(t, 't')}
+    FROM (SELECT pgseal._keyset_of(${slot('stale')}::pg_catalog.int4[]) AS keyset${scoped ? sql`` : sql`, pgseal._active_material(${scope}) AS material`} OFFSET 0) AS k
+   WHERE ${batchRange(t, after)} AND ${stale(t)}
   RETURNING 1
-), ${checkpoint()}`);
+), ${checkpoint()}`;
 }
 
 /** Rows still to do: on a stale version; for an index run, every value (counted without keys). */
-export function countStatement(t: Target): Statement {
-  return numbered(`SELECT count(*)::bigint AS n FROM ${table(t)} AS t WHERE ${todo(t)}`);
+export function countStatement(t: Target): Compiled {
+  return compile(sql`SELECT pg_catalog.count(*)::pg_catalog.int8 AS n FROM ${table(t)} AS t WHERE ${todo(t)}`);
 }
 
-/** Rows whose blind index is not the active key's: needs the keys (src/transaction.ts). */
-export function staleIndexStatement(t: Target): Statement {
-  return numbered(`SELECT count(*)::bigint AS n FROM ${table(t)} AS t
- WHERE ${todo(t)} AND t.${ident(t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`);
+/** Rows whose blind index is not the active key's: needs the keys (src/exec/transaction.ts). */
+export function staleIndexStatement(t: Target): Compiled {
+  return compile(sql`SELECT pg_catalog.count(*)::pg_catalog.int8 AS n FROM ${table(t)} AS t
+ WHERE ${todo(t)} AND ${col(t, t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`);
 }
 
 /** The rows a run has to do, as a condition on the row aliased t. */
-function todo(t: Target): string {
-  if (t.kind === 'data') return stale(t, 't');
+function todo(t: Target): Fragment {
+  if (t.kind === 'data') return stale(t);
   // rows of tenants outside the run's scopes (--scope) are not decrypted: their keys are not handed in
-  const tenant = t.column.scopeColumn ? ` AND t.${ident(t.column.scopeColumn)}::text = ANY (${$('scopes')}::text[])` : '';
-  return `t.${ident(t.column.column)} IS NOT NULL${tenant}`;
+  const tenant = t.column.scopeColumn ? sql` AND ${col(t, t.column.scopeColumn)}::pg_catalog.text = ANY (${slot('scopes')}::pg_catalog.text[])` : sql``;
+  return sql`${col(t, t.column.column)} IS NOT NULL${tenant}`;
 }
 
 /**
  * Range bounds splitting the rows to do into equal parts, from a sample of the table's
  * pages (percent) so that planning a run over tens of millions of rows stays cheap.
  */
-export function boundsStatement(t: Target): Statement {
-  return numbered(`SELECT (percentile_disc(${$('fractions')}::float8[]) WITHIN GROUP (ORDER BY t.${ident(t.pk)}))::text[] AS bounds
-  FROM ${table(t)} AS t TABLESAMPLE SYSTEM (${$('percent')}) WHERE ${todo(t)}`);
-}
-
-/** Runs a statement with its parameters picked by name. */
-export function bind(statement: Statement, values: Partial<Record<BatchParam, unknown>>): unknown[] {
-  return statement.params.map((p) => values[p]);
+export function boundsStatement(t: Target): Compiled {
+  return compile(sql`SELECT (pg_catalog.percentile_disc(${slot('fractions')}::pg_catalog.float8[]) WITHIN GROUP (ORDER BY ${col(t, t.pk)}))::pg_catalog.text[] AS bounds
+  FROM ${table(t)} AS t TABLESAMPLE SYSTEM (${slot('percent')}) WHERE ${todo(t)}`);
 }
 
 /** Rows per key version, for --dry-run (NULL: not a pgseal envelope). */
-export function versionsStatement(t: Target): string {
-  return `SELECT pgseal.key_version_of(t.${ident(t.column.column)}) AS version, count(*)::bigint AS n
-  FROM ${table(t)} AS t WHERE t.${ident(t.column.column)} IS NOT NULL GROUP BY 1 ORDER BY 1`;
+export function versionsStatement(t: Target): Compiled {
+  const c = col(t, t.column.column);
+  return compile(sql`SELECT ${toFragment(call('key_version_of', [operand(c)]))} AS version, pg_catalog.count(*)::pg_catalog.int8 AS n
+  FROM ${table(t)} AS t WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY 1`);
 }

@@ -9,8 +9,9 @@ import type { Sql, TransactionSql } from 'postgres';
 import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, bind, boundsStatement, nextBatchStatement, countStatement, staleIndexStatement, type BatchParam, type Statement } from './batch-sql.js';
-import { withKeys } from '../transaction.js';
+import { batchStatement, boundsStatement, nextBatchStatement, countStatement, staleIndexStatement, type BatchValues } from './batch-sql.js';
+import type { Compiled } from '../statement/sql.js';
+import { KeyedExecutor } from '../exec/executor.js';
 import { loadKeyPlan, resolveTargets, type Filter, type KeyPlan, type RunKind, type Target } from './targets.js';
 
 export interface ReencryptOptions extends Filter, Attribution {
@@ -228,8 +229,7 @@ async function openRun(
 
 /** Rows a run has to do in a column (on a stale version; for an index run, every value), counted without keys. */
 async function countToDo(sql: Sql, t: Target): Promise<number> {
-  const counting = countStatement(t);
-  const [c] = await guarded(() => sql.unsafe<{ n: string }[]>(counting.text, bind(counting, { stale: t.stale, scopes: t.scopes }) as never[]));
+  const [c] = await guarded(() => countStatement(t).bind({ stale: t.stale, scopes: t.scopes }).run<{ n: string }>(sql));
   return Number(c!.n);
 }
 
@@ -244,8 +244,7 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
     // about 100,000 sampled rows whatever the table's size (all of a small one)
     const percent = est!.n > 0 ? Math.min(100, (100_000 / est!.n) * 100) : 100;
     const fractions = Array.from({ length: count - 1 }, (_, i) => (i + 1) / count);
-    const split = boundsStatement(t);
-    const [b] = await guarded(() => sql.unsafe<{ bounds: string[] | null }[]>(split.text, bind(split, { stale: t.stale, scopes: t.scopes, percent, fractions }) as never[]));
+    const [b] = await guarded(() => boundsStatement(t).bind({ stale: t.stale, scopes: t.scopes, percent, fractions }).run<{ bounds: string[] | null }>(sql));
     bounds = [...new Set(b!.bounds ?? [])];
   }
   const edges: Array<string | null> = [null, ...bounds, null];
@@ -275,11 +274,11 @@ export interface BatchResult {
  * One batch, inside a transaction that holds the column's keys: where the batch ends
  * (`next`), then the batch and its checkpoint in one statement (`batch`).
  */
-export async function runBatch(tx: TransactionSql, next: Statement, batch: Statement, values: Partial<Record<BatchParam, unknown>>): Promise<BatchResult> {
-  const [end] = await tx.unsafe<{ last_key: string; scanned: number }[]>(next.text, bind(next, values) as never[], { prepare: true });
+export async function runBatch(tx: TransactionSql, next: Compiled, batch: Compiled, values: BatchValues): Promise<BatchResult> {
+  const [end] = await next.bind(values).run<{ last_key: string; scanned: number }>(tx);
   const scanned = end?.scanned ?? 0;
   const last = end?.last_key ?? null;
-  const [r] = await tx.unsafe<{ changed: number; saved: number }[]>(batch.text, bind(batch, { ...values, last, scanned }) as never[], { prepare: true });
+  const [r] = await batch.bind({ ...values, last, scanned }).run<{ changed: number; saved: number }>(tx);
   return { scanned, last_key: last, changed: r!.changed, saved: r!.saved };
 }
 
@@ -288,7 +287,7 @@ class Engine {
   stopped = false;
   readonly #started = performance.now();
   readonly #stop = new AbortController();
-  readonly #statements = new Map<string, Statement>();
+  readonly #statements = new Map<string, Compiled>();
   readonly #progress = new Map<Target, ColumnProgress>();
   /** extra passes made over each column by this call */
   readonly #passes = new Map<Target, number>();
@@ -296,6 +295,8 @@ class Engine {
   /** workers running the current pass (the throttle is shared among them) */
   #running = 1;
   #unlisten: (() => void) | undefined;
+  /** each batch a transaction holding its column's keys */
+  readonly #exec: KeyedExecutor;
 
   constructor(
     private readonly sql: Sql,
@@ -306,6 +307,7 @@ class Engine {
     private readonly options: ReencryptOptions,
     private readonly parts: Part[],
   ) {
+    this.#exec = new KeyedExecutor(sql, keyring);
     const onAbort = () => this.#stop.abort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     this.#unlisten = () => options.signal?.removeEventListener('abort', onAbort);
@@ -373,7 +375,7 @@ class Engine {
   async #remaining(t: Target): Promise<number> {
     if (t.kind === 'index') {
       const statement = staleIndexStatement(t);
-      const [c] = await withKeys(this.sql, this.keyring, (tx) => tx.unsafe<{ n: string }[]>(statement.text, bind(statement, { scopes: t.scopes }) as never[]), { scopes: t.scopes });
+      const [c] = await this.#exec.transaction((tx) => statement.bind({ scopes: t.scopes }).run<{ n: string }>(tx), { scopes: t.scopes });
       return Number(c!.n);
     }
     return countToDo(this.sql, t);
@@ -412,7 +414,7 @@ class Engine {
     while (!this.#stop.signal.aborted) {
       const after = part.last ?? part.lower;
       const next = this.#statement('next', t, after !== null, part.upper !== null);
-      const values: Partial<Record<BatchParam, unknown>> = {
+      const values: BatchValues = {
         stale: t.stale, scopes: t.scopes, limit: this.batchSize, run: this.runId, schema: t.column.schema, table: t.column.table, column: t.column.column, part: part.part, after, until: part.upper,
       };
       let result: BatchResult;
@@ -457,11 +459,11 @@ class Engine {
    * the batch ends, then the batch and its checkpoint in one statement. A deadlock, a
    * serialization failure or a lock timeout rolled the whole batch back: it is tried again.
    */
-  async #batchWithRetry(t: Target, next: Statement, after: string | null, values: Partial<Record<BatchParam, unknown>>): Promise<BatchResult> {
+  async #batchWithRetry(t: Target, next: Compiled, after: string | null, values: BatchValues): Promise<BatchResult> {
     const batch = this.#statement('batch', t, after !== null, false);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await withKeys(this.sql, this.keyring, (tx) => runBatch(tx, next, batch, values), { scopes: t.scopes });
+        return await this.#exec.transaction((tx) => runBatch(tx, next, batch, values), { scopes: t.scopes });
       } catch (error) {
         const sqlstate = (error as { sqlstate?: unknown }).sqlstate;
         if (attempt >= 5 || typeof sqlstate !== 'string' || !TRANSIENT.has(sqlstate) || this.#stop.signal.aborted) throw error;
@@ -470,7 +472,7 @@ class Engine {
     }
   }
 
-  #statement(which: 'next' | 'batch', t: Target, after: boolean, until: boolean): Statement {
+  #statement(which: 'next' | 'batch', t: Target, after: boolean, until: boolean): Compiled {
     const id = `${which}|${t.name}|${after}|${until}`;
     let s = this.#statements.get(id);
     if (!s) this.#statements.set(id, (s = which === 'next' ? nextBatchStatement(t, after, until) : batchStatement(t, after)));

@@ -4,10 +4,10 @@
 
 import type { Sql } from 'postgres';
 import { withPgsealErrors as guarded } from '../errors.js';
-import { withKeys } from '../transaction.js';
+import { KeyedExecutor } from '../exec/executor.js';
 import { checkKeysLoaded, runBatch } from './run.js';
 import type { Keyring } from '../keys/keyring.js';
-import { batchStatement, nextBatchStatement, versionsStatement, type BatchParam } from './batch-sql.js';
+import { batchStatement, nextBatchStatement, versionsStatement, type BatchValues } from './batch-sql.js';
 import { loadKeyPlan, resolveTargets, type Filter } from './targets.js';
 
 export interface ColumnStatus {
@@ -94,7 +94,7 @@ export async function reencryptDryRun(
   const states = new Map((await guarded(() => sql<{ version: number; state: string }[]>`select version, state from pgseal.keys`)).map((k) => [k.version, k.state]));
   const columns: DryRunColumn[] = [];
   for (const t of targets) {
-    const counts = await guarded(() => sql.unsafe<{ version: number | null; n: string }[]>(versionsStatement(t)));
+    const counts = await guarded(() => versionsStatement(t).bind().run<{ version: number | null; n: string }>(sql));
     const versions = counts.map((c) => ({ version: c.version, state: c.version === null ? 'not a pgseal value' : (states.get(c.version) ?? 'unknown'), rows: Number(c.n) }));
     // an index run recomputes the index of every value
     const stale = versions.filter((v) => kind === 'index' || (v.version !== null && t.stale.includes(v.version))).reduce((n, v) => n + v.rows, 0);
@@ -103,9 +103,9 @@ export async function reencryptDryRun(
       await checkKeysLoaded(keyring, keys, [t]);
       const next = nextBatchStatement(t, false, false);
       const batch = batchStatement(t, false);
-      const values: Partial<Record<BatchParam, unknown>> = { stale: t.stale, scopes: t.scopes, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
+      const values: BatchValues = { stale: t.stale, scopes: t.scopes, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
       try {
-        await withKeys(sql, keyring, async (tx) => {
+        await new KeyedExecutor(sql, keyring).transaction(async (tx) => {
           const started = performance.now();
           const r = await runBatch(tx, next, batch, values);
           sampleRowsPerSecond = r.changed / Math.max((performance.now() - started) / 1000, 1e-6);

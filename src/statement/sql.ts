@@ -47,14 +47,29 @@ function checkText(text: string, what: string): void {
   if (text.includes('\u0000')) throw new TypeError(`a ${what} cannot contain NUL`);
 }
 
-/** A quoted, possibly qualified identifier: ident('public', 'users') is "public"."users". */
-export function ident(...names: readonly string[]): Fragment {
-  if (names.length === 0) throw new TypeError('ident() needs a name');
+/** A quoted, possibly qualified name as text: quoteIdent('public', 'users') is "public"."users" (also the input form of regclass). */
+export function quoteIdent(...names: readonly string[]): string {
+  if (names.length === 0) throw new TypeError('an identifier needs a name');
   for (const n of names) {
     if (n === '') throw new TypeError('an identifier cannot be empty');
     checkText(n, 'identifier');
   }
-  return new Fragment([names.map((n) => '"' + n.replace(/"/g, '""') + '"').join('.')]);
+  return names.map((n) => '"' + n.replace(/"/g, '""') + '"').join('.');
+}
+
+/** A quoted, possibly qualified identifier: ident('public', 'users') is "public"."users". */
+export function ident(...names: readonly string[]): Fragment {
+  return new Fragment([quoteIdent(...names)]);
+}
+
+/**
+ * A type name as pg_catalog.format_type() printed it (a column's type, for casts): the
+ * server quoted every identifier in it, so it is SQL as it stands.
+ */
+export function catalogType(formatted: string): Fragment {
+  checkText(formatted, 'type name');
+  if (formatted === '' || formatted.includes("'")) throw new TypeError('not a type name as format_type() prints it');
+  return new Fragment([formatted]);
 }
 
 /**

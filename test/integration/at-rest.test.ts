@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Keyring } from '../../src/keys/keyring.js';
 import { LocalMasterKey } from '../../src/keys/master-key.js';
 import { initKeys } from '../../src/keys/registry.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 
 let db: TestDatabase;

@@ -7,7 +7,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { LocalMasterKey } from '../../src/keys/master-key.js';
 import { initKeys, listKeys, rotateKey } from '../../src/keys/registry.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
 
 let db: TestDatabase;

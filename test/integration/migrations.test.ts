@@ -9,7 +9,7 @@ import { Keyring } from '../../src/keys/keyring.js';
 import { LocalMasterKey } from '../../src/keys/master-key.js';
 import { initKeys } from '../../src/keys/registry.js';
 import { migrate } from '../../src/migrate.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { runCli } from '../support/cli.js';
 import { adminUrl, connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
 

@@ -8,7 +8,7 @@ import type { TransactionSql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, initKeys, loadRegistry, loadSqlRewriter, LocalMasterKey, pgseal, protectColumn, type Pgseal, type SqlRewriter } from '../../src/index.js';
 import { Keyring } from '../../src/keys/keyring.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { runCli } from '../support/cli.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 import { corpus } from '../rewrite/corpus.js';

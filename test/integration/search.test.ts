@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { blindIndex, ErrorCodes, initKeys, listProtectedColumns, LocalMasterKey, normalize, pgseal, protectColumn, unprotectColumn, createView, type Normalizer, type Pgseal } from '../../src/index.js';
 import { Keyring } from '../../src/keys/keyring.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { runCli } from '../support/cli.js';
 import { connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
 

@@ -2,7 +2,7 @@
 // from names) read back exactly, whatever standard_conforming_strings says.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { literal } from '../../src/helpers/sql.js';
+import { quoteLiteral as literal } from '../../src/statement/sql.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 
 let db: TestDatabase;

@@ -9,7 +9,7 @@ import { ErrorCodes, PgsealError } from '../../src/errors.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { LocalMasterKey } from '../../src/keys/master-key.js';
 import { initKeys } from '../../src/keys/registry.js';
-import { withKeys } from '../../src/transaction.js';
+import { withKeys } from '../../src/exec/transaction.js';
 import { pgseal } from '../../src/index.js';
 import { connectQuiet, createDatabase, type TestDatabase } from '../support/db.js';
 import { startTurnProxy } from '../support/turn-proxy.js';

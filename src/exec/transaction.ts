@@ -5,8 +5,8 @@
 // the connection after COMMIT or ROLLBACK.
 
 import type { Sql, TransactionSql } from 'postgres';
-import { ErrorCodes, isNetworkCode, PgsealError, toPgsealError } from './errors.js';
-import type { Keyring } from './keys/keyring.js';
+import { ErrorCodes, isNetworkCode, PgsealError, toPgsealError } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
 
 export interface WithKeysOptions {
   /** Only these key scopes are handed to the database (default: every loaded scope). */

@@ -1,0 +1,264 @@
+// The keyed executor: the one place that decides, for every statement that needs keys,
+// how the keys travel, what happens when they are stale, how the access is logged and
+// whether a value that does not open is audited. The typed helpers, rewritten SQL
+// (seal.query, pgseal query), seal.begin and the re-encryption engine all run through it.
+//
+// - Keys travel as bound arguments of the statement itself when they fit (a keyset of at
+//   most KEYSET_MAX data keys: one statement, one round trip, no transaction), otherwise
+//   in the transaction (pgseal.use_keys, transaction.ts). Every key buffer is a secret of
+//   the statement that carries it, zeroed when the statement settles.
+// - Stale keys (a version, scope, compromise or log key this process has not loaded yet):
+//   a unit pgseal built itself failed as a whole and is run once more after a reload; the
+//   caller's own transaction (seal.begin) cannot be replayed, so the keyring reloads before
+//   the next one (transaction.ts), unless the key was compromised: whether the process
+//   may go on writing is then the caller's decision.
+// - Access log: 'sync' in the statement (or transaction) of the access itself, 'async'
+//   buffered after it committed, 'off'.
+// - A value that does not open (tampered, wrong key, retired, shredded) is recorded in the
+//   encryption audit log as data.decrypt_failed, whichever door it came through.
+
+import type { Sql, TransactionSql } from 'postgres';
+import {
+  AccessLogBuffer, accessEntries, accessLogValues, accessor, insertAccessEntries, withAccessLog,
+  type AccessEntry, type AccessLogOptions, type AccessLogStats, type Accessed,
+} from '../audit/access-log.js';
+import { recordFailure } from '../audit/record.js';
+import type { KeyRoute } from '../columns/expressions.js';
+import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import type { Keyring } from '../keys/keyring.js';
+import { operand, type Expr } from '../statement/expr.js';
+import { compile, secret, slot, value, type Compiled, type Fragment } from '../statement/sql.js';
+import { withKeys, type WithKeysOptions } from './transaction.js';
+
+/** Values that do not open: the failure is audited. */
+const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes.MALFORMED_ENVELOPE, ErrorCodes.KEY_RETIRED, ErrorCodes.KEY_DESTROYED]);
+
+/**
+ * "Your cached keys are older than the database's": a rotation elsewhere (PS002, PS005), an
+ * emergency rotation (PS014), a log key rotated and used by another process (PS015).
+ */
+const STALE_KEYS = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.NO_ACTIVE_KEY, ErrorCodes.KEY_COMPROMISED, ErrorCodes.LOG_KEY_MISSING]);
+
+
+/** The key a write seals with: the scope's active key material as an argument, or the scope, whose key is in the transaction. */
+export type WriteKey = { via: 'argument'; material: Expr<Fragment> } | { via: 'transaction'; scope: Expr<Fragment> };
+
+/** How a unit's statement gets its keys, for its builder. */
+export interface Route {
+  readonly via: 'argument' | 'transaction' | 'none';
+  /** for decrypting expressions (columns/expressions.ts) */
+  readonly keys: KeyRoute<Fragment>;
+  /** the key a write to `scope` seals with (PGSEAL_NO_ACTIVE_KEY when the scope has none) */
+  writeKey(scope: string): Promise<WriteKey>;
+}
+
+/** One statement pgseal builds (the typed helpers): replayable, since it fails as a whole. */
+export interface Unit {
+  /** key scopes it may open or seal; undefined: every loaded scope; none: it needs no key */
+  scopes: readonly string[] | undefined | 'none';
+  /** the statement for a route; its named slots get `values` */
+  build(route: Route): Fragment | Promise<Fragment>;
+  values?: Readonly<Record<string, unknown>> | undefined;
+  /** a statement whose text depends on the route only: compiled once under this name */
+  cacheKey?: string | undefined;
+  /** what it reads, writes or deletes, for the access log (its rows return the primary key) */
+  access?: Accessed | undefined;
+  /** the table, for the audit of a value that does not open */
+  table?: { schema: string; table: string } | undefined;
+}
+
+/** A statement written by the caller and rewritten by pgseal (seal.query): keys in the transaction. */
+export interface Rewritten {
+  text: string;
+  params: readonly unknown[];
+  scopes?: readonly string[] | undefined;
+  /** the log entries of its result (audit/access-log.ts statementEntries) */
+  entries?: ((result: Record<string, unknown>[] & { count?: number | null; columns?: ReadonlyArray<{ name: string }> }) => AccessEntry[]) | undefined;
+  table?: { schema: string; table: string } | undefined;
+  prepare?: boolean | undefined;
+}
+
+export interface ExecutorOptions {
+  accessLog?: AccessLogOptions | undefined;
+}
+
+type Rows = Record<string, unknown>[] & { count: number; columns?: ReadonlyArray<{ name: string }> };
+
+const KEYSET = 'pgseal_keyset';
+
+export class KeyedExecutor {
+  readonly accessLog: AccessLogOptions;
+  readonly #buffer: AccessLogBuffer | undefined;
+  readonly #compiled = new Map<string, Compiled>();
+
+  constructor(
+    readonly sql: Sql,
+    readonly keyring: Keyring,
+    options: ExecutorOptions = {},
+  ) {
+    this.accessLog = options.accessLog ?? {};
+    this.#buffer = this.accessLog.mode === 'async' ? new AccessLogBuffer(sql, keyring, this.accessLog) : undefined;
+  }
+
+  /** Whether accesses are logged (writes then return their primary key for the log). */
+  get logging(): boolean {
+    return this.accessLog.mode === 'sync' || this.accessLog.mode === 'async';
+  }
+
+  /** Runs one statement pgseal built, retried once after a reload when the keys were stale. */
+  async run(unit: Unit): Promise<Rows> {
+    return this.#audited(unit.table, () => this.#replayable(() => this.#runOnce(unit)));
+  }
+
+  /** Runs a rewritten statement in a transaction holding the keys, logging what it touched. */
+  async rewritten(r: Rewritten): Promise<Rows> {
+    return this.#audited(r.table, () => this.#replayable(async () => {
+      const mode = r.entries ? (this.accessLog.mode ?? 'off') : 'off';
+      let buffered: AccessEntry[] = [];
+      const rows = await withKeys(this.sql, this.keyring, async (tx) => {
+        const result = (await tx.unsafe(r.text, r.params as never[], r.prepare === false ? { prepare: false } : {})) as unknown as Rows;
+        if (mode === 'off') return result;
+        const entries = r.entries!(result);
+        if (mode === 'async') buffered = entries;
+        else await this.#logInTransaction(tx, entries);
+        return result;
+      }, { scopes: r.scopes });
+      // async: only what committed is logged
+      if (buffered.length > 0) this.#buffer?.add(buffered);
+      return rows;
+    }));
+  }
+
+  /**
+   * The caller's own work in a transaction holding the keys (seal.begin). It cannot be
+   * replayed: when it met stale keys the keyring reloads before the next transaction.
+   */
+  async transaction<T>(work: (tx: TransactionSql) => T | Promise<T>, options: WithKeysOptions = {}): Promise<T> {
+    // withKeys marks the keyring stale when the database named keys this process lacks
+    // (PS002, PS005); a compromised key (PS014) is the caller's to act on (keyring.refresh())
+    return this.#audited(undefined, () => withKeys(this.sql, this.keyring, work, options));
+  }
+
+  /** Async access log: counts of entries buffered, written, dropped (undefined unless mode is 'async'). */
+  stats(): AccessLogStats | undefined {
+    return this.#buffer?.stats;
+  }
+
+  async flush(): Promise<void> {
+    await this.#buffer?.flush();
+  }
+
+  /** Writes the buffered access log; rejects when entries could not be written. */
+  async close(): Promise<void> {
+    await this.#buffer?.close();
+  }
+
+  async #replayable<T>(once: () => Promise<T>): Promise<T> {
+    try {
+      return await once();
+    } catch (error) {
+      if (!(error instanceof PgsealError) || !STALE_KEYS.has(error.code)) throw error;
+      await this.keyring.refresh();
+      return await once();
+    }
+  }
+
+  async #audited<T>(table: { schema: string; table: string } | undefined, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (error) {
+      if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
+        // a value that does not open: tampering, a wrong key, or shredded data; auditors want to know
+        await recordFailure(this.sql, this.keyring, { operation: 'data.decrypt_failed', actor: accessor(this.accessLog).actor, table }, error);
+      }
+      throw error;
+    }
+  }
+
+  async #logInTransaction(tx: TransactionSql, entries: AccessEntry[]): Promise<void> {
+    const keyset = await this.keyring.logKeyset();
+    try {
+      await insertAccessEntries(tx, keyset, entries);
+    } finally {
+      keyset.fill(0);
+    }
+  }
+
+  async #runOnce(unit: Unit): Promise<Rows> {
+    const named: Record<string, unknown> = { ...unit.values };
+    const owned: Buffer[] = [];
+    const logged = unit.access && this.accessLog.mode === 'sync';
+    try {
+      let keyset: Buffer | undefined;
+      if (unit.scopes !== 'none') {
+        keyset = await this.keyring.keyset(unit.scopes ?? (await this.keyring.scopes()));
+        if (keyset) owned.push((named[KEYSET] = keyset));
+      }
+      if (logged) {
+        Object.assign(named, accessLogValues(unit.access!, accessor(this.accessLog)));
+        owned.push((named.log_keyset = await this.keyring.logKeyset()));
+      }
+      const exec = async (db: Sql | TransactionSql, route: Route): Promise<Rows> => {
+        const compiled = await this.#compile(unit, route, logged ?? false);
+        const rows = (await compiled.bind(named).run(db)) as Rows;
+        if (unit.access && this.accessLog.mode === 'async' && this.#buffer) this.#buffer.add(accessEntries(rows, unit.access, accessor(this.accessLog)));
+        return rows;
+      };
+      if (unit.scopes === 'none') return await exec(this.sql, NO_KEYS);
+      if (keyset) return await exec(this.sql, this.#argumentRoute(owned));
+      return await withKeys(this.sql, this.keyring, (tx) => exec(tx, TRANSACTION_ROUTE), { scopes: unit.scopes });
+    } catch (error) {
+      throw toPgsealError(error);
+    } finally {
+      for (const b of owned) b.fill(0);
+    }
+  }
+
+  async #compile(unit: Unit, route: Route, logged: boolean): Promise<Compiled> {
+    const key = unit.cacheKey === undefined ? undefined : `${unit.cacheKey}|${route.via}|${logged}`;
+    const hit = key === undefined ? undefined : this.#compiled.get(key);
+    if (hit) return hit;
+    const built = await unit.build(route);
+    const compiled = compile(logged ? withAccessLog(built, unit.access!.primaryKey) : built);
+    if (key !== undefined && this.#compiled.size < 10_000) this.#compiled.set(key, compiled);
+    return compiled;
+  }
+
+  /** Keys as arguments: the keyset slot for decrypting, each written scope's key material as a secret of the statement. */
+  #argumentRoute(owned: Buffer[]): Route {
+    const materials = new Map<string, WriteKey>();
+    return {
+      via: 'argument',
+      keys: ARGUMENT_KEYS,
+      writeKey: async (scope) => {
+        let key = materials.get(scope);
+        if (!key) {
+          const material = await this.keyring.keyMaterial(scope);
+          if (material === undefined) {
+            throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: `create it with \`pgseal keys init --scope ${scope}\`` });
+          }
+          owned.push(material);
+          materials.set(scope, (key = { via: 'argument', material: operand(secret(material)) }));
+        }
+        return key;
+      },
+    };
+  }
+}
+
+const ARGUMENT_KEYS: KeyRoute<Fragment> = { via: 'argument', keyset: operand(slot(KEYSET, { secret: true })) };
+
+const TRANSACTION_ROUTE: Route = {
+  via: 'transaction',
+  keys: { via: 'transaction' },
+  // the scope as a bound value: its key is in the transaction's settings
+  writeKey: async (scope) => ({ via: 'transaction', scope: operand(value(scope)) }),
+};
+
+const NO_KEYS: Route = {
+  via: 'none',
+  keys: { via: 'transaction' },
+  writeKey: async () => {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'this statement was built without keys');
+  },
+};

@@ -1,0 +1,31 @@
+// Rewritten SQL, run: a statement written as if protected columns held plaintext is
+// rewritten (index.ts) and run by the keyed executor in a transaction holding the keys,
+// its accesses logged per row and protected column (seal.query, pgseal query).
+
+import { accessor, statementEntries } from '../audit/access-log.js';
+import type { KeyedExecutor } from '../exec/executor.js';
+import type { WithKeysOptions } from '../exec/transaction.js';
+import type { RewriteOptions, SqlRewriter } from './index.js';
+
+export type QueryOptions = RewriteOptions & WithKeysOptions;
+
+/** seal.query's arguments: (text, params, options) or a tagged template. */
+export function queryArguments(first: string | TemplateStringsArray, rest: unknown[]): { text: string; params: readonly unknown[]; options: QueryOptions } {
+  if (typeof first === 'string') {
+    return { text: first, params: (rest[0] as readonly unknown[] | undefined) ?? [], options: (rest[1] as QueryOptions | undefined) ?? {} };
+  }
+  return { text: first.reduce((out, part, i) => out + (i > 0 ? `$${i}` : '') + part, ''), params: rest, options: {} };
+}
+
+export async function runRewritten(exec: KeyedExecutor, rewriter: SqlRewriter, text: string, params: readonly unknown[], options: QueryOptions = {}): Promise<Record<string, unknown>[]> {
+  const rewritten = rewriter.rewrite(text, options);
+  const first = rewritten.columns[0];
+  const [schema, table] = first ? first.split('.') : [];
+  return exec.rewritten({
+    text: rewritten.sql,
+    params,
+    scopes: options.scopes,
+    entries: rewritten.access ? (result) => statementEntries(result, rewritten, (t) => rewriter.primaryKeyOf(t), accessor(exec.accessLog)) : undefined,
+    table: schema !== undefined && table !== undefined ? { schema, table } : undefined,
+  });
+}
