@@ -6,7 +6,9 @@
 -- function with pgcrypto's own volatility, strictness and parallel safety, so the planner
 -- inlines it and the call costs exactly what pgcrypto costs.
 --
--- pgcrypto is a trusted extension: a database owner without superuser can create it.
+-- pgcrypto is a trusted extension: a database owner without superuser can create it. When
+-- it is missing it is created in schema public, named here (`pgseal migrate` also runs the
+-- released 0001_core, which does not name it, with search_path = public).
 DO $bindings$
 DECLARE
   crypto_schema name;
@@ -16,7 +18,7 @@ BEGIN
     JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
    WHERE e.extname = 'pgcrypto';
   IF crypto_schema IS NULL THEN
-    CREATE EXTENSION pgcrypto;
+    CREATE EXTENSION pgcrypto WITH SCHEMA public;
     SELECT n.nspname INTO crypto_schema
       FROM pg_catalog.pg_extension e
       JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace

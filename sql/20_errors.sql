@@ -29,17 +29,17 @@ END
 $$;
 
 -- A version missing from the transaction's keys may be retired or destroyed: say so. Reads
--- pgseal.keys on the failure path only; a caller who may not read it gets PS002 instead.
+-- the version's state on the failure path only (pgseal._key_state, sql/30_keyring.sql: a
+-- caller who may not call it gets PS002 instead). No EXCEPTION block: a subtransaction
+-- cannot start in a parallel worker, and this runs in them.
 CREATE FUNCTION pgseal._fail_key_state(version integer) RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   state text;
 BEGIN
-  BEGIN
-    SELECT k.state INTO state FROM pgseal.keys k WHERE k.version = _fail_key_state.version;
-  EXCEPTION WHEN insufficient_privilege OR undefined_table THEN
-    RETURN;
-  END;
+  IF pg_catalog.has_function_privilege('pgseal._key_state(integer)', 'EXECUTE') THEN
+    state := pgseal._key_state(version);
+  END IF;
   IF state = 'retired' THEN
     RAISE EXCEPTION USING ERRCODE = 'PS012', MESSAGE = format('pgseal: key version %s is retired', version),
       HINT = 'This value was not re-encrypted before its key version was retired; it can no longer be read.';

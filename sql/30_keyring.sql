@@ -17,6 +17,8 @@ CREATE TABLE pgseal.keys (
   deactivated_at timestamptz,
   retired_at     timestamptz,
   destroyed_at   timestamptz,
+  -- an emergency rotation marks the versions it moves off compromised (sql/90_reencrypt.sql)
+  compromised_at timestamptz,
   -- scopes become part of setting names: lower case, digits, '_' and '-'
   CONSTRAINT keys_scope_format CHECK (scope ~ '^[a-z0-9_-]{1,63}$'),
   CONSTRAINT keys_purpose_known CHECK (purpose IN ('data', 'index', 'log')),
@@ -36,7 +38,7 @@ CREATE UNIQUE INDEX keys_one_active_per_scope ON pgseal.keys (scope, purpose) WH
 CREATE FUNCTION pgseal.add_key(
   p_version integer, p_scope text, p_purpose text, p_wrapped_key bytea, p_kek_ref text, p_fingerprint text
 ) RETURNS integer
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   previous integer;
 BEGIN
@@ -50,6 +52,28 @@ BEGIN
   RETURN previous;
 END
 $$;
+
+-- The keys a keyring loads: the wrapped form of every usable version (active or
+-- decrypt-only), of one purpose or scope if asked. SECURITY DEFINER so that the
+-- application's role (pgseal_app) needs no privilege on pgseal.keys itself: it sees
+-- neither the key history nor retired or destroyed rows. A wrapped key opens only with the
+-- master key, which never reaches the database.
+CREATE FUNCTION pgseal.usable_keys(p_purpose text DEFAULT NULL, p_scope text DEFAULT NULL)
+RETURNS TABLE (version integer, scope text, purpose text, state text, wrapped_key bytea, kek_ref text, fingerprint text)
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+  SELECT k.version, k.scope, k.purpose, k.state, k.wrapped_key, k.kek_ref, k.fingerprint
+    FROM pgseal.keys k
+   WHERE k.state IN ('active', 'decrypt-only')
+     AND (p_purpose IS NULL OR k.purpose = p_purpose) AND (p_scope IS NULL OR k.scope = p_scope)
+   ORDER BY k.version;
+END;
+
+-- The state of one key version, for the failure path of decryption (PS012 retired, PS013
+-- destroyed): a state is no secret. SECURITY DEFINER for the same reason as usable_keys.
+CREATE FUNCTION pgseal._key_state(p_version integer) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURN (SELECT k.state FROM pgseal.keys k WHERE k.version = p_version);
 
 -- Makes unwrapped keys visible to the rest of the current transaction only.
 --
@@ -71,7 +95,7 @@ $$;
 --   pgseal.index_old_<scope, '-' as '$'> = hex(older index keys, concatenated) (lookups only)
 --   pgseal.keys_loaded                   = number of keys
 CREATE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
-LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   pos integer := 0;
   total integer := pg_catalog.octet_length(payload);

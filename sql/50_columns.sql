@@ -35,7 +35,7 @@ CREATE FUNCTION pgseal.protect_column(
   p_normalizer text DEFAULT 'none', p_context_mode text DEFAULT 'column', p_scope text DEFAULT 'default',
   p_scope_column name DEFAULT NULL, p_blind_index_bytes integer DEFAULT 16
 ) RETURNS pgseal.columns
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t_schema name;
   t_name name;
@@ -119,7 +119,7 @@ $$;
 -- blind-index column pgseal added, unless told to keep it.
 CREATE FUNCTION pgseal.unprotect_column(p_table regclass, p_column name, p_drop_blind_index boolean DEFAULT true)
 RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t_schema name;
   t_name name;
@@ -140,8 +140,7 @@ BEGIN
 END
 $$;
 
--- Which columns are protected is not secret, and every reader needs it.
+-- Which columns are protected is not secret: readers get it through pgseal_app (sql/99_privileges.sql).
 REVOKE ALL ON pgseal.columns FROM PUBLIC;
-GRANT SELECT ON pgseal.columns TO PUBLIC;
 REVOKE ALL ON FUNCTION pgseal.protect_column(regclass, name, text, boolean, text, text, text, name, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal.unprotect_column(regclass, name, boolean) FROM PUBLIC;

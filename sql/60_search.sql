@@ -126,11 +126,11 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN pg_catalog.substr(ciphertext, 3, 4) = pg_catalog.substr(keyset, 1, 4) THEN 5
             ELSE pgseal._keyset_find(ciphertext, keyset) END;
 
--- The failure branch of decrypt_bytea_with: keys come as the keyset argument. Declared
--- IMMUTABLE, and opaque (PL/pgSQL), so the IMMUTABLE functions calling it still inline; it
+-- The failure branch of decrypt_bytea_with: keys come as the keyset argument. STABLE, not
+-- IMMUTABLE: saying why a value does not open reads the key's state (_fail_key_state). It
 -- runs only when a value does not open.
 CREATE FUNCTION pgseal._fail_open_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN pgseal._fail_envelope(ciphertext, context, pgseal._keyset_offset(ciphertext, keyset) IS NOT NULL, false);
 END
@@ -140,9 +140,10 @@ $$;
 -- way (the failure names what is wrong): the slow path of decrypt_bytea_with, for values
 -- sealed under another version than the keyset's first (while a rotation's re-encryption
 -- runs) and for values that do not open. PL/pgSQL so that it stays one opaque call in the
--- caller's plan; operators qualified, since a SET search_path clause would cost every call.
+-- caller's plan; every name qualified instead of a SET search_path clause, which would cost
+-- every call (sql/README.md). STABLE: its failure path reads the key's state.
 CREATE FUNCTION pgseal._open_with_keyset(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
 BEGIN
   -- a cut entry would hand a short or empty key to hmac(), and a tag under it anyone can compute
   IF pg_catalog.octet_length(keyset) OPERATOR(pg_catalog.%) 68 OPERATOR(pg_catalog.<>) 0 THEN
@@ -177,9 +178,10 @@ $$;
 -- The keyset's length is checked first: substr() of a shorter one would give a short or
 -- empty key, and a tag under an empty key is one anyone can compute. abs(): a value too
 -- short for its tag or body must reach the slow path, not fail in substr, also when the
--- planner folds a constant argument into both branches.
+-- planner folds a constant argument into both branches. STABLE: the slow path says why a
+-- value does not open, which reads the key's state.
 CREATE FUNCTION pgseal.decrypt_bytea_with(ciphertext bytea, context text, keyset bytea) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE sql STABLE PARALLEL SAFE
 RETURN CASE
   WHEN ciphertext IS NULL THEN NULL
   WHEN pg_catalog.octet_length(keyset) >= 68
@@ -195,7 +197,6 @@ RETURN CASE
   ELSE pgseal._open_with_keyset(ciphertext, context, keyset)
 END;
 
--- STABLE, not IMMUTABLE, only because convert_from is: an IMMUTABLE wrapper would not inline.
 CREATE FUNCTION pgseal.decrypt_text_with(ciphertext bytea, context text, keyset bytea) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.convert_from(pgseal.decrypt_bytea_with(ciphertext, context, keyset), 'UTF8');
@@ -225,6 +226,7 @@ CREATE FUNCTION pgseal.encrypt_text_with(plaintext text, context text, key_mater
 LANGUAGE sql VOLATILE PARALLEL SAFE
 RETURN pgseal.encrypt_bytea_with(pg_catalog.convert_to(plaintext, 'UTF8'), context, key_material);
 
+-- owner only until granted on purpose (sql/99_privileges.sql)
 REVOKE ALL ON FUNCTION
   pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
   pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
@@ -233,12 +235,3 @@ REVOKE ALL ON FUNCTION
   pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
   pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
 FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION
-  pgseal._bad_normalizer(text), pgseal.normalize(text, text), pgseal.normalize_array(text[], text),
-  pgseal.scope_context(text, text), pgseal.row_context(text, text), pgseal._fail_no_index_key(text), pgseal._index_key(text),
-  pgseal._index_keys(text), pgseal.blind_index(text, text, text, text, integer), pgseal.blind_index_array(text[], text, text, text, integer),
-  pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea), pgseal._open_with_keyset(bytea, text, bytea),
-  pgseal.decrypt_bytea_with(bytea, text, bytea), pgseal.decrypt_text_with(bytea, text, bytea),
-  pgseal._check_key_material(bytea), pgseal.encrypt_bytea_with(bytea, text, bytea), pgseal.encrypt_text_with(text, text, bytea)
-TO PUBLIC;
-

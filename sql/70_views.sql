@@ -29,7 +29,7 @@ RETURN CASE WHEN c.scope_column IS NOT NULL THEN pg_catalog.format('%s.%I::text'
 
 -- (Re)creates the decrypted view of one protected table; returns its qualified name.
 CREATE FUNCTION pgseal.create_view(p_table regclass) RETURNS text
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t_schema name;
   t_name name;
@@ -125,7 +125,7 @@ BEGIN
     EXECUTE pg_catalog.format('ALTER VIEW %I.%I ALTER COLUMN %I SET DEFAULT %s', t_schema, v_name, a.attname, a.default_expr);
   END LOOP;
   EXECUTE pg_catalog.format($f$
-    CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql SET search_path = '' AS $body$
+    CREATE OR REPLACE FUNCTION %I.%I() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $body$
     BEGIN
       IF TG_OP = 'INSERT' THEN
         INSERT INTO %I.%I AS t (%s) VALUES (%s) RETURNING * INTO NEW;
@@ -153,7 +153,7 @@ END
 $$;
 
 CREATE FUNCTION pgseal.drop_view(p_table regclass) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = '' AS $$
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   t_schema name;
   t_name name;

@@ -3,10 +3,12 @@
 -- PS013 are in 20_errors.sql.
 
 -- Rows per key version and protected column, counted (full scans: an index on
--- pgseal.key_version_of(col) makes them cheap).
+-- pgseal.key_version_of(col) makes them cheap). SECURITY DEFINER, so that a key
+-- administrator (pgseal_admin) can count without reading the tables: it returns counts
+-- only, over the columns the registry names. VOLATILE: its queries are dynamic SQL.
 CREATE FUNCTION pgseal.key_usage(p_version integer DEFAULT NULL)
 RETURNS TABLE (table_schema name, table_name name, column_name name, version integer, row_count bigint)
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   c record;
 BEGIN

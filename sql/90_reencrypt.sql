@@ -60,9 +60,8 @@ CREATE TABLE pgseal.reencrypt_progress (
 );
 COMMENT ON TABLE pgseal.reencrypt_progress IS 'pgseal: checkpoints of re-encryption runs, written in the same statement as each batch';
 
--- Emergency rotation marks the versions it moves off as compromised: nothing new may be
--- written with them, even by a process whose cached keys predate the rotation.
-ALTER TABLE pgseal.keys ADD COLUMN compromised_at timestamptz;
+-- Emergency rotation marks the versions it moves off as compromised (pgseal.keys.compromised_at):
+-- nothing new may be written with them, even by a process whose cached keys predate the rotation.
 
 CREATE FUNCTION pgseal._refuse_compromised_write() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$

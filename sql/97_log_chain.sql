@@ -222,6 +222,13 @@ BEGIN
 END
 $$;
 
+-- A setting as a whole number from lo to hi, or NULL when it is missing or anything else: a
+-- SECURITY DEFINER function reads the settings its caller can write through this only.
+CREATE FUNCTION pgseal._setting_int(name text, lo integer, hi integer) RETURNS integer
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT CASE WHEN s.v ~ '^[0-9]{1,9}$' AND s.v::integer BETWEEN lo AND hi THEN s.v::integer END
+          FROM (SELECT pg_catalog.current_setting(name, true) AS v) AS s);
+
 -- Appends one link for p_rows log rows written by the calling statement and returns its id
 -- (the rows' link_id; their link_pos run 0 .. p_rows - 1). SECURITY DEFINER so that an
 -- application role needs only EXECUTE here and INSERT on the logs, never write access to
@@ -243,7 +250,8 @@ BEGIN
   END IF;
   -- the head this transaction already holds (so it never holds two, nor waits for a second);
   -- else any head no other transaction holds; when all are held, wait for one
-  held := NULLIF(current_setting('pgseal.log_head_' || p_log, true), '')::smallint;
+  -- a caller-writable setting: anything but a chain number is ignored
+  held := pgseal._setting_int('pgseal.log_head_' || p_log, 0, 15)::smallint;
   IF held IS NULL THEN
     SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
   END IF;

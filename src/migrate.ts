@@ -24,6 +24,8 @@ export async function migrate(options: MigrateOptions): Promise<string[]> {
       dir: MIGRATIONS_DIR,
       direction: options.direction,
       count: options.count ?? (options.direction === 'up' ? Infinity : 1),
+      // the migrations' session: pgcrypto, when 0001_core creates it, lands in public (sql/10_crypto_bindings.sql)
+      schema: 'public',
       migrationsSchema: MIGRATIONS_SCHEMA,
       migrationsTable: MIGRATIONS_TABLE,
       createMigrationsSchema: true,

@@ -22,14 +22,12 @@ export interface KeyRow {
   fingerprint: string;
 }
 
-/** The rows of pgseal.keys still in use (active, decrypt-only), oldest first; of one purpose or scope if asked. */
+/** The rows of pgseal.keys still in use (active, decrypt-only), oldest first; of one purpose or scope if asked (pgseal.usable_keys). */
 export function usableKeyRows(sql: Sql, only: { purpose?: KeyPurpose; scope?: string } = {}): Promise<KeyRow[]> {
+  // through the SECURITY DEFINER function: an application role holds no privilege on pgseal.keys
   return withPgsealErrors(() => sql<KeyRow[]>`
     select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
-      from pgseal.keys
-     where state in ('active', 'decrypt-only')
-       ${only.purpose ? sql`and purpose = ${only.purpose}` : sql``} ${only.scope ? sql`and scope = ${only.scope}` : sql``}
-     order by version`);
+      from pgseal.usable_keys(${only.purpose ?? null}::text, ${only.scope ?? null}::text)`);
 }
 
 /** Unwraps one key row and checks it against its stored fingerprint. The caller zeroes the result. */

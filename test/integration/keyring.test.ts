@@ -124,10 +124,10 @@ describe('rotation', () => {
 });
 
 describe('roles', () => {
-  it('PUBLIC cannot read or change pgseal.keys; a role granted SELECT can work with keys', async () => {
+  it('PUBLIC cannot read or change pgseal.keys; a role granted pgseal_app can work with keys', async () => {
     const app = await createRole(db.admin, 'pgseal_app');
     const nobody = await createRole(db.admin, 'pgseal_nobody');
-    await db.sql.unsafe(`grant select on pgseal.keys to "${app.name}"`);
+    await db.sql.unsafe(`grant pgseal_app to "${app.name}"`);
     await db.sql.unsafe(`create table notes (id serial primary key, body bytea); grant select, insert on notes to "${app.name}"; grant usage on sequence notes_id_seq to "${app.name}"`);
     const asApp = connectQuiet(db.urlAs(app.name, app.password));
     const asNobody = connectQuiet(db.urlAs(nobody.name, nobody.password));

@@ -125,7 +125,7 @@ describe('decrypted views', () => {
     expect(r.stdout).toContain('public.patients_decrypted');
     const nurse = await createRole(db.admin, 'pgseal_nurse');
     await db.sql.unsafe(`grant select, insert, update, delete on patients, patients_decrypted to "${nurse.name}";
-                         grant usage on sequence patients_id_seq to "${nurse.name}"; grant select on pgseal.keys to "${nurse.name}"`);
+                         grant usage on sequence patients_id_seq to "${nurse.name}"; grant pgseal_app to "${nurse.name}"`);
     const asNurse = connectQuiet(db.urlAs(nurse.name, nurse.password));
     const ring = new Keyring(asNurse, master);
     try {
