@@ -32,6 +32,7 @@ export { column, defineTable, type ColumnDef, type EncryptedColumn, type Encrypt
 export { Table, type ScopeOption } from './helpers/table.js';
 export { loadRegistry, listProtectedColumns } from './registry/load.js';
 export { protectColumn, unprotectColumn, createView, dropView, type ProtectOptions } from './registry/protect.js';
+export { grantApi, revokeApi, listApiGrants, type ApiSet } from './registry/grants.js';
 export type { ProtectedColumn, Registry, TableInfo, ValueType, Normalizer, ContextMode } from './registry/types.js';
 export { blindIndex } from './columns/blind-index.js';
 export { loadSqlRewriter, SqlRewriter, type RewriteOptions, type RewriteResult } from './rewrite/index.js';

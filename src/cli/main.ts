@@ -14,6 +14,7 @@ import { viewsCommand } from './views.js';
 import { reencryptCommand } from './reencrypt.js';
 import { logsCommand } from './logs.js';
 import { auditCommand } from './audit.js';
+import { grantCommand } from './grant.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -32,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(reencryptCommand)
     .command(logsCommand)
     .command(auditCommand)
+    .command(grantCommand as unknown as CommandModule)
     .demandCommand(1, 'name a command')
     .strict()
     .help()
