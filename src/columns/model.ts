@@ -44,8 +44,17 @@ export function protectedColumn(schema: string, table: string, column: string, s
       });
     }
   }
-  const blindIndexColumn = spec.searchable ? (spec.blindIndexColumn ?? `${column}_bidx`.slice(0, 63)) : null;
-  return { schema, table, column, ...spec, scope: spec.scopeColumn ? null : (spec.scope ?? 'default'), blindIndexColumn };
+  return {
+    schema, table, column,
+    valueType: spec.valueType,
+    scope: spec.scopeColumn ? null : (spec.scope ?? 'default'),
+    scopeColumn: spec.scopeColumn ?? null,
+    contextMode: spec.contextMode,
+    searchable: spec.searchable,
+    normalizer: spec.normalizer,
+    blindIndexColumn: spec.searchable ? (spec.blindIndexColumn ?? `${column}_bidx`.slice(0, 63)) : null,
+    blindIndexBytes: spec.blindIndexBytes,
+  };
 }
 
 /** The settings two models of one column must agree on (Table.verify compares them). */

@@ -43,7 +43,8 @@ export class SqlRewriter {
     options: SqlRewriterOptions = {},
   ) {
     this.cacheSize = Math.max(0, options.cacheSize ?? 1000);
-    this.tableNames = [...new Set([...registry.values()].map((t) => t.table.toLowerCase()))];
+    // as written in SQL too: a quote inside a quoted name is doubled
+    this.tableNames = [...new Set([...registry.values()].flatMap((t) => [t.table.toLowerCase(), t.table.toLowerCase().replace(/"/g, '""')]))];
   }
 
   rewrite(sql: string, options: RewriteOptions = {}): RewriteResult {
