@@ -3,22 +3,9 @@
 // it here lets a lookup send only the index, never the searched value.
 
 import { createHmac } from 'node:crypto';
+import { contextBytes } from '../crypto/envelope.js';
 import type { Normalizer } from './model.js';
 import { normalize } from './normalize.js';
-
-// contexts are few (one per searchable column) and used on every lookup
-const contexts = new Map<string, Buffer>();
-function contextBytes(context: string): Buffer {
-  let bytes = contexts.get(context);
-  if (bytes === undefined) {
-    const utf8 = Buffer.from(context, 'utf8');
-    bytes = Buffer.alloc(utf8.length + 4);
-    utf8.copy(bytes);
-    bytes.writeUInt32BE(utf8.length, utf8.length);
-    if (contexts.size < 10_000) contexts.set(context, bytes);
-  }
-  return bytes;
-}
 
 export function blindIndex(indexKey: Buffer, value: string, normalizer: Normalizer, context: string, bytes = 16): Buffer {
   return blindIndexOfNormalized(indexKey, normalize(value, normalizer), context, bytes);

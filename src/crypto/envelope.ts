@@ -17,12 +17,23 @@ export interface VersionedKeys extends EnvelopeKeys {
   version: number;
 }
 
-/** The bytes the tag covers after the envelope: context (UTF-8), then its length (u32 BE). */
-function contextBytes(context: string): Buffer {
-  const utf8 = Buffer.from(context, 'utf8');
-  const length = Buffer.alloc(4);
-  length.writeUInt32BE(utf8.length);
-  return Buffer.concat([utf8, length]);
+// contexts are few (one per column, or per row with row context) and used on every call
+const contexts = new Map<string, Buffer>();
+
+/**
+ * The bytes a tag covers after its message, here and in blind indexes: the context (UTF-8),
+ * then its length (u32 BE), as pgseal._context_bytes writes them in SQL. Shared: do not modify.
+ */
+export function contextBytes(context: string): Buffer {
+  let bytes = contexts.get(context);
+  if (bytes === undefined) {
+    const utf8 = Buffer.from(context, 'utf8');
+    bytes = Buffer.alloc(utf8.length + 4);
+    utf8.copy(bytes);
+    bytes.writeUInt32BE(utf8.length, utf8.length);
+    if (contexts.size < 10_000) contexts.set(context, bytes);
+  }
+  return bytes;
 }
 
 function tag(macKey: Buffer, authenticated: Buffer, context: string): Buffer {
