@@ -1,15 +1,19 @@
 -- pgseal 0008: SQL held to the rules the catalog test checks (src/catalog/lint.ts, sql/README.md).
+-- * pgseal._column_context: the context rule's first part, named once for the views (sql/70).
 -- * One search_path convention: SET search_path = pg_catalog, pg_temp (add_key, use_keys,
 --   protect_column, unprotect_column, create_view and its trigger functions, drop_view had '').
 -- * No IMMUTABLE function reads a table: decrypt_bytea_with, _open_with_keyset and
 --   _fail_open_with are STABLE (their failure path reads the key's state); _fail_key_state
 --   reads it through pgseal._key_state, without an EXCEPTION block (a subtransaction cannot
 --   start in a parallel worker); key_usage is VOLATILE (dynamic SQL) and SECURITY DEFINER.
+-- * _check_key_material refuses version 0 and all-zero keys.
 -- * SECURITY DEFINER functions read caller-writable settings through pgseal._setting_int:
 --   append_log_link ignores a pgseal.log_head_* that is not a chain number.
--- * Privileges: PUBLIC gets nothing in schema pgseal; two sets (app, admin) granted to the
---   roles pgseal_app and pgseal_admin, created where the installing role may, or to roles
---   named with pgseal.grant_api (`pgseal grant`); the keyring reads pgseal.usable_keys().
+-- * Privileges: nobody but the owner keeps anything in schema pgseal (PUBLIC included: what
+--   other roles held is revoked, each named in a NOTICE); two sets (app, admin) granted to the
+--   roles pgseal_app and pgseal_admin, created where the installing role may (not with
+--   pgseal.roles = off), or to roles named with pgseal.grant_api (`pgseal grant`); the keyring
+--   reads pgseal.usable_keys().
 -- Released: never edit; sources in sql/ (20, 30, 45, 50, 60, 70, 80, 97, 99).
 
 -- Up Migration
@@ -19,7 +23,22 @@ ALTER FUNCTION pgseal.protect_column(regclass, name, text, boolean, text, text, 
 ALTER FUNCTION pgseal.unprotect_column(regclass, name, boolean) SET search_path = pg_catalog, pg_temp;
 ALTER FUNCTION pgseal.drop_view(regclass) SET search_path = pg_catalog, pg_temp;
 
--- the decrypted views' trigger functions pin the same search_path (sql/70)
+-- the context rule's first part named once (sql/70); the decrypted views' trigger functions pin the same search_path
+-- The SQL side of the context rule (src/columns/context.ts is the TypeScript side; a test
+-- checks both agree): 'schema.table.column', then '@' || the row's scope for a per-tenant
+-- column, then '#' || its primary key in row mode, through pgseal.scope_context and
+-- pgseal.row_context. _column_context is the first part, and every blind index's context.
+CREATE FUNCTION pgseal._column_context(c pgseal.columns) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN c.table_schema || '.' || c.table_name || '.' || c.column_name;
+
+CREATE OR REPLACE FUNCTION pgseal._context_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT CASE c.context_mode WHEN 'row' THEN pg_catalog.format('pgseal.row_context(%s, %s.%I::text)', base, row_ref, pk) ELSE base END
+          FROM (SELECT CASE WHEN c.scope_column IS NOT NULL
+                            THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)', pgseal._column_context(c), row_ref, c.scope_column)
+                            ELSE pg_catalog.quote_literal(pgseal._column_context(c)) END AS base) AS b);
+
 -- (Re)creates the decrypted view of one protected table; returns its qualified name.
 CREATE OR REPLACE FUNCTION pgseal.create_view(p_table regclass) RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -80,7 +99,7 @@ BEGIN
       update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END', a.attname, unchanged, a.attname, write_expr);
       IF c.searchable THEN
         write_expr := pg_catalog.format('pgseal.blind_index(NEW.%I::text, %L, %L, %s, %s)', a.attname, c.normalizer,
-                                        c.table_schema || '.' || c.table_name || '.' || c.column_name, pgseal._scope_expr(c, 'NEW'), c.blind_index_bytes);
+                                        pgseal._column_context(c), pgseal._scope_expr(c, 'NEW'), c.blind_index_bytes);
         insert_cols := insert_cols || pg_catalog.quote_ident(c.blind_index_column);
         insert_vals := insert_vals || write_expr;
         update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END',
@@ -256,19 +275,61 @@ BEGIN
 END
 $$;
 
+-- all-zero key material refused (sql/60)
+-- Version 0 and all-zero keys are refused too: a buffer the application zeroed while a
+-- statement still held it must not seal values anyone could open.
+CREATE OR REPLACE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL
+     OR pg_catalog.substr(key_material, 1, 4) OPERATOR(pg_catalog.=) E'\\x00000000'::pg_catalog.bytea
+     OR pg_catalog.substr(key_material, 5, 32) OPERATOR(pg_catalog.=) E'\\x0000000000000000000000000000000000000000000000000000000000000000'::pg_catalog.bytea
+     OR pg_catalog.substr(key_material, 37, 32) OPERATOR(pg_catalog.=) E'\\x0000000000000000000000000000000000000000000000000000000000000000'::pg_catalog.bytea THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
+      HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
+  END IF;
+  RETURN key_material;
+END
+$$;
+
 -- PUBLIC gets nothing (sql/45)
 REVOKE ALL ON SCHEMA pgseal FROM PUBLIC;
 
 -- the privilege sets and the roles (sql/99)
--- Roles given a set, so a later migration can grant them what it adds (pgseal._regrant).
+-- Roles given a set, so a later migration can grant them what it adds (pgseal._regrant). By
+-- oid: a role dropped and another created under its name later inherits nothing.
 CREATE TABLE pgseal.api_grants (
-  role_name  name PRIMARY KEY,
+  role_oid   oid PRIMARY KEY,
+  role_name  name NOT NULL,
   api        text NOT NULL,
   granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
   granted_by text NOT NULL DEFAULT CURRENT_USER,
   CONSTRAINT api_grants_api_known CHECK (api IN ('app', 'admin'))
 );
 COMMENT ON TABLE pgseal.api_grants IS 'pgseal: roles granted the application (app) or key administration (admin) privileges';
+
+-- The role a set may be given to or taken from: it exists, is not a superuser (every
+-- privilege already), and is neither the owner of schema pgseal nor a member of it (revoking
+-- would lock the installer out of its own objects). Returns its oid.
+CREATE FUNCTION pgseal._grantee(p_role name) RETURNS oid
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r pg_roles;
+  owner oid := (SELECT s.nspowner FROM pg_namespace s WHERE s.nspname = 'pgseal');
+BEGIN
+  SELECT * INTO r FROM pg_roles x WHERE x.rolname = p_role;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role),
+      HINT = 'Create the role first (CREATE ROLE ... LOGIN), then grant it pgseal''s privileges.';
+  END IF;
+  IF r.rolsuper OR r.oid = owner OR pg_has_role(r.oid, owner, 'MEMBER') THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = format('pgseal: %I is a superuser or owns schema pgseal (or is a member of its owner): it holds every privilege already', p_role),
+      HINT = 'Name the application''s or the administrator''s own role, one that owns nothing of pgseal''s.';
+  END IF;
+  RETURN r.oid;
+END
+$$;
 
 -- Grants a role exactly one set (what it held on pgseal's objects before is revoked first),
 -- and records it.
@@ -293,18 +354,12 @@ DECLARE
     pgseal._open_with_keyset(bytea, text, bytea), pgseal._check_key_material(bytea)';
   admin_functions text := 'pgseal.add_key(integer, text, text, bytea, text, text), pgseal.retire_key(integer, boolean),
     pgseal.destroy_scope_keys(text), pgseal.key_usage(integer)';
+  v_oid oid;
 BEGIN
   IF p_api IS NULL OR p_api NOT IN ('app', 'admin') THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: the privilege set is app or admin';
   END IF;
-  IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role),
-      HINT = 'Create the role first (CREATE ROLE ... LOGIN), then grant it pgseal''s privileges.';
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_namespace s JOIN pg_roles r ON r.oid = s.nspowner WHERE s.nspname = 'pgseal' AND r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgseal: %I owns schema pgseal and holds every privilege already', p_role),
-      HINT = 'Name the application''s or the administrator''s own role.';
-  END IF;
+  v_oid := pgseal._grantee(p_role);
   -- exactly one set: what the role held on pgseal's objects before goes
   EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', p_role);
@@ -320,23 +375,22 @@ BEGIN
     EXECUTE format('GRANT SELECT ON TABLE pgseal.reencrypt_runs TO %I', p_role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', admin_functions, p_role);
   END IF;
-  INSERT INTO pgseal.api_grants (role_name, api) VALUES (p_role, p_api)
-  ON CONFLICT (role_name) DO UPDATE SET api = EXCLUDED.api, granted_at = pg_catalog.now(), granted_by = CURRENT_USER;
+  INSERT INTO pgseal.api_grants (role_oid, role_name, api) VALUES (v_oid, p_role, p_api)
+  ON CONFLICT (role_oid) DO UPDATE SET role_name = EXCLUDED.role_name, api = EXCLUDED.api, granted_at = pg_catalog.now(), granted_by = CURRENT_USER;
 END
 $$;
 
 -- Takes a role's set away (what grant_api gave it), and forgets it.
 CREATE FUNCTION pgseal.revoke_api(p_role name) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_oid oid := pgseal._grantee(p_role);
 BEGIN
-  IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role);
-  END IF;
   EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON SCHEMA pgseal FROM %I', p_role);
-  DELETE FROM pgseal.api_grants g WHERE g.role_name = p_role;
+  DELETE FROM pgseal.api_grants g WHERE g.role_oid = v_oid;
 END
 $$;
 
@@ -348,37 +402,77 @@ DECLARE
   g record;
   n integer := 0;
 BEGIN
-  DELETE FROM pgseal.api_grants a WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = a.role_name);
-  FOR g IN SELECT a.role_name, a.api FROM pgseal.api_grants a ORDER BY 1 LOOP
-    PERFORM pgseal.grant_api(g.role_name, g.api);
+  DELETE FROM pgseal.api_grants a WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.role_oid);
+  FOR g IN SELECT r.rolname, a.api FROM pgseal.api_grants a JOIN pg_roles r ON r.oid = a.role_oid ORDER BY 1 LOOP
+    PERFORM pgseal.grant_api(g.rolname, g.api);
     n := n + 1;
   END LOOP;
   RETURN n;
 END
 $$;
 
+-- Start from nothing: whatever roles other than the owner held on pgseal's objects goes (an
+-- application role given SELECT on pgseal.keys by an older set-up, an auditor's SELECT on the
+-- logs); they get their set again from the roles below or `pgseal grant`. Named in a NOTICE.
+DO $nothing$
+DECLARE
+  g record;
+BEGIN
+  FOR g IN
+    SELECT DISTINCT a.grantee FROM (
+      SELECT (pg_catalog.aclexplode(s.nspacl)).grantee, s.nspowner AS owner FROM pg_catalog.pg_namespace s WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(p.proacl)).grantee, p.proowner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace s ON s.oid = p.pronamespace WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(c.relacl)).grantee, c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(t.attacl)).grantee, c.relowner FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_class c ON c.oid = t.attrelid
+        JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'pgseal' AND t.attacl IS NOT NULL) AS a
+     WHERE a.grantee <> 0 AND a.grantee <> a.owner
+  LOOP
+    RAISE NOTICE 'pgseal: revoking what role % held on pgseal''s objects: give it its set again (GRANT pgseal_app, or pgseal grant)', pg_catalog.pg_get_userbyid(g.grantee);
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+  END LOOP;
+END
+$nothing$;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM PUBLIC;
 
--- The two named roles: created where the installing role may create roles (they are
--- cluster-wide: another database may have created them already), then granted their set.
--- Otherwise `pgseal grant --app R --admin R` grants the same sets to roles you name.
+-- The two named roles: created where the installing role may create roles, then granted their
+-- set. Roles are cluster-wide: a member of pgseal_admin holds the admin set in every database
+-- where pgseal granted it, so on a cluster whose databases belong to different parties, migrate
+-- with pgseal.roles = off (`pgseal migrate up --no-roles`) and grant roles of each database's
+-- own with `pgseal grant --app R --admin R`.
 DO $roles$
 DECLARE
   r text;
   may_create boolean := (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER);
+  existed boolean;
 BEGIN
+  IF pg_catalog.current_setting('pgseal.roles', true) = 'off' THEN
+    RAISE NOTICE 'pgseal: pgseal.roles = off: pgseal_app and pgseal_admin get nothing here; grant roles of yours with `pgseal grant --app ROLE --admin ROLE`';
+    RETURN;
+  END IF;
   FOREACH r IN ARRAY ARRAY['pgseal_app', 'pgseal_admin'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) AND may_create THEN
+    existed := EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r);
+    IF NOT existed AND may_create THEN
       BEGIN
         EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r, 'pgseal: ' || CASE r WHEN 'pgseal_app' THEN 'the application set' ELSE 'the key administration set' END || ' (docs/privileges.md), in every database where pgseal granted it');
       EXCEPTION WHEN duplicate_object OR unique_violation THEN
-        NULL; -- created meanwhile by another database's migration
+        existed := true; -- created meanwhile by another database's migration
       END;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
       PERFORM pgseal.grant_api(r::name, CASE r WHEN 'pgseal_app' THEN 'app' ELSE 'admin' END);
+      IF existed THEN
+        RAISE NOTICE 'pgseal: granted to the existing role %: its members now hold these privileges in this database too', r;
+      END IF;
     ELSE
       RAISE NOTICE 'pgseal: role % was not created (the installing role may not create roles): grant pgseal''s privileges to roles of yours with `pgseal grant --app ROLE --admin ROLE`', r;
     END IF;
@@ -388,12 +482,14 @@ $roles$;
 SELECT pgseal._regrant();
 
 -- Down Migration
--- every role given a set loses it (the roles themselves stay: they are cluster-wide)
+-- every role given a set loses it (the roles themselves stay: they are cluster-wide); what
+-- roles held before 0008 (SELECT on pgseal.keys for a keyring, say) is not given back: grant
+-- it again by hand after reverting
 DO $revoke$
 DECLARE
   r name;
 BEGIN
-  FOR r IN SELECT g.role_name FROM pgseal.api_grants g WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_roles x WHERE x.rolname = g.role_name) LOOP
+  FOR r IN SELECT x.rolname FROM pgseal.api_grants g JOIN pg_catalog.pg_roles x ON x.oid = g.role_oid LOOP
     PERFORM pgseal.revoke_api(r);
   END LOOP;
 END
@@ -401,6 +497,7 @@ $revoke$;
 DROP FUNCTION pgseal._regrant();
 DROP FUNCTION pgseal.revoke_api(name);
 DROP FUNCTION pgseal.grant_api(name, text);
+DROP FUNCTION pgseal._grantee(name);
 DROP TABLE pgseal.api_grants;
 
 GRANT USAGE ON SCHEMA pgseal TO PUBLIC;
@@ -482,6 +579,17 @@ BEGIN
 END
 $$;
 DROP FUNCTION pgseal._setting_int(text, integer, integer);
+
+CREATE OR REPLACE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+BEGIN
+  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
+      HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
+  END IF;
+  RETURN key_material;
+END
+$$;
 
 ALTER FUNCTION pgseal.key_usage(integer) STABLE SECURITY INVOKER;
 ALTER FUNCTION pgseal.decrypt_bytea_with(bytea, text, bytea) IMMUTABLE;
@@ -636,6 +744,16 @@ BEGIN
   RETURN pg_catalog.quote_ident(t_schema) || '.' || pg_catalog.quote_ident(v_name);
 END
 $$;
+
+CREATE OR REPLACE FUNCTION pgseal._context_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN (SELECT CASE c.context_mode WHEN 'row' THEN pg_catalog.format('pgseal.row_context(%s, %s.%I::text)', base, row_ref, pk) ELSE base END
+          FROM (SELECT CASE WHEN c.scope_column IS NOT NULL
+                            THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)',
+                                                   c.table_schema || '.' || c.table_name || '.' || c.column_name, row_ref, c.scope_column)
+                            ELSE pg_catalog.quote_literal(c.table_schema || '.' || c.table_name || '.' || c.column_name) END AS base) AS b);
+DROP FUNCTION pgseal._column_context(pgseal.columns);
+
 ALTER FUNCTION pgseal.drop_view(regclass) SET search_path = '';
 ALTER FUNCTION pgseal.unprotect_column(regclass, name, boolean) SET search_path = '';
 ALTER FUNCTION pgseal.protect_column(regclass, name, text, boolean, text, text, text, name, integer) SET search_path = '';

@@ -201,10 +201,15 @@ CREATE FUNCTION pgseal.decrypt_text_with(ciphertext bytea, context text, keyset 
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.convert_from(pgseal.decrypt_bytea_with(ciphertext, context, keyset), 'UTF8');
 
+-- Version 0 and all-zero keys are refused too: a buffer the application zeroed while a
+-- statement still held it must not seal values anyone could open.
 CREATE FUNCTION pgseal._check_key_material(key_material bytea) RETURNS bytea
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 BEGIN
-  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL THEN
+  IF pg_catalog.octet_length(key_material) OPERATOR(pg_catalog.<>) 68 OR key_material IS NULL
+     OR pg_catalog.substr(key_material, 1, 4) OPERATOR(pg_catalog.=) E'\\x00000000'::pg_catalog.bytea
+     OR pg_catalog.substr(key_material, 5, 32) OPERATOR(pg_catalog.=) E'\\x0000000000000000000000000000000000000000000000000000000000000000'::pg_catalog.bytea
+     OR pg_catalog.substr(key_material, 37, 32) OPERATOR(pg_catalog.=) E'\\x0000000000000000000000000000000000000000000000000000000000000000'::pg_catalog.bytea THEN
     RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key material',
       HINT = 'The key argument is built by the pgseal library (version and keys, 68 bytes); do not build it by hand.';
   END IF;

@@ -4,13 +4,20 @@
 -- The view runs with the caller's rights (security_invoker, PostgreSQL 15+), so it grants
 -- nothing the caller did not already have on the table.
 
+-- The SQL side of the context rule (src/columns/context.ts is the TypeScript side; a test
+-- checks both agree): 'schema.table.column', then '@' || the row's scope for a per-tenant
+-- column, then '#' || its primary key in row mode, through pgseal.scope_context and
+-- pgseal.row_context. _column_context is the first part, and every blind index's context.
+CREATE FUNCTION pgseal._column_context(c pgseal.columns) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN c.table_schema || '.' || c.table_name || '.' || c.column_name;
+
 CREATE FUNCTION pgseal._context_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (SELECT CASE c.context_mode WHEN 'row' THEN pg_catalog.format('pgseal.row_context(%s, %s.%I::text)', base, row_ref, pk) ELSE base END
           FROM (SELECT CASE WHEN c.scope_column IS NOT NULL
-                            THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)',
-                                                   c.table_schema || '.' || c.table_name || '.' || c.column_name, row_ref, c.scope_column)
-                            ELSE pg_catalog.quote_literal(c.table_schema || '.' || c.table_name || '.' || c.column_name) END AS base) AS b);
+                            THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)', pgseal._column_context(c), row_ref, c.scope_column)
+                            ELSE pg_catalog.quote_literal(pgseal._column_context(c)) END AS base) AS b);
 
 -- The SQL expression that reads a protected column, given the registry row.
 CREATE FUNCTION pgseal._read_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
@@ -87,7 +94,7 @@ BEGIN
       update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END', a.attname, unchanged, a.attname, write_expr);
       IF c.searchable THEN
         write_expr := pg_catalog.format('pgseal.blind_index(NEW.%I::text, %L, %L, %s, %s)', a.attname, c.normalizer,
-                                        c.table_schema || '.' || c.table_name || '.' || c.column_name, pgseal._scope_expr(c, 'NEW'), c.blind_index_bytes);
+                                        pgseal._column_context(c), pgseal._scope_expr(c, 'NEW'), c.blind_index_bytes);
         insert_cols := insert_cols || pg_catalog.quote_ident(c.blind_index_column);
         insert_vals := insert_vals || write_expr;
         update_sets := update_sets || pg_catalog.format('%I = CASE WHEN %s THEN t.%I ELSE %s END',
@@ -165,5 +172,5 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION pgseal._read_expr(pgseal.columns, text, name), pgseal._context_expr(pgseal.columns, text, name),
+REVOKE ALL ON FUNCTION pgseal._column_context(pgseal.columns), pgseal._read_expr(pgseal.columns, text, name), pgseal._context_expr(pgseal.columns, text, name),
   pgseal._scope_expr(pgseal.columns, text), pgseal.create_view(regclass), pgseal.drop_view(regclass) FROM PUBLIC;

@@ -12,15 +12,40 @@
 -- (pgseal.grant_api). Owner only, as before: migrations, protect, views, re-encryption,
 -- retention, emergency rotation, and the first `keys init` (it starts the logs' chains).
 
--- Roles given a set, so a later migration can grant them what it adds (pgseal._regrant).
+-- Roles given a set, so a later migration can grant them what it adds (pgseal._regrant). By
+-- oid: a role dropped and another created under its name later inherits nothing.
 CREATE TABLE pgseal.api_grants (
-  role_name  name PRIMARY KEY,
+  role_oid   oid PRIMARY KEY,
+  role_name  name NOT NULL,
   api        text NOT NULL,
   granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
   granted_by text NOT NULL DEFAULT CURRENT_USER,
   CONSTRAINT api_grants_api_known CHECK (api IN ('app', 'admin'))
 );
 COMMENT ON TABLE pgseal.api_grants IS 'pgseal: roles granted the application (app) or key administration (admin) privileges';
+
+-- The role a set may be given to or taken from: it exists, is not a superuser (every
+-- privilege already), and is neither the owner of schema pgseal nor a member of it (revoking
+-- would lock the installer out of its own objects). Returns its oid.
+CREATE FUNCTION pgseal._grantee(p_role name) RETURNS oid
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  r pg_roles;
+  owner oid := (SELECT s.nspowner FROM pg_namespace s WHERE s.nspname = 'pgseal');
+BEGIN
+  SELECT * INTO r FROM pg_roles x WHERE x.rolname = p_role;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role),
+      HINT = 'Create the role first (CREATE ROLE ... LOGIN), then grant it pgseal''s privileges.';
+  END IF;
+  IF r.rolsuper OR r.oid = owner OR pg_has_role(r.oid, owner, 'MEMBER') THEN
+    RAISE EXCEPTION USING ERRCODE = '22023',
+      MESSAGE = format('pgseal: %I is a superuser or owns schema pgseal (or is a member of its owner): it holds every privilege already', p_role),
+      HINT = 'Name the application''s or the administrator''s own role, one that owns nothing of pgseal''s.';
+  END IF;
+  RETURN r.oid;
+END
+$$;
 
 -- Grants a role exactly one set (what it held on pgseal's objects before is revoked first),
 -- and records it.
@@ -45,18 +70,12 @@ DECLARE
     pgseal._open_with_keyset(bytea, text, bytea), pgseal._check_key_material(bytea)';
   admin_functions text := 'pgseal.add_key(integer, text, text, bytea, text, text), pgseal.retire_key(integer, boolean),
     pgseal.destroy_scope_keys(text), pgseal.key_usage(integer)';
+  v_oid oid;
 BEGIN
   IF p_api IS NULL OR p_api NOT IN ('app', 'admin') THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgseal: the privilege set is app or admin';
   END IF;
-  IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role),
-      HINT = 'Create the role first (CREATE ROLE ... LOGIN), then grant it pgseal''s privileges.';
-  END IF;
-  IF EXISTS (SELECT 1 FROM pg_namespace s JOIN pg_roles r ON r.oid = s.nspowner WHERE s.nspname = 'pgseal' AND r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgseal: %I owns schema pgseal and holds every privilege already', p_role),
-      HINT = 'Name the application''s or the administrator''s own role.';
-  END IF;
+  v_oid := pgseal._grantee(p_role);
   -- exactly one set: what the role held on pgseal's objects before goes
   EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', p_role);
@@ -72,23 +91,22 @@ BEGIN
     EXECUTE format('GRANT SELECT ON TABLE pgseal.reencrypt_runs TO %I', p_role);
     EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', admin_functions, p_role);
   END IF;
-  INSERT INTO pgseal.api_grants (role_name, api) VALUES (p_role, p_api)
-  ON CONFLICT (role_name) DO UPDATE SET api = EXCLUDED.api, granted_at = pg_catalog.now(), granted_by = CURRENT_USER;
+  INSERT INTO pgseal.api_grants (role_oid, role_name, api) VALUES (v_oid, p_role, p_api)
+  ON CONFLICT (role_oid) DO UPDATE SET role_name = EXCLUDED.role_name, api = EXCLUDED.api, granted_at = pg_catalog.now(), granted_by = CURRENT_USER;
 END
 $$;
 
 -- Takes a role's set away (what grant_api gave it), and forgets it.
 CREATE FUNCTION pgseal.revoke_api(p_role name) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+  v_oid oid := pgseal._grantee(p_role);
 BEGIN
-  IF p_role IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = p_role) THEN
-    RAISE EXCEPTION USING ERRCODE = '42704', MESSAGE = format('pgseal: there is no role %I', p_role);
-  END IF;
   EXECUTE format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM %I', p_role);
   EXECUTE format('REVOKE ALL ON SCHEMA pgseal FROM %I', p_role);
-  DELETE FROM pgseal.api_grants g WHERE g.role_name = p_role;
+  DELETE FROM pgseal.api_grants g WHERE g.role_oid = v_oid;
 END
 $$;
 
@@ -100,37 +118,77 @@ DECLARE
   g record;
   n integer := 0;
 BEGIN
-  DELETE FROM pgseal.api_grants a WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = a.role_name);
-  FOR g IN SELECT a.role_name, a.api FROM pgseal.api_grants a ORDER BY 1 LOOP
-    PERFORM pgseal.grant_api(g.role_name, g.api);
+  DELETE FROM pgseal.api_grants a WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = a.role_oid);
+  FOR g IN SELECT r.rolname, a.api FROM pgseal.api_grants a JOIN pg_roles r ON r.oid = a.role_oid ORDER BY 1 LOOP
+    PERFORM pgseal.grant_api(g.rolname, g.api);
     n := n + 1;
   END LOOP;
   RETURN n;
 END
 $$;
 
+-- Start from nothing: whatever roles other than the owner held on pgseal's objects goes (an
+-- application role given SELECT on pgseal.keys by an older set-up, an auditor's SELECT on the
+-- logs); they get their set again from the roles below or `pgseal grant`. Named in a NOTICE.
+DO $nothing$
+DECLARE
+  g record;
+BEGIN
+  FOR g IN
+    SELECT DISTINCT a.grantee FROM (
+      SELECT (pg_catalog.aclexplode(s.nspacl)).grantee, s.nspowner AS owner FROM pg_catalog.pg_namespace s WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(p.proacl)).grantee, p.proowner FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace s ON s.oid = p.pronamespace WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(c.relacl)).grantee, c.relowner FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'pgseal'
+      UNION ALL
+      SELECT (pg_catalog.aclexplode(t.attacl)).grantee, c.relowner FROM pg_catalog.pg_attribute t JOIN pg_catalog.pg_class c ON c.oid = t.attrelid
+        JOIN pg_catalog.pg_namespace s ON s.oid = c.relnamespace WHERE s.nspname = 'pgseal' AND t.attacl IS NOT NULL) AS a
+     WHERE a.grantee <> 0 AND a.grantee <> a.owner
+  LOOP
+    RAISE NOTICE 'pgseal: revoking what role % held on pgseal''s objects: give it its set again (GRANT pgseal_app, or pgseal grant)', pg_catalog.pg_get_userbyid(g.grantee);
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+    EXECUTE pg_catalog.format('REVOKE ALL ON SCHEMA pgseal FROM %I', pg_catalog.pg_get_userbyid(g.grantee));
+  END LOOP;
+END
+$nothing$;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA pgseal FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA pgseal FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA pgseal FROM PUBLIC;
 
--- The two named roles: created where the installing role may create roles (they are
--- cluster-wide: another database may have created them already), then granted their set.
--- Otherwise `pgseal grant --app R --admin R` grants the same sets to roles you name.
+-- The two named roles: created where the installing role may create roles, then granted their
+-- set. Roles are cluster-wide: a member of pgseal_admin holds the admin set in every database
+-- where pgseal granted it, so on a cluster whose databases belong to different parties, migrate
+-- with pgseal.roles = off (`pgseal migrate up --no-roles`) and grant roles of each database's
+-- own with `pgseal grant --app R --admin R`.
 DO $roles$
 DECLARE
   r text;
   may_create boolean := (SELECT rolsuper OR rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = CURRENT_USER);
+  existed boolean;
 BEGIN
+  IF pg_catalog.current_setting('pgseal.roles', true) = 'off' THEN
+    RAISE NOTICE 'pgseal: pgseal.roles = off: pgseal_app and pgseal_admin get nothing here; grant roles of yours with `pgseal grant --app ROLE --admin ROLE`';
+    RETURN;
+  END IF;
   FOREACH r IN ARRAY ARRAY['pgseal_app', 'pgseal_admin'] LOOP
-    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) AND may_create THEN
+    existed := EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r);
+    IF NOT existed AND may_create THEN
       BEGIN
         EXECUTE pg_catalog.format('CREATE ROLE %I NOLOGIN', r);
+        EXECUTE pg_catalog.format('COMMENT ON ROLE %I IS %L', r, 'pgseal: ' || CASE r WHEN 'pgseal_app' THEN 'the application set' ELSE 'the key administration set' END || ' (docs/privileges.md), in every database where pgseal granted it');
       EXCEPTION WHEN duplicate_object OR unique_violation THEN
-        NULL; -- created meanwhile by another database's migration
+        existed := true; -- created meanwhile by another database's migration
       END;
     END IF;
     IF EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = r) THEN
       PERFORM pgseal.grant_api(r::name, CASE r WHEN 'pgseal_app' THEN 'app' ELSE 'admin' END);
+      IF existed THEN
+        RAISE NOTICE 'pgseal: granted to the existing role %: its members now hold these privileges in this database too', r;
+      END IF;
     ELSE
       RAISE NOTICE 'pgseal: role % was not created (the installing role may not create roles): grant pgseal''s privileges to roles of yours with `pgseal grant --app ROLE --admin ROLE`', r;
     END IF;

@@ -22,10 +22,10 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
   await prepareTables(sql, master, rows, (line) => log(`access log: ${line}`));
   const pool = postgres(url, { max: CLIENTS + 1, onnotice: () => {} });
   const ring = new Keyring(pool, master);
-  const buffer = new KeyedExecutor(pool, ring, { accessLog: { mode: 'async' } });
+  const asyncLog = new KeyedExecutor(pool, ring, { accessLog: { mode: 'async' } });
   const tables = {
     none: new Table(new KeyedExecutor(pool, ring), def),
-    async: new Table(buffer, def),
+    async: new Table(asyncLog, def),
     sync: new Table(new KeyedExecutor(pool, ring, { accessLog: { mode: 'sync' } }), def),
     none_repeat: new Table(new KeyedExecutor(pool, ring), def),
   };
@@ -34,7 +34,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
   try {
     const t: Record<keyof typeof tables, number[]> = { none: [], async: [], sync: [], none_repeat: [] };
     for (const table of Object.values(tables)) await throughput(read(table), 300);
-    await buffer.flush();
+    await asyncLog.flush();
     for (let run = 0; run < runs; run++) {
       const order = Object.entries(tables) as Array<[keyof typeof tables, Table<typeof def>]>;
       for (let k = 0; k < run % order.length; k++) order.push(order.shift()!);
@@ -44,12 +44,12 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
         const t0 = performance.now();
         const reads = (await throughput(read(table), 2_000)) * 2;
         // what a phase buffered is part of its cost
-        if (name === 'async') await buffer.flush();
+        if (name === 'async') await asyncLog.flush();
         t[name].push(reads / ((performance.now() - t0) / 1000));
       }
       log(`run ${run + 1}/${runs}: ` + Object.entries(t).map(([k, v]) => `${k} ${v.at(-1)!.toFixed(0)}`).join(', ') + ' (reads/s)');
     }
-    await buffer.close();
+    await asyncLog.close();
     const [logged] = await sql<{ n: number }[]>`select count(*)::int as n from pgseal.encrypted_data_access_log`;
     // audit verify over what the reads logged (every row's MAC, every link, every head)
     const v0 = performance.now();
@@ -87,7 +87,7 @@ export async function benchAccessLog({ sql, url, master, runs, log }: BenchConte
       targets: { async_vs_none: '>= 0.9', sync_vs_none: 'reported' },
       log_rows_written: logged!.n,
       verify: { log_rows: logged!.n, seconds: Math.round(verifySeconds * 10) / 10, clean: verified.ok },
-      async_dropped: buffer.stats()?.dropped ?? 0,
+      async_dropped: asyncLog.stats()?.dropped ?? 0,
       report: { log_rows: logRows, one_actor_one_day_ms: Math.round(reportMs * 10) / 10, target_ms: '< 100', lines },
     };
   } finally {

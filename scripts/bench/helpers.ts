@@ -74,6 +74,8 @@ function serverCpu(pids: readonly number[]): (() => number) | undefined {
 export async function prepareTables(sql: BenchContext['sql'], master: BenchContext['master'], rows: number, log: BenchContext['log']): Promise<void> {
   log(`preparing ${rows.toLocaleString('en')} rows twice (plaintext copy and encrypted)...`);
   await sql`drop table if exists bench_plain`;
+  // a second suite prepares them again: the registry must forget the dropped table (protect is idempotent)
+  await sql`delete from pgseal.columns where table_schema = 'public' and table_name = 'bench_enc'`;
   await sql`drop table if exists bench_enc`;
   await sql`create table bench_plain as select i as id, 'Cliente ' || i as name, 'utente' || i || '@example.it' as email,
             '+39 347 ' || lpad(i::text, 7, '0') as phone, 'RSSMRA85T10A' || lpad((i % 1000)::text, 3, '0') || 'S' as tax_code

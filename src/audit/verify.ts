@@ -4,7 +4,9 @@
 // handed in as one bound argument; only problems come back.
 
 import type { Sql } from 'postgres';
+import { LOG_KEY_ENTRY_BYTES } from '../crypto/wire.js';
 import { withPgsealErrors as guarded } from '../errors.js';
+import { ident, int, slot, sql as q, statement, type Fragment } from '../statement/sql.js';
 import type { LogKeys } from './record.js';
 import { recordEvent, type Attribution } from './record.js';
 
@@ -60,33 +62,38 @@ export interface VerifyOptions extends Attribution {
   record?: boolean | undefined;
 }
 
-// Constant SQL per log: table, time column, the MAC recomputed from a row `r` with key `k.key`.
-const LOGS: Record<LogName, { table: string; time: string; mac: string; what: string; who: string; tableName: string; row: string }> = {
+// Per log: its table, time column, and expressions over its row `r` (the MAC recomputed with key `k.key`).
+const LOGS: Record<LogName, { table: Fragment; tableName: string; time: Fragment; mac: Fragment; what: Fragment; who: Fragment; rowTable: Fragment; row: Fragment }> = {
   audit: {
-    table: 'pgseal.encryption_audit_log',
-    time: 'occurred_at',
-    mac: 'pgseal.audit_log_row_mac(k.key, r.link_id, r.link_pos, r.occurred_at, r.actor, r.db_user, r.operation, r.table_schema, r.table_name, r.column_name, r.key_scope, r.key_version, r.success, r.reason, r.details)',
-    what: 'r.operation',
-    who: 'r.actor',
-    tableName: "CASE WHEN r.table_name IS NOT NULL THEN r.table_schema || '.' || r.table_name END",
-    row: 'NULL::text',
+    table: ident('pgseal', 'encryption_audit_log'),
+    tableName: 'encryption_audit_log',
+    time: ident('occurred_at'),
+    mac: q`pgseal.audit_log_row_mac(k.key, r.link_id, r.link_pos, r.occurred_at, r.actor, r.db_user, r.operation, r.table_schema, r.table_name, r.column_name, r.key_scope, r.key_version, r.success, r.reason, r.details)`,
+    what: q`r.operation`,
+    who: q`r.actor`,
+    rowTable: q`CASE WHEN r.table_name IS NOT NULL THEN r.table_schema || '.' || r.table_name END`,
+    row: q`NULL::pg_catalog.text`,
   },
   access: {
-    table: 'pgseal.encrypted_data_access_log',
-    time: 'accessed_at',
-    mac: 'pgseal.access_log_row_mac(k.key, r.link_id, r.link_pos, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)',
-    what: "r.access_type || ' ' || r.column_name",
-    who: 'r.accessed_by',
-    tableName: 'r.table_name',
-    row: 'r.row_id',
+    table: ident('pgseal', 'encrypted_data_access_log'),
+    tableName: 'encrypted_data_access_log',
+    time: ident('accessed_at'),
+    mac: q`pgseal.access_log_row_mac(k.key, r.link_id, r.link_pos, r.accessed_at, r.table_name, r.column_name, r.row_id, r.accessed_by, r.access_type, r.client_ip)`,
+    what: q`r.access_type || ' ' || r.column_name`,
+    who: q`r.accessed_by`,
+    rowTable: q`r.table_name`,
+    row: q`r.row_id`,
   },
 };
 
-/** The log keyset as rows (version, key), for joins. $1 is the keyset. */
-const KEYS_CTE = `k AS (
-  SELECT ('x' || pg_catalog.encode(pg_catalog.substr($1::bytea, i * 36 + 1, 4), 'hex'))::bit(32)::integer AS version,
-         pg_catalog.substr($1::bytea, i * 36 + 5, 32) AS key
-    FROM pg_catalog.generate_series(0, pg_catalog.octet_length($1::bytea) / 36 - 1) AS i)`;
+/** The log keyset (crypto/wire.ts) as rows (version, key), for joins; the keyset is the slot `keyset`. */
+const KEYSET = q`${slot('keyset')}::pg_catalog.bytea`;
+const ENTRY = int(LOG_KEY_ENTRY_BYTES);
+const KEYS_CTE = q`k AS (
+  SELECT ('x' || pg_catalog.encode(pg_catalog.substr(${KEYSET}, i * ${ENTRY} + 1, 4), 'hex'))::bit(32)::integer AS version,
+         pg_catalog.substr(${KEYSET}, i * ${ENTRY} + 5, 32) AS key
+    FROM pg_catalog.generate_series(0, pg_catalog.octet_length(${KEYSET}) / ${ENTRY} - 1) AS i)`;
+const SINCE = q`${slot('since')}::pg_catalog.timestamptz`;
 
 interface Head {
   chain: number;
@@ -149,7 +156,7 @@ function problem(log: LogName, kind: ProblemKind, detail: string, fields: Partia
 
 /** Every head present, its MAC valid, and its last link the chain's last link. */
 async function checkHeads(sql: Sql, log: LogName, keyset: Buffer): Promise<{ problems: VerifyProblem[]; sealedFrom: Date | null; retainedFrom: Map<number, Date> }> {
-  const heads = await sql.unsafe<Head[]>(`
+  const heads = await statement(q`
     WITH ${KEYS_CTE}
     SELECT h.chain, h.seq::text, h.last_mac, h.first_seq::text, h.retained_from, h.sealed_from,
            h.head_mac = pgseal._log_head_mac(k.key, h) AS head_ok,
@@ -157,8 +164,8 @@ async function checkHeads(sql: Sql, log: LogName, keyset: Buffer): Promise<{ pro
       FROM pgseal.log_chains h
       LEFT JOIN k ON k.version = h.key_version
       LEFT JOIN LATERAL (SELECT l.seq, l.mac FROM pgseal.log_links l WHERE l.log = h.log AND l.chain = h.chain ORDER BY l.seq DESC LIMIT 1) t ON true
-     WHERE h.log = $2
-     ORDER BY h.chain`, [keyset, log]);
+     WHERE h.log = ${slot('log')}
+     ORDER BY h.chain`, { keyset, log }).run<Head>(sql);
   const problems: VerifyProblem[] = [];
   const present = new Set(heads.map((h) => h.chain));
   for (let chain = 0; chain < 16; chain++) {
@@ -196,12 +203,12 @@ async function checkLinks(
   sql: Sql, log: LogName, keyset: Buffer, since: Date | null, limit: number,
   summary: { links: number }, add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
 ): Promise<void> {
-  const rows = await sql.unsafe<{ problem: ProblemKind | null; id: string; chain: number; seq: string; created_at: Date; gap_from: string | null; n: string | null }[]>(`
+  const rows = await statement(q`
     WITH ${KEYS_CTE},
     x AS (
       SELECT l.*, pg_catalog.lag(l.seq) OVER w AS prev_seq, pg_catalog.lag(l.mac) OVER w AS prev_mac
         FROM pgseal.log_links l
-       WHERE l.log = $2 AND ($3::timestamptz IS NULL OR l.last_at >= $3::timestamptz OR l.created_at >= $3::timestamptz)
+       WHERE l.log = ${slot('log')} AND (${SINCE} IS NULL OR l.last_at >= ${SINCE} OR l.created_at >= ${SINCE})
       WINDOW w AS (PARTITION BY l.chain ORDER BY l.seq)),
     y AS (
       SELECT x.*, h.first_seq, k.key,
@@ -229,7 +236,8 @@ async function checkLinks(
       FROM z GROUP BY z.problem
     UNION ALL
     (SELECT z.problem, z.id::text, z.chain, z.seq::text, z.created_at, z.gap_from::text, NULL
-       FROM z WHERE z.problem IS NOT NULL ORDER BY z.chain, z.seq LIMIT $4)`, [keyset, log, since, limit]);
+       FROM z WHERE z.problem IS NOT NULL ORDER BY z.chain, z.seq LIMIT ${slot('limit')})`, { keyset, log, since, limit })
+    .run<{ problem: ProblemKind | null; id: string; chain: number; seq: string; created_at: Date; gap_from: string | null; n: string | null }>(sql);
   const counts = rows.filter((r) => r.n !== null);
   summary.links = counts.reduce((n, r) => n + Number(r.n), 0);
   const problems = rows.filter((r) => r.n === null).map((r) => problem(log, r.problem!, r.problem === 'link_deleted'
@@ -245,11 +253,11 @@ async function checkRows(
   summary: { rows: number }, add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
 ): Promise<void> {
   const t = LOGS[log];
-  const rows = await sql.unsafe<{ problem: ProblemKind | null; at: Date; link_id: string | null; link_pos: number | null; what: string | null; who: string | null; table_name: string | null; row_id: string | null; n: string }[]>(`
+  const rows = await statement(q`
     WITH ${KEYS_CTE},
-    l AS (SELECT id, row_count, key_version FROM pgseal.log_links WHERE log = $2 AND ($3::timestamptz IS NULL OR last_at >= $3::timestamptz OR created_at >= $3::timestamptz)),
+    l AS (SELECT id, row_count, key_version FROM pgseal.log_links WHERE log = ${slot('log')} AND (${SINCE} IS NULL OR last_at >= ${SINCE} OR created_at >= ${SINCE})),
     c AS (
-      SELECT r.${t.time} AS at, r.link_id, r.link_pos, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id,
+      SELECT r.${t.time} AS at, r.link_id, r.link_pos, ${t.what} AS what, ${t.who} AS who, ${t.rowTable} AS table_name, ${t.row} AS row_id,
              CASE WHEN r.link_id IS NULL OR l.id IS NULL OR r.link_pos IS NULL OR r.link_pos < 0 OR r.link_pos >= l.row_count THEN 'inserted'
                   WHEN k.key IS NULL THEN 'unverifiable'
                   WHEN r.mac IS DISTINCT FROM ${t.mac} THEN 'edited'
@@ -257,13 +265,14 @@ async function checkRows(
         FROM ${t.table} r
         LEFT JOIN l ON l.id = r.link_id
         LEFT JOIN k ON k.version = l.key_version
-       WHERE $3::timestamptz IS NULL OR r.${t.time} >= $3::timestamptz),
+       WHERE ${SINCE} IS NULL OR r.${t.time} >= ${SINCE}),
     counted AS (SELECT problem, pg_catalog.count(*) AS n FROM c GROUP BY problem)
     SELECT counted.problem, NULL::timestamptz AS at, NULL::text AS link_id, NULL::integer AS link_pos, NULL AS what, NULL AS who, NULL AS table_name, NULL AS row_id, counted.n::text
       FROM counted
     UNION ALL
     (SELECT c.problem, c.at, c.link_id::text, c.link_pos, c.what, c.who, c.table_name, c.row_id, NULL
-       FROM c WHERE c.problem IN ('inserted', 'edited', 'unverifiable') ORDER BY c.at LIMIT $4)`, [keyset, log, since, limit]);
+       FROM c WHERE c.problem IN ('inserted', 'edited', 'unverifiable') ORDER BY c.at LIMIT ${slot('limit')})`, { keyset, log, since, limit })
+    .run<{ problem: ProblemKind | null; at: Date; link_id: string | null; link_pos: number | null; what: string | null; who: string | null; table_name: string | null; row_id: string | null; n: string }>(sql);
   for (const r of rows.filter((r) => r.n !== null)) summary.rows += Number(r.n);
   const listed = rows.filter((r) => r.n === null);
   const problems = listed.map((r) => problem(log, r.problem as ProblemKind, r.problem === 'edited'
@@ -284,10 +293,10 @@ async function policyHorizon(sql: Sql, log: LogName): Promise<Date | null> {
   const [where] = await sql<{ storage: string; jobs: boolean }[]>`
     select pgseal.log_storage() as storage, pg_catalog.to_regclass('timescaledb_information.jobs') is not null as jobs`;
   if (where!.storage !== 'timescaledb' || !where!.jobs) return null;
-  const [row] = await sql.unsafe<{ horizon: Date | null }[]>(`
-    SELECT pg_catalog.now() - pg_catalog.min((j.config->>'drop_after')::interval) AS horizon
-      FROM timescaledb_information.jobs j
-     WHERE j.proc_name = 'policy_retention' AND j.hypertable_schema = 'pgseal' AND j.hypertable_name = $1`, [LOGS[log].table.slice('pgseal.'.length)]);
+  const [row] = await sql<{ horizon: Date | null }[]>`
+    select pg_catalog.now() - pg_catalog.min((j.config->>'drop_after')::interval) as horizon
+      from timescaledb_information.jobs j
+     where j.proc_name = 'policy_retention' and j.hypertable_schema = 'pgseal' and j.hypertable_name = ${LOGS[log].tableName}`;
   return row?.horizon ?? null;
 }
 
@@ -297,8 +306,8 @@ async function checkPositions(
   add: (p: VerifyProblem[], total: number, kind?: ProblemKind) => void,
 ): Promise<void> {
   const t = LOGS[log];
-  const links = await sql.unsafe<{ id: string; chain: number; seq: string; created_at: Date; first_at: Date; row_count: number; found: string; distinct_found: string }[]>(`
-    WITH l AS (SELECT * FROM pgseal.log_links WHERE log = $1 AND ($2::timestamptz IS NULL OR last_at >= $2::timestamptz OR created_at >= $2::timestamptz)),
+  const links = await statement(q`
+    WITH l AS (SELECT * FROM pgseal.log_links WHERE log = ${slot('log')} AND (${SINCE} IS NULL OR last_at >= ${SINCE} OR created_at >= ${SINCE})),
     r AS (
       SELECT r.link_id, pg_catalog.count(*) AS found, pg_catalog.count(DISTINCT r.link_pos) AS distinct_found
         FROM ${t.table} r
@@ -307,7 +316,8 @@ async function checkPositions(
     SELECT l.id::text, l.chain, l.seq::text, l.created_at, l.first_at, l.row_count, COALESCE(r.found, 0)::text AS found, COALESCE(r.distinct_found, 0)::text AS distinct_found
       FROM l LEFT JOIN r ON r.link_id = l.id
      WHERE COALESCE(r.distinct_found, 0) <> l.row_count OR r.found <> r.distinct_found
-     ORDER BY l.created_at`, [log, since]);
+     ORDER BY l.created_at`, { log, since })
+    .run<{ id: string; chain: number; seq: string; created_at: Date; first_at: Date; row_count: number; found: string; distinct_found: string }>(sql);
   // rows of a link that straddles the retention cut-off went with their partition or chunk:
   // such a link is looked at only for second copies
   const retained = (link: (typeof links)[number]) => {
@@ -321,10 +331,11 @@ async function checkPositions(
   if (suspect.length === 0) return;
   // the rows of every suspect link, in one query
   const present = new Map<string, Array<{ link_pos: number; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }>>();
-  const rows = await sql.unsafe<{ link_id: string; link_pos: number; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }[]>(`
-    SELECT r.link_id::text, r.link_pos, r.${t.time} AS at, ${t.what} AS what, ${t.who} AS who, ${t.tableName} AS table_name, ${t.row} AS row_id
-      FROM ${t.table} r WHERE r.link_id = ANY ($1::bigint[]) AND r.${t.time} >= $2::timestamptz`,
-  [suspect.map((l) => l.id), new Date(Math.min(...suspect.map((l) => l.first_at.getTime())))]);
+  const rows = await statement(q`
+    SELECT r.link_id::text, r.link_pos, r.${t.time} AS at, ${t.what} AS what, ${t.who} AS who, ${t.rowTable} AS table_name, ${t.row} AS row_id
+      FROM ${t.table} r WHERE r.link_id = ANY (${slot('ids')}::pg_catalog.int8[]) AND r.${t.time} >= ${slot('from')}::pg_catalog.timestamptz`,
+  { ids: suspect.map((l) => l.id), from: new Date(Math.min(...suspect.map((l) => l.first_at.getTime()))) })
+    .run<{ link_id: string; link_pos: number; at: Date; what: string | null; who: string | null; table_name: string | null; row_id: string | null }>(sql);
   for (const row of rows) {
     const list = present.get(row.link_id);
     if (list) list.push(row);

@@ -7,6 +7,7 @@ interface Args extends DatabaseArgs {
   direction: 'up' | 'down';
   count?: number | undefined;
   'allow-drop-keys'?: boolean | undefined;
+  roles?: boolean | undefined;
 }
 
 export async function runMigrate(args: Args): Promise<void> {
@@ -14,10 +15,11 @@ export async function runMigrate(args: Args): Promise<void> {
   if (!url) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'no database: DATABASE_URL is not set', { hint: 'set DATABASE_URL or pass --database-url' });
   }
-  if (args['allow-drop-keys']) {
+  // settings of the migrating session, read by the migrations
+  const settings = [args['allow-drop-keys'] ? '-c pgseal.allow_drop_keys=on' : '', args.roles === false ? '-c pgseal.roles=off' : ''].filter(Boolean);
+  if (settings.length > 0) {
     const u = new URL(url);
-    const options = [u.searchParams.get('options'), '-c pgseal.allow_drop_keys=on'].filter(Boolean).join(' ');
-    u.searchParams.set('options', options);
+    u.searchParams.set('options', [u.searchParams.get('options'), ...settings].filter(Boolean).join(' '));
     url = u.toString();
   }
   const count = args.count ?? (args.direction === 'up' ? Infinity : 1);
@@ -34,6 +36,7 @@ export const migrateCommand: CommandModule<object, Args> = {
       .positional('direction', { choices: ['up', 'down'] as const, demandOption: true, describe: 'up applies pending migrations; down reverts' })
       .option('count', { type: 'number', describe: 'how many migrations (default: all for up, 1 for down)' })
       .option('allow-drop-keys', { type: 'boolean', describe: 'let `down` drop pgseal.keys even though it holds keys (makes encrypted data unreadable)' })
+      .option('roles', { type: 'boolean', default: true, describe: 'grant the privilege sets to the cluster-wide roles pgseal_app and pgseal_admin (--no-roles: grant roles of yours with `pgseal grant`)' })
       .example('$0 migrate up', 'install or upgrade the pgseal schema')
       .example('$0 migrate down --count 1', 'revert the newest migration') as unknown as Argv<Args>,
   handler: runMigrate,

@@ -96,7 +96,7 @@ async function runReencrypt(args: RunArgs): Promise<void> {
   const filter = { table: args.table, column: args.column, scope: args.scope };
   if (args['dry-run']) {
     const { value: report } = await withRunContext(args, json, ({ sql, keyring }) =>
-      reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers, blindIndex: args['blind-index'] }));
+      reencryptDryRun(sql, keyring, { ...filter, batchSize: args['batch-size'], workers: args.workers, blindIndex: args['blind-index'], actor: args.actor }));
     printDryRun(report, args);
     return;
   }

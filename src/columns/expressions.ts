@@ -50,13 +50,14 @@ export function encryptExpr<O>(c: ProtectedColumn, value: Expr<O>, row: RowSourc
   return call('encrypt_text', [textForm(c, value), context, scope], 'bytea');
 }
 
+/** The key a write seals with: the scope's active key material as an argument, or the scope, whose key is in the transaction. */
+export type SealKey<O> = { readonly via: 'argument'; readonly material: Expr<O> } | { readonly via: 'transaction'; readonly scope: Expr<O> };
+
 /**
  * Plaintext bytes the application encoded (values.ts) sealed for the column: with the
  * scope's active key material as a bound argument, or with the transaction's keys.
  */
-export function encryptBytesExpr<O>(
-  c: ProtectedColumn, bytes: Expr<O>, row: RowSource<O>, key: { via: 'argument'; material: Expr<O> } | { via: 'transaction'; scope: Expr<O> },
-): Expr<O> {
+export function encryptBytesExpr<O>(c: ProtectedColumn, bytes: Expr<O>, row: RowSource<O>, key: SealKey<O>): Expr<O> {
   const context = contextExpr(c, row);
   return key.via === 'argument'
     ? call('encrypt_bytea_with', [cast(bytes, 'bytea'), context, cast(key.material, 'bytea')], 'bytea')

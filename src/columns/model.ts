@@ -52,9 +52,16 @@ export function protectedColumn(schema: string, table: string, column: string, s
     contextMode: spec.contextMode,
     searchable: spec.searchable,
     normalizer: spec.normalizer,
-    blindIndexColumn: spec.searchable ? (spec.blindIndexColumn ?? `${column}_bidx`.slice(0, 63)) : null,
+    blindIndexColumn: spec.searchable ? (spec.blindIndexColumn ?? identifierOf(`${column}_bidx`)) : null,
     blindIndexBytes: spec.blindIndexBytes,
   };
+}
+
+/** A name as PostgreSQL keeps it (protect_column's left(..., 63)::name): 63 characters, then 63 bytes at a character boundary. */
+function identifierOf(name: string): string {
+  let out = [...name].slice(0, 63).join('');
+  while (Buffer.byteLength(out, 'utf8') > 63) out = [...out].slice(0, -1).join('');
+  return out;
 }
 
 /** The settings two models of one column must agree on (Table.verify compares them). */

@@ -17,22 +17,15 @@ export interface VersionedKeys extends EnvelopeKeys {
   version: number;
 }
 
-// contexts are few (one per column, or per row with row context) and used on every call
-const contexts = new Map<string, Buffer>();
-
 /**
  * The bytes a tag covers after its message, here and in blind indexes: the context (UTF-8),
- * then its length (u32 BE), as pgseal._context_bytes writes them in SQL. Shared: do not modify.
+ * then its length (u32 BE), as pgseal._context_bytes writes them in SQL.
  */
 export function contextBytes(context: string): Buffer {
-  let bytes = contexts.get(context);
-  if (bytes === undefined) {
-    const utf8 = Buffer.from(context, 'utf8');
-    bytes = Buffer.alloc(utf8.length + 4);
-    utf8.copy(bytes);
-    bytes.writeUInt32BE(utf8.length, utf8.length);
-    if (contexts.size < 10_000) contexts.set(context, bytes);
-  }
+  const utf8 = Buffer.from(context, 'utf8');
+  const bytes = Buffer.alloc(utf8.length + 4);
+  utf8.copy(bytes);
+  bytes.writeUInt32BE(utf8.length, utf8.length);
   return bytes;
 }
 
@@ -40,8 +33,20 @@ function tag(macKey: Buffer, authenticated: Buffer, context: string): Buffer {
   return createHmac('sha256', macKey).update(authenticated).update(contextBytes(context)).digest();
 }
 
+/**
+ * Keys that are all zero were zeroed (a reload replaced them while a call held them): a value
+ * sealed under them anyone could open, one opened under them anyone could have forged.
+ */
+function live(keys: EnvelopeKeys): EnvelopeKeys {
+  if (keys.encKey.every((b) => b === 0) || keys.macKey.every((b) => b === 0)) {
+    throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, 'the key was unloaded while this call held it', { hint: 'run the call again: the keyring reloaded meanwhile' });
+  }
+  return keys;
+}
+
 export function seal(plaintext: Buffer, context: string, key: VersionedKeys, iv: Buffer = randomBytes(IV_BYTES)): Buffer {
   if (iv.length !== IV_BYTES) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `the IV must be ${IV_BYTES} bytes`);
+  live(key);
   const header = Buffer.alloc(HEADER_BYTES);
   header[0] = FORMAT_VERSION;
   header[1] = ALG_AES256CBC_HMACSHA256;
@@ -70,13 +75,14 @@ export function open(envelope: Buffer, context: string, keyFor: (version: number
       hint: 'Expected a pgseal envelope (format 1, see docs/format.md). Plaintext written straight into an encrypted column looks like this.',
     });
   }
-  const keys = keyFor(version);
-  if (!keys) {
+  const found = keyFor(version);
+  if (!found) {
     throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, `key version ${version} is not in the keyring`, {
       sqlstate: 'PS002',
       hint: 'If pgseal.keys lists this version as active or decrypt-only, reload the keyring; if it is retired or destroyed the value can no longer be read.',
     });
   }
+  const keys = live(found);
   const bodyLength = envelope.length - TAG_BYTES;
   if ((envelope.length - HEADER_BYTES - IV_BYTES - TAG_BYTES) % 16 !== 0) {
     throw new PgsealError(ErrorCodes.AUTHENTICATION_FAILED, 'ciphertext failed authentication', { sqlstate: 'PS003', hint: AUTH_HINT });

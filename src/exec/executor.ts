@@ -23,10 +23,10 @@ import {
   type AccessEntry, type AccessLogOptions, type AccessLogStats, type Accessed,
 } from '../audit/access-log.js';
 import { recordFailure } from '../audit/record.js';
-import type { KeyRoute } from '../columns/expressions.js';
+import type { KeyRoute, SealKey } from '../columns/expressions.js';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
-import { operand, type Expr } from '../statement/expr.js';
+import { operand } from '../statement/expr.js';
 import { compile, secret, slot, value, type Compiled, type Fragment } from '../statement/sql.js';
 import { withKeys, type WithKeysOptions } from './transaction.js';
 
@@ -39,28 +39,32 @@ const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes
  */
 const STALE_KEYS = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.NO_ACTIVE_KEY, ErrorCodes.KEY_COMPROMISED, ErrorCodes.LOG_KEY_MISSING]);
 
-
-/** The key a write seals with: the scope's active key material as an argument, or the scope, whose key is in the transaction. */
-export type WriteKey = { via: 'argument'; material: Expr<Fragment> } | { via: 'transaction'; scope: Expr<Fragment> };
+export type WriteKey = SealKey<Fragment>;
 
 /** How a unit's statement gets its keys, for its builder. */
 export interface Route {
   readonly via: 'argument' | 'transaction' | 'none';
-  /** for decrypting expressions (columns/expressions.ts) */
+  /** for decrypting expressions (columns/expressions.ts); a unit that needs no key has none */
   readonly keys: KeyRoute<Fragment>;
   /** the key a write to `scope` seals with (PGSEAL_NO_ACTIVE_KEY when the scope has none) */
   writeKey(scope: string): Promise<WriteKey>;
+  /** a buffer the builder made (a copy of a plaintext): zeroed when the unit settles, even if the build fails */
+  own(buffer: Buffer): Buffer;
 }
 
 /** One statement pgseal builds (the typed helpers): replayable, since it fails as a whole. */
 export interface Unit {
-  /** key scopes it may open or seal; undefined: every loaded scope; none: it needs no key */
+  /** key scopes it may open or seal; undefined: every loaded scope; 'none': it needs no key (a delete) */
   scopes: readonly string[] | undefined | 'none';
-  /** the statement for a route; its named slots get `values` */
+  /** the statement for a route; its named slots get `values` (names starting pgseal_ or log_ are the executor's) */
   build(route: Route): Fragment | Promise<Fragment>;
   values?: Readonly<Record<string, unknown>> | undefined;
-  /** a statement whose text depends on the route only: compiled once under this name */
-  cacheKey?: string | undefined;
+  /**
+   * A statement whose text depends on the route only, compiled once: the caller's map (it
+   * lives as long as what the statement is for) and a key for the statement. Its values
+   * must all be slots.
+   */
+  cache?: { map: Map<string, Compiled>; key: string } | undefined;
   /** what it reads, writes or deletes, for the access log (its rows return the primary key) */
   access?: Accessed | undefined;
   /** the table, for the audit of a value that does not open */
@@ -75,12 +79,14 @@ export interface Rewritten {
   /** the log entries of its result (audit/access-log.ts statementEntries) */
   entries?: ((result: Record<string, unknown>[] & { count?: number | null; columns?: ReadonlyArray<{ name: string }> }) => AccessEntry[]) | undefined;
   table?: { schema: string; table: string } | undefined;
-  prepare?: boolean | undefined;
 }
 
 export interface ExecutorOptions {
+  /** the access log; its `actor` is also who a failed decryption is recorded against */
   accessLog?: AccessLogOptions | undefined;
 }
+
+type Table = { schema: string; table: string };
 
 type Rows = Record<string, unknown>[] & { count: number; columns?: ReadonlyArray<{ name: string }> };
 
@@ -89,7 +95,6 @@ const KEYSET = 'pgseal_keyset';
 export class KeyedExecutor {
   readonly accessLog: AccessLogOptions;
   readonly #buffer: AccessLogBuffer | undefined;
-  readonly #compiled = new Map<string, Compiled>();
 
   constructor(
     readonly sql: Sql,
@@ -116,7 +121,7 @@ export class KeyedExecutor {
       const mode = r.entries ? (this.accessLog.mode ?? 'off') : 'off';
       let buffered: AccessEntry[] = [];
       const rows = await withKeys(this.sql, this.keyring, async (tx) => {
-        const result = (await tx.unsafe(r.text, r.params as never[], r.prepare === false ? { prepare: false } : {})) as unknown as Rows;
+        const result = (await tx.unsafe(r.text, r.params as never[])) as unknown as Rows;
         if (mode === 'off') return result;
         const entries = r.entries!(result);
         if (mode === 'async') buffered = entries;
@@ -133,10 +138,10 @@ export class KeyedExecutor {
    * The caller's own work in a transaction holding the keys (seal.begin). It cannot be
    * replayed: when it met stale keys the keyring reloads before the next transaction.
    */
-  async transaction<T>(work: (tx: TransactionSql) => T | Promise<T>, options: WithKeysOptions = {}): Promise<T> {
+  async transaction<T>(work: (tx: TransactionSql) => T | Promise<T>, options: WithKeysOptions & { table?: Table | undefined } = {}): Promise<T> {
     // withKeys marks the keyring stale when the database named keys this process lacks
     // (PS002, PS005); a compromised key (PS014) is the caller's to act on (keyring.refresh())
-    return this.#audited(undefined, () => withKeys(this.sql, this.keyring, work, options));
+    return this.#audited(options.table, () => withKeys(this.sql, this.keyring, work, { scopes: options.scopes }));
   }
 
   /** Async access log: counts of entries buffered, written, dropped (undefined unless mode is 'async'). */
@@ -163,7 +168,7 @@ export class KeyedExecutor {
     }
   }
 
-  async #audited<T>(table: { schema: string; table: string } | undefined, work: () => Promise<T>): Promise<T> {
+  async #audited<T>(table: Table | undefined, work: () => Promise<T>): Promise<T> {
     try {
       return await work();
     } catch (error) {
@@ -185,9 +190,12 @@ export class KeyedExecutor {
   }
 
   async #runOnce(unit: Unit): Promise<Rows> {
+    for (const name of Object.keys(unit.values ?? {})) {
+      if (name.startsWith('pgseal_') || name.startsWith('log_')) throw new TypeError(`slot ${name} is the executor's`);
+    }
     const named: Record<string, unknown> = { ...unit.values };
     const owned: Buffer[] = [];
-    const logged = unit.access && this.accessLog.mode === 'sync';
+    const logged = unit.access !== undefined && this.accessLog.mode === 'sync';
     try {
       let keyset: Buffer | undefined;
       if (unit.scopes !== 'none') {
@@ -199,14 +207,15 @@ export class KeyedExecutor {
         owned.push((named.log_keyset = await this.keyring.logKeyset()));
       }
       const exec = async (db: Sql | TransactionSql, route: Route): Promise<Rows> => {
-        const compiled = await this.#compile(unit, route, logged ?? false);
-        const rows = (await compiled.bind(named).run(db)) as Rows;
-        if (unit.access && this.accessLog.mode === 'async' && this.#buffer) this.#buffer.add(accessEntries(rows, unit.access, accessor(this.accessLog)));
-        return rows;
+        const compiled = await this.#compile(unit, route, logged);
+        return (await compiled.bind(named).run(db)) as Rows;
       };
-      if (unit.scopes === 'none') return await exec(this.sql, NO_KEYS);
-      if (keyset) return await exec(this.sql, this.#argumentRoute(owned));
-      return await withKeys(this.sql, this.keyring, (tx) => exec(tx, TRANSACTION_ROUTE), { scopes: unit.scopes });
+      const rows = unit.scopes === 'none' ? await exec(this.sql, noKeysRoute(owned))
+        : keyset ? await exec(this.sql, this.#argumentRoute(owned))
+        : await withKeys(this.sql, this.keyring, (tx) => exec(tx, transactionRoute(owned)), { scopes: unit.scopes });
+      // async: only what committed is logged
+      if (unit.access && this.accessLog.mode === 'async' && this.#buffer) this.#buffer.add(accessEntries(rows, unit.access, accessor(this.accessLog)));
+      return rows;
     } catch (error) {
       throw toPgsealError(error);
     } finally {
@@ -215,21 +224,26 @@ export class KeyedExecutor {
   }
 
   async #compile(unit: Unit, route: Route, logged: boolean): Promise<Compiled> {
-    const key = unit.cacheKey === undefined ? undefined : `${unit.cacheKey}|${route.via}|${logged}`;
-    const hit = key === undefined ? undefined : this.#compiled.get(key);
+    const key = unit.cache && `${unit.cache.key}|${route.via}|${logged}`;
+    const hit = key === undefined ? undefined : unit.cache!.map.get(key);
     if (hit) return hit;
     const built = await unit.build(route);
     const compiled = compile(logged ? withAccessLog(built, unit.access!.primaryKey) : built);
-    if (key !== undefined && this.#compiled.size < 10_000) this.#compiled.set(key, compiled);
+    if (key !== undefined) {
+      // a value bound at build time would be sent again to the next caller (and a secret, zeroed)
+      if (compiled.fixedValues > 0) throw new TypeError(`${unit.cache!.key}: a statement compiled once takes its values through slots only`);
+      unit.cache!.map.set(key, compiled);
+    }
     return compiled;
   }
 
-  /** Keys as arguments: the keyset slot for decrypting, each written scope's key material as a secret of the statement. */
+  /** Keys as arguments: the keyset slot for decrypting, each written scope's key material once, a secret of the statement. */
   #argumentRoute(owned: Buffer[]): Route {
     const materials = new Map<string, WriteKey>();
     return {
       via: 'argument',
       keys: ARGUMENT_KEYS,
+      own: ownInto(owned),
       writeKey: async (scope) => {
         let key = materials.get(scope);
         if (!key) {
@@ -248,17 +262,35 @@ export class KeyedExecutor {
 
 const ARGUMENT_KEYS: KeyRoute<Fragment> = { via: 'argument', keyset: operand(slot(KEYSET, { secret: true })) };
 
-const TRANSACTION_ROUTE: Route = {
-  via: 'transaction',
-  keys: { via: 'transaction' },
-  // the scope as a bound value: its key is in the transaction's settings
-  writeKey: async (scope) => ({ via: 'transaction', scope: operand(value(scope)) }),
-};
+/** Keys in the transaction: a write names its scope (one bound value per scope and statement). */
+function transactionRoute(owned: Buffer[]): Route {
+  const scopes = new Map<string, WriteKey>();
+  return {
+    via: 'transaction',
+    keys: { via: 'transaction' },
+    own: ownInto(owned),
+    writeKey: async (scope) => {
+      let key = scopes.get(scope);
+      if (!key) scopes.set(scope, (key = { via: 'transaction', scope: operand(value(scope)) }));
+      return key;
+    },
+  };
+}
 
-const NO_KEYS: Route = {
-  via: 'none',
-  keys: { via: 'transaction' },
-  writeKey: async () => {
-    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'this statement was built without keys');
-  },
+function noKeysRoute(owned: Buffer[]): Route {
+  return {
+    via: 'none',
+    get keys(): KeyRoute<Fragment> {
+      throw new TypeError('a unit with scopes \'none\' cannot decrypt');
+    },
+    own: ownInto(owned),
+    writeKey: async () => {
+      throw new TypeError('a unit with scopes \'none\' cannot encrypt');
+    },
+  };
+}
+
+const ownInto = (owned: Buffer[]) => (buffer: Buffer): Buffer => {
+  owned.push(buffer);
+  return buffer;
 };

@@ -17,7 +17,7 @@ import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import type { KeyedExecutor, Route } from '../exec/executor.js';
 import { loadRegistry } from '../registry/load.js';
 import { operand, toFragment, typedLike, type Expr } from '../statement/expr.js';
-import { empty, ident, join, secret, slot, sql, statement, value, type Fragment } from '../statement/sql.js';
+import { empty, ident, join, secret, slot, sql, statement, value as bound, type Compiled, type Fragment } from '../statement/sql.js';
 import type { ColumnDef, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
 
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
@@ -42,8 +42,8 @@ export class Table<T extends AnyTable> {
   readonly #pk: string;
   /** the column holding each row's scope, when a column is keyed per tenant */
   readonly #scopeColumn: string | undefined;
-  /** statements whose text depends on the key route only are compiled once per table */
-  readonly #id = `t${++tables}`;
+  /** reads compiled once per definition (a Table may be made per request; its definition lives on) */
+  readonly #compiled: Map<string, Compiled>;
 
   constructor(exec: KeyedExecutor, def: T) {
     this.#exec = exec;
@@ -61,6 +61,9 @@ export class Table<T extends AnyTable> {
       }
     }
     this.#scopeColumn = this.#encrypted.find((c) => c.scopeColumn)?.scopeColumn ?? undefined;
+    let compiled = COMPILED.get(def);
+    if (!compiled) COMPILED.set(def, (compiled = new Map()));
+    this.#compiled = compiled;
   }
 
   /** The select list: plain columns as they are, encrypted ones decrypted as sealed (decoded in #decode). */
@@ -103,7 +106,7 @@ export class Table<T extends AnyTable> {
       scopes,
       build,
       values: cache?.values,
-      cacheKey: cache ? `${this.#id}|${cache.key}` : undefined,
+      cache: cache ? { map: this.#compiled, key: cache.key } : undefined,
       access: access ? this.#accessed(access) : undefined,
       table: { schema: this.def.schema, table: this.def.name },
     });
@@ -134,7 +137,7 @@ export class Table<T extends AnyTable> {
 
   /** A value written to this table, typed like its column (the text it will read back as: '07' into an integer key is '7'). */
   #written(column: string, v: unknown): Expr<Fragment> {
-    return typedLike(operand(value(v)), this.def.schema, this.def.name, column);
+    return typedLike(operand(bound(v)), this.def.schema, this.def.name, column);
   }
 
   /** One row's columns and value expressions (encrypted ones sealed, blind indexes added). */
@@ -144,7 +147,7 @@ export class Table<T extends AnyTable> {
       if (!(c.name in values) || (skipPrimaryKey && c.name === this.#pk)) continue;
       const v = values[c.name];
       if (!c.model) {
-        out.push([c.name, value(v ?? null)]);
+        out.push([c.name, bound(v ?? null)]);
         continue;
       }
       const model = c.model;
@@ -165,12 +168,12 @@ export class Table<T extends AnyTable> {
         },
         scopeValue: () => this.#written(model.scopeColumn!, values[model.scopeColumn!]),
       };
-      const sealed = encryptBytesExpr(model, operand(secret(encodeValue(model, v))), row, await route.writeKey(scope));
+      const sealed = encryptBytesExpr(model, operand(secret(route.own(encodeValue(model, v)))), row, await route.writeKey(scope));
       out.push([c.name, toFragment(sealed)]);
       if (model.blindIndexColumn) {
         const indexKey = await this.#exec.keyring.indexKey(scope);
         if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-        out.push([model.blindIndexColumn, sql`${value(blindIndex(indexKey, String(v), model.normalizer, columnContext(model), model.blindIndexBytes))}::pg_catalog.bytea`]);
+        out.push([model.blindIndexColumn, sql`${bound(blindIndex(indexKey, String(v), model.normalizer, columnContext(model), model.blindIndexBytes))}::pg_catalog.bytea`]);
       }
     }
     return out;
@@ -222,7 +225,7 @@ export class Table<T extends AnyTable> {
     }
     const scoped = this.#encrypted.find((c) => c.scopeColumn && c.column in v);
     if (scoped && !(scoped.scopeColumn! in v)) {
-      const read = statement(sql`SELECT ${ident(scoped.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = ${value(pk)}`);
+      const read = statement(sql`SELECT ${ident(scoped.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = ${bound(pk)}`);
       const [current] = await withPgsealErrors(() => read.run<{ s: unknown }>(this.#exec.sql));
       if (!current) return undefined;
       v[scoped.scopeColumn!] = current.s;
@@ -231,7 +234,7 @@ export class Table<T extends AnyTable> {
     const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (route) => {
       const cells = await this.#writeRow(v, route, true);
       if (cells.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
-      return sql`UPDATE ${this.#target} SET ${join(cells.map(([c, e]) => sql`${ident(c)} = ${e}`))} WHERE ${ident(this.#pk)} = ${value(pk)} RETURNING ${this.#selectList(route)}`;
+      return sql`UPDATE ${this.#target} SET ${join(cells.map(([c, e]) => sql`${ident(c)} = ${e}`))} WHERE ${ident(this.#pk)} = ${bound(pk)} RETURNING ${this.#selectList(route)}`;
     }, 'write');
     return row;
   }
@@ -251,11 +254,11 @@ export class Table<T extends AnyTable> {
   }
 
   /** Equality (one value) or IN (an array) on a plain or searchable encrypted column. */
-  async findBy<K extends SearchableKey<T>>(name: K, value_: Row<T>[K] | readonly Row<T>[K][], options: ScopeOption = {}): Promise<Row<T>[]> {
+  async findBy<K extends SearchableKey<T>>(name: K, value: Row<T>[K] | readonly Row<T>[K][], options: ScopeOption = {}): Promise<Row<T>[]> {
     const c = this.#columns.find((x) => x.name === name);
     if (!c) throw new PgsealError(ErrorCodes.COLUMN_NOT_FOUND, `${this.def.name} has no column ${String(name)}`);
-    const many = Array.isArray(value_);
-    const wanted = (many ? value_ : [value_]) as unknown[];
+    const many = Array.isArray(value);
+    const wanted = (many ? value : [value]) as unknown[];
     if (!c.model) {
       return this.#run<Row<T>>(this.#readScopes(options.scope), (route) =>
         sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? sql`= ANY(${slot('wanted')})` : sql`= ${slot('wanted')}`}`,
@@ -300,7 +303,7 @@ export class Table<T extends AnyTable> {
       const where = [after ? sql`${ident(this.#pk)} > ${slot('after')}` : undefined, tenant ? sql`${ident(this.#scopeColumn!)}::pg_catalog.text = ${slot('tenant')}` : undefined]
         .filter((w): w is Fragment => w !== undefined);
       return sql`SELECT ${this.#selectList(route)} FROM ${this.#target}${where.length ? sql` WHERE ${join(where, ' AND ')}` : empty()} ORDER BY ${ident(this.#pk)} LIMIT ${slot('limit')}`;
-    }, 'read', { key: `list|${after}|${tenant}`, values: { after: options.after, tenant: options.scope, limit } });
+    }, 'read', { key: `list|${after}|${tenant}`, values: { ...(after ? { after: options.after } : {}), ...(tenant ? { tenant: options.scope } : {}), limit } });
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };
   }
@@ -335,4 +338,4 @@ export class Table<T extends AnyTable> {
   }
 }
 
-let tables = 0;
+const COMPILED = new WeakMap<AnyTable, Map<string, Compiled>>();

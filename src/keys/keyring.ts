@@ -18,7 +18,8 @@ interface CachedKey extends VersionedKeys {
   scope: string;
   purpose: KeyPurpose;
   state: KeyState;
-  wrapped: Buffer;
+  /** of the data key: a re-wrap (new master key) keeps it, so the cached keys stay, unzeroed */
+  fingerprint: string;
 }
 
 export interface KeyringOptions {
@@ -57,7 +58,7 @@ export class Keyring implements LogKeys {
     try {
       for (const row of rows) {
         const cached = this.#keys.get(row.version);
-        if (cached && row.wrapped_key && cached.wrapped.equals(row.wrapped_key)) {
+        if (cached && row.wrapped_key && cached.fingerprint === row.fingerprint && cached.scope === row.scope && cached.purpose === row.purpose) {
           cached.state = row.state;
           next.set(row.version, cached);
           continue;
@@ -65,7 +66,7 @@ export class Keyring implements LogKeys {
         const dek = await unwrapKeyRow(this.#provider, row);
         const derived = derivedKeys(row.purpose, dek);
         dek.fill(0);
-        next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, wrapped: row.wrapped_key!, ...derived });
+        next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, fingerprint: row.fingerprint, ...derived });
       }
     } catch (error) {
       for (const [version, key] of next) if (this.#keys.get(version) !== key) zero(key);
@@ -139,9 +140,9 @@ export class Keyring implements LogKeys {
     return keys.length > KEYSET_MAX ? undefined : encodeKeyset(keys);
   }
 
-  /** The key material (version, encryption key, MAC key) writes of a scope use. */
+  /** The key material (version, encryption key, MAC key) writes of a scope use; copied before anything else runs (a reload zeroes what it replaces). */
   async keyMaterial(scope: string): Promise<Buffer | undefined> {
-    const key = await this.activeKey(scope);
+    const key = (await this.#fresh()).find((k) => k.scope === scope && k.purpose === 'data' && k.state === 'active');
     return key ? encodeKeyMaterial(key) : undefined;
   }
 

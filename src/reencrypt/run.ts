@@ -96,7 +96,8 @@ interface RunRow {
   parts: number;
 }
 
-const LOCK = "pg_catalog.hashtext('pgseal'), pg_catalog.hashtext('reencrypt')";
+/** One run at a time per database: a session advisory lock on this pair of keys. */
+const LOCK = ['pgseal', 'reencrypt'] as const;
 
 function checkOptions(o: ReencryptOptions): { batchSize: number; workers: number; maxPasses: number } {
   const batchSize = o.batchSize ?? 5000;
@@ -129,7 +130,7 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
   const actor = options.actor ?? defaultActor();
   const lock = await guarded(() => sql.reserve());
   try {
-    const [got] = await guarded(() => lock.unsafe<{ ok: boolean }[]>(`select pg_catalog.pg_try_advisory_lock(${LOCK}) as ok`));
+    const [got] = await guarded(() => lock<{ ok: boolean }[]>`select pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext(${LOCK[0]}), pg_catalog.hashtext(${LOCK[1]})) as ok`);
     if (!got!.ok) {
       throw new PgsealError(ErrorCodes.REENCRYPT_RUNNING, 'another re-encryption is running on this database', {
         hint: 'wait for it (`pgseal reencrypt status`), or stop it; a stopped run resumes where it ended',
@@ -169,7 +170,7 @@ export async function reencrypt(sql: Sql, keyring: Keyring, options: ReencryptOp
     });
     return { runId: Number(run.id), state, resumed, rows: engine.rowsThisCall, seconds, columns: engine.columns() };
   } finally {
-    await lock.unsafe(`select pg_catalog.pg_advisory_unlock(${LOCK})`).catch(() => undefined);
+    await lock`select pg_catalog.pg_advisory_unlock(pg_catalog.hashtext(${LOCK[0]}), pg_catalog.hashtext(${LOCK[1]}))`.catch(() => undefined);
     lock.release();
   }
 }
@@ -260,6 +261,8 @@ async function planParts(sql: Sql, runId: number, t: Target, count: number): Pro
   return parts;
 }
 
+const tableOf = (t: Target) => ({ schema: t.column.schema, table: t.column.table });
+
 /** Deadlock, serialization failure, lock not available: the batch rolled back as a whole and can run again. */
 const TRANSIENT = new Set(['40P01', '40001', '55P03']);
 
@@ -307,7 +310,8 @@ class Engine {
     private readonly options: ReencryptOptions,
     private readonly parts: Part[],
   ) {
-    this.#exec = new KeyedExecutor(sql, keyring);
+    // a value that does not open is audited against the run's actor
+    this.#exec = new KeyedExecutor(sql, keyring, { accessLog: { actor: options.actor ?? defaultActor() } });
     const onAbort = () => this.#stop.abort();
     options.signal?.addEventListener('abort', onAbort, { once: true });
     this.#unlisten = () => options.signal?.removeEventListener('abort', onAbort);
@@ -375,7 +379,7 @@ class Engine {
   async #remaining(t: Target): Promise<number> {
     if (t.kind === 'index') {
       const statement = staleIndexStatement(t);
-      const [c] = await this.#exec.transaction((tx) => statement.bind({ scopes: t.scopes }).run<{ n: string }>(tx), { scopes: t.scopes });
+      const [c] = await this.#exec.transaction((tx) => statement.bind({ scopes: t.scopes }).run<{ n: string }>(tx), { scopes: t.scopes, table: tableOf(t) });
       return Number(c!.n);
     }
     return countToDo(this.sql, t);
@@ -463,7 +467,7 @@ class Engine {
     const batch = this.#statement('batch', t, after !== null, false);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#exec.transaction((tx) => runBatch(tx, next, batch, values), { scopes: t.scopes });
+        return await this.#exec.transaction((tx) => runBatch(tx, next, batch, values), { scopes: t.scopes, table: tableOf(t) });
       } catch (error) {
         const sqlstate = (error as { sqlstate?: unknown }).sqlstate;
         if (attempt >= 5 || typeof sqlstate !== 'string' || !TRANSIENT.has(sqlstate) || this.#stop.signal.aborted) throw error;
@@ -473,7 +477,8 @@ class Engine {
   }
 
   #statement(which: 'next' | 'batch', t: Target, after: boolean, until: boolean): Compiled {
-    const id = `${which}|${t.name}|${after}|${until}`;
+    // by the parts, not t.name: 's."a.b".c' and '"s.a".b.c' print alike
+    const id = JSON.stringify([which, t.kind, t.column.schema, t.column.table, t.column.column, after, until]);
     let s = this.#statements.get(id);
     if (!s) this.#statements.set(id, (s = which === 'next' ? nextBatchStatement(t, after, until) : batchStatement(t, after)));
     return s;

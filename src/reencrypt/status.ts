@@ -83,7 +83,7 @@ class Rollback extends Error {}
 
 /** Counts and a time estimate; changes nothing (the sample batch is rolled back). */
 export async function reencryptDryRun(
-  sql: Sql, keyring: Keyring, options: Filter & { batchSize?: number | undefined; workers?: number | undefined; blindIndex?: boolean | undefined } = {},
+  sql: Sql, keyring: Keyring, options: Filter & { batchSize?: number | undefined; workers?: number | undefined; blindIndex?: boolean | undefined; actor?: string | undefined } = {},
 ): Promise<DryRunReport> {
   const batchSize = options.batchSize ?? 5000;
   const workers = options.workers ?? 1;
@@ -105,12 +105,12 @@ export async function reencryptDryRun(
       const batch = batchStatement(t, false);
       const values: BatchValues = { stale: t.stale, scopes: t.scopes, limit: Math.min(batchSize, stale), run: 0, schema: t.column.schema, table: t.column.table, column: t.column.column, part: 0 };
       try {
-        await new KeyedExecutor(sql, keyring).transaction(async (tx) => {
+        await new KeyedExecutor(sql, keyring, { accessLog: { actor: options.actor } }).transaction(async (tx) => {
           const started = performance.now();
           const r = await runBatch(tx, next, batch, values);
           sampleRowsPerSecond = r.changed / Math.max((performance.now() - started) / 1000, 1e-6);
           throw new Rollback();
-        }, { scopes: t.scopes });
+        }, { scopes: t.scopes, table: { schema: t.column.schema, table: t.column.table } });
       } catch (e) {
         if (!(e instanceof Rollback)) throw e;
       }

@@ -19,8 +19,9 @@ export function queryArguments(first: string | TemplateStringsArray, rest: unkno
 
 export async function runRewritten(exec: KeyedExecutor, rewriter: SqlRewriter, text: string, params: readonly unknown[], options: QueryOptions = {}): Promise<Record<string, unknown>[]> {
   const rewritten = rewriter.rewrite(text, options);
-  const first = rewritten.columns[0];
-  const [schema, table] = first ? first.split('.') : [];
+  // a value that does not open is audited against its table when the statement names one only
+  const tables = new Set(rewritten.columns.map((c) => c.slice(0, c.lastIndexOf('.'))));
+  const [schema, table] = tables.size === 1 ? [...tables][0]!.split('.') : [];
   return exec.rewritten({
     text: rewritten.sql,
     params,

@@ -5,7 +5,7 @@
 // Operands (a column, a parameter, a caller's expression) are opaque to the tree: each
 // renderer takes its own kind.
 
-import { Fragment, ident, int, join, literal, sql } from './sql.js';
+import { bareName, ident, int, join, literal, sql, type Fragment } from './sql.js';
 
 /** The types pgseal's expressions cast to. Written schema-qualified in text, so no type in the caller's temp schema can stand in. */
 export type SqlType = 'text' | 'bytea' | 'jsonb' | 'numeric' | 'integer';
@@ -44,13 +44,7 @@ export function typedLike<O>(value: Expr<O>, schema: string, table: string, colu
   return { k: 'typed-like', value, schema, table, column };
 }
 
-const TYPE_TEXT: Record<SqlType, string> = {
-  text: 'pg_catalog.text',
-  bytea: 'pg_catalog.bytea',
-  jsonb: 'pg_catalog.jsonb',
-  numeric: 'pg_catalog.numeric',
-  integer: 'pg_catalog.int4',
-};
+const TYPE_NAMES: Record<SqlType, string> = { text: 'text', bytea: 'bytea', jsonb: 'jsonb', numeric: 'numeric', integer: 'int4' };
 
 /** The expression as statement text; operands are fragments (a column, a parameter, a slot). */
 export function toFragment(e: Expr<Fragment>): Fragment {
@@ -62,11 +56,13 @@ export function toFragment(e: Expr<Fragment>): Fragment {
     case 'int':
       return int(e.value);
     case 'call':
-      // the names come from the closed PgsealFunction set: plain lower-case identifiers
-      if (!/^[a-z_]+$/.test(e.fn)) throw new TypeError(`not a pgseal function: ${JSON.stringify(e.fn)}`);
-      return new Fragment([`pgseal.${e.fn}(`, ...join(e.args.map(toFragment)).chunks, ')']);
-    case 'cast':
-      return new Fragment([...toFragment(e.arg).chunks, `::${TYPE_TEXT[e.type]}${e.array ? '[]' : ''}`]);
+      // the names come from the closed PgsealFunction set
+      return sql`pgseal.${bareName(e.fn)}(${join(e.args.map(toFragment))})`;
+    case 'cast': {
+      // an operand is the caller's: parenthesised, whatever it holds
+      const arg = e.arg.k === 'operand' ? sql`(${e.arg.operand})` : toFragment(e.arg);
+      return e.array ? sql`${arg}::pg_catalog.${bareName(TYPE_NAMES[e.type])}[]` : sql`${arg}::pg_catalog.${bareName(TYPE_NAMES[e.type])}`;
+    }
     case 'array':
       return sql`ARRAY[${join(e.items.map(toFragment))}]`;
     case 'typed-like':

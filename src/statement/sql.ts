@@ -6,6 +6,7 @@
 // the statement that carries them settles.
 
 import type { Sql, TransactionSql } from 'postgres';
+import { ErrorCodes, PgsealError } from '../errors.js';
 
 type Chunk =
   /** SQL text written in pgseal's code */
@@ -15,12 +16,20 @@ type Chunk =
   /** a named placeholder, bound when the statement runs */
   | { readonly slot: string; readonly secret: boolean };
 
+/** Only this module makes fragments: text reaches one through pgseal's own template strings alone. */
+const MINT = Symbol('fragment');
+
 export class Fragment {
+  readonly chunks: readonly Chunk[];
   /** @internal use sql``, ident(), literal(), value(), secret(), slot() */
-  constructor(readonly chunks: readonly Chunk[]) {}
+  constructor(mint: symbol, chunks: readonly Chunk[]) {
+    if (mint !== MINT) throw new TypeError('fragments come from sql``, ident(), literal(), value(), secret() and slot()');
+    this.chunks = chunks;
+  }
 }
 
-const EMPTY = new Fragment([]);
+const fragment = (chunks: readonly Chunk[]): Fragment => new Fragment(MINT, chunks);
+const EMPTY = fragment([]);
 
 function append(into: Chunk[], chunk: Chunk): void {
   const last = into[into.length - 1];
@@ -40,7 +49,7 @@ export function sql(strings: TemplateStringsArray, ...parts: readonly Fragment[]
       for (const c of part.chunks) append(chunks, c);
     }
   }
-  return new Fragment(chunks);
+  return fragment(chunks);
 }
 
 function checkText(text: string, what: string): void {
@@ -59,7 +68,7 @@ export function quoteIdent(...names: readonly string[]): string {
 
 /** A quoted, possibly qualified identifier: ident('public', 'users') is "public"."users". */
 export function ident(...names: readonly string[]): Fragment {
-  return new Fragment([quoteIdent(...names)]);
+  return fragment([quoteIdent(...names)]);
 }
 
 /**
@@ -69,7 +78,7 @@ export function ident(...names: readonly string[]): Fragment {
 export function catalogType(formatted: string): Fragment {
   checkText(formatted, 'type name');
   if (formatted === '' || formatted.includes("'")) throw new TypeError('not a type name as format_type() prints it');
-  return new Fragment([formatted]);
+  return fragment([formatted]);
 }
 
 /**
@@ -83,29 +92,38 @@ export function quoteLiteral(text: string): string {
 
 /** A constant from pgseal's definitions (a context, a normaliser's name), written as a literal so the planner folds it. */
 export function literal(text: string): Fragment {
-  return new Fragment([quoteLiteral(text)]);
+  return fragment([quoteLiteral(text)]);
 }
 
 /** An integer constant. */
 export function int(n: number): Fragment {
   if (!Number.isSafeInteger(n)) throw new TypeError('int() takes a whole number');
-  return new Fragment([String(n)]);
+  return fragment([String(n)]);
 }
 
 /** A bound parameter. */
 export function value(v: unknown): Fragment {
-  return new Fragment([{ value: v, secret: false }]);
+  return fragment([{ value: v, secret: false }]);
 }
 
 /** A bound parameter pgseal made and owns (a key, a copy of a plaintext): zeroed once the statement settles. */
 export function secret(buffer: Buffer): Fragment {
-  return new Fragment([{ value: buffer, secret: true }]);
+  return fragment([{ value: buffer, secret: true }]);
 }
 
 /** A named placeholder, given a value each time the compiled statement runs; `secret`: a Buffer zeroed after the run. */
 export function slot(name: string, options: { secret?: boolean } = {}): Fragment {
   if (!/^[a-z][a-z0-9_]*$/.test(name)) throw new TypeError(`a slot name is lower case: ${JSON.stringify(name)}`);
-  return new Fragment([{ slot: name, secret: options.secret ?? false }]);
+  return fragment([{ slot: name, secret: options.secret ?? false }]);
+}
+
+/**
+ * A name from a closed set in pgseal's code (its own function names, pg_catalog's type
+ * names), written bare: a lower-case identifier, which needs no quotes after a schema.
+ */
+export function bareName(name: string): Fragment {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new TypeError(`not a bare name: ${JSON.stringify(name)}`);
+  return fragment([name]);
 }
 
 /** Fragments joined with a separator written in pgseal's code. */
@@ -115,7 +133,7 @@ export function join(parts: readonly Fragment[], separator: ', ' | ' AND ' | ' O
     if (i > 0) append(chunks, separator);
     for (const c of p.chunks) append(chunks, c);
   });
-  return new Fragment(chunks);
+  return fragment(chunks);
 }
 
 /** Nothing: for optional parts of a statement. */
@@ -134,32 +152,39 @@ export class Compiled {
   /** the named slots, in parameter order */
   readonly slots: readonly string[];
 
+  /** values bound when the statement was built (not slots): a statement compiled once and run again must have none */
+  readonly fixedValues: number;
+
   constructor(fragment: Fragment) {
     let text = '';
     const params: Param[] = [];
-    const named = new Map<string, number>();
+    // a named slot used twice is one parameter, and so is one value fragment used twice
+    const numbers = new Map<string | object, number>();
     for (const c of fragment.chunks) {
       if (typeof c === 'string') {
         text += c;
-      } else if ('slot' in c) {
-        let n = named.get(c.slot);
-        if (n === undefined) named.set(c.slot, (n = params.push(c)));
-        text += '$' + n;
-      } else {
-        text += '$' + params.push(c);
+        continue;
       }
+      const id = 'slot' in c ? c.slot : c;
+      let n = numbers.get(id);
+      if (n === undefined) numbers.set(id, (n = params.push(c)));
+      text += '$' + n;
     }
     this.text = text;
     this.#params = params;
-    this.slots = [...named.keys()];
+    this.slots = params.flatMap((p) => ('slot' in p ? [p.slot] : []));
+    this.fixedValues = params.length - this.slots.length;
   }
 
-  /** The statement with its named slots filled. A slot left out is bound as NULL. */
+  /** The statement with its named slots filled; a slot without a value (undefined) is an error, NULL is given as null. */
   bind(named: Readonly<Record<string, unknown>> = {}): Statement {
     const values: unknown[] = new Array(this.#params.length);
     const secrets: Buffer[] = [];
     this.#params.forEach((p, i) => {
-      const v = 'slot' in p ? (named[p.slot] ?? null) : p.value;
+      const v = 'slot' in p ? named[p.slot] : p.value;
+      if (v === undefined) {
+        throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'slot' in p ? `no value for ${p.slot}` : 'an undefined value in a statement', { hint: 'pass null for SQL NULL' });
+      }
       values[i] = v;
       if (p.secret && Buffer.isBuffer(v)) secrets.push(v);
     });

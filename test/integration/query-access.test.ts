@@ -5,7 +5,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
+import { ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, rotateKey, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 import { createPatients, patients } from '../support/patients.js';
@@ -120,5 +120,25 @@ describe('pgseal query', () => {
     const logged = await logRows();
     expect(logged.map((r) => `${r.row_id}:${r.column_name}:${r.accessed_by}`)).toEqual(Array.from({ length: 10 }, (_, i) => `${i + 1}:diagnosis:night-job`));
     expect((await verifyLogs(db.sql, masterLogKeys(db.sql, master()), { since, record: false })).problems).toEqual([]);
+  });
+});
+
+describe('seal.query after a rotation elsewhere', () => {
+  it('reloads its keys and runs the statement once more (it failed as a whole), as the typed helpers do', async () => {
+    const reader = pgseal({ sql: db.sql, masterKey: master(), ttlMs: 60 * 60_000 });
+    const writer = pgseal({ sql: db.sql, masterKey: master() });
+    try {
+      expect(await reader.query('select diagnosis from patients where id = 1')).toHaveLength(1); // its keys are loaded now
+      await rotateKey(db.sql, master());
+      await writer.query('update patients set diagnosis = $1 where id = 1', ['written under the new key']);
+      const [row] = await reader.query<{ diagnosis: string }>('select diagnosis from patients where id = 1');
+      expect(row!.diagnosis).toBe('written under the new key');
+      const [raw] = await db.sql<{ v: number; active: number }[]>`
+        select pgseal.key_version_of(diagnosis) as v, (select version from pgseal.keys where purpose = 'data' and state = 'active') as active from patients where id = 1`;
+      expect(raw!.v).toBe(raw!.active);
+    } finally {
+      await reader.close();
+      await writer.close();
+    }
   });
 });

@@ -200,3 +200,56 @@ describe('pgseal grant', () => {
     expect(missing.stderr).toMatch(/^pgseal: .*there is no role no_such_role_here/);
   });
 });
+
+describe('migration 0008 and the role sets', () => {
+  it('upgrading revokes what other roles held on pgseal\'s objects (an older set-up\'s SELECT on pgseal.keys)', async () => {
+    const old = await createDatabase();
+    try {
+      const { migrate } = await import('../../src/migrate.js');
+      await migrate({ databaseUrl: old.url, direction: 'up', count: 7 });
+      const legacy = await createRole(db.admin, 'pgseal_t_legacy');
+      roles.push(legacy.name);
+      await old.sql.unsafe(`grant usage on schema pgseal to "${legacy.name}"; grant select on pgseal.keys to "${legacy.name}"`);
+      const can = async () => (await old.sql<{ ok: boolean }[]>`select has_table_privilege(${legacy.name}, 'pgseal.keys', 'SELECT') as ok`)[0]!.ok;
+      expect(await can()).toBe(true);
+      await migrate({ databaseUrl: old.url, direction: 'up' });
+      expect(await can()).toBe(false);
+      await old.sql.unsafe(`drop owned by "${legacy.name}"`);
+    } finally {
+      await old.drop();
+    }
+  });
+
+  it('with --no-roles, the shared roles get nothing in that database', async () => {
+    const separate = await createDatabase();
+    try {
+      const r = await runCli(['migrate', 'up', '--no-roles'], { DATABASE_URL: separate.url });
+      expect(r.code, r.stderr).toBe(0);
+      const [held] = await separate.sql<{ n: number }[]>`
+        select count(*)::int as n from pg_proc p, aclexplode(p.proacl) a
+         where p.pronamespace = 'pgseal'::regnamespace and a.grantee in (select oid from pg_roles where rolname in ('pgseal_app', 'pgseal_admin'))`;
+      expect(held!.n).toBe(0);
+      const [usage] = await separate.sql<{ ok: boolean }[]>`select has_schema_privilege('pgseal_app', 'pgseal', 'USAGE') as ok`;
+      expect(usage!.ok).toBe(false);
+    } finally {
+      await separate.drop();
+    }
+  });
+
+  it('grant_api and revoke_api refuse superusers and the owner (they would lock it out), and roles that do not exist', async () => {
+    const [me] = await db.sql<{ u: string }[]>`select current_user as u`;
+    for (const attempt of [db.sql`select pgseal.grant_api(${me!.u}::name, 'app')`, db.sql`select pgseal.revoke_api(${me!.u}::name)`]) {
+      await expect(attempt).rejects.toMatchObject({ code: '22023' });
+    }
+    await expect(db.sql`select pgseal.grant_api('no_such_role_here'::name, 'app')`).rejects.toMatchObject({ code: '42704' });
+    await expect(db.sql`select pgseal.grant_api('pgseal_app'::name, 'everything')`).rejects.toMatchObject({ code: '22023' });
+  });
+
+  it('key material that is all zeros (a buffer zeroed while a statement held it) seals nothing, in SQL and in Node', async () => {
+    const zero = Buffer.alloc(68);
+    zero.writeUInt32BE(7, 0);
+    await expect(db.sql`select pgseal.encrypt_bytea_with('\\x41'::bytea, 'a.b.c', ${zero}::bytea)`).rejects.toMatchObject({ code: 'PS006' });
+    const { seal: sealInNode } = await import('../../src/crypto/envelope.js');
+    expect(() => sealInNode(Buffer.from('x'), 'a.b.c', { version: 7, encKey: Buffer.alloc(32), macKey: Buffer.alloc(32) })).toThrow(/unloaded/);
+  });
+});
