@@ -4,7 +4,7 @@
 
 import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
-import { recordEvent, type Attribution, type LogKeys } from './record.js';
+import { recordEvent, withLogKeyset, type Attribution, type LogKeys } from './record.js';
 
 /** Creates the monthly partitions of the next `months` months (this one included) that are missing. */
 export function createLogPartitions(sql: Sql, months = 4): Promise<number> {
@@ -45,15 +45,12 @@ export async function dropLogPartitions(sql: Sql, keys: LogKeys, olderThan: stri
       // the chains forget the dropped rows' links and remember where they now start
       let links = 0;
       if (cuts.length > 0) {
-        const keyset = await keys.logKeyset();
-        try {
+        await withLogKeyset(keys, async (keyset) => {
           for (const [log, before] of cuts) {
             const [trim] = await tx<{ n: number }[]>`select pgseal.trim_log_chains(${log}, ${before}::timestamptz, ${keyset}::bytea) as n`;
             links += trim!.n;
           }
-        } finally {
-          keyset.fill(0);
-        }
+        });
       }
       await recordEvent(tx, keys, {
         operation: 'logs.retention', success: true, actor: by.actor, reason: by.reason,

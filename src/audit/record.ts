@@ -42,9 +42,18 @@ export interface Attribution {
   reason?: string | undefined;
 }
 
-export async function recordEvent(sql: Sql | TransactionSql, keys: LogKeys, event: AuditEvent): Promise<void> {
+/** Runs `work` with the log keyset, zeroed when it settles: the one place log keys are held and let go. */
+export async function withLogKeyset<T>(keys: LogKeys, work: (keyset: Buffer) => Promise<T>): Promise<T> {
   const keyset = await keys.logKeyset();
   try {
+    return await work(keyset);
+  } finally {
+    keyset.fill(0);
+  }
+}
+
+export function recordEvent(sql: Sql | TransactionSql, keys: LogKeys, event: AuditEvent): Promise<void> {
+  return withLogKeyset(keys, async (keyset) => {
     // one statement: the link, then the row under the same time, signed with the active log key
     await withPgsealErrors(() => sql`
       with k as (select ${keyset}::bytea as ks),
@@ -59,9 +68,7 @@ export async function recordEvent(sql: Sql | TransactionSql, keys: LogKeys, even
              l.id, 0, pgseal.audit_log_row_mac(l.key, l.id, 0, v.at, v.actor, v.db_user, v.operation, v.table_schema, v.table_name, v.column_name,
                                                v.key_scope, v.key_version, v.success, v.reason, v.details)
         from v, l`);
-  } finally {
-    keyset.fill(0);
-  }
+  });
 }
 
 /** Records a refused or failed operation; never masks the operation's own error. */

@@ -22,7 +22,7 @@ import {
   AccessLogBuffer, accessEntries, accessLogValues, accessor, insertAccessEntries, withAccessLog,
   type AccessEntry, type AccessLogOptions, type AccessLogStats, type Accessed,
 } from '../audit/access-log.js';
-import { recordFailure } from '../audit/record.js';
+import { recordFailure, withLogKeyset } from '../audit/record.js';
 import type { KeyRoute, SealKey } from '../columns/expressions.js';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
@@ -112,7 +112,19 @@ export class KeyedExecutor {
 
   /** Runs one statement pgseal built, retried once after a reload when the keys were stale. */
   async run(unit: Unit): Promise<Rows> {
-    return this.#audited(unit.table, () => this.#replayable(() => this.#runOnce(unit)));
+    // the hot path of every helper call: written out, no closures
+    try {
+      try {
+        return await this.#runOnce(unit);
+      } catch (error) {
+        if (!(error instanceof PgsealError) || !STALE_KEYS.has(error.code)) throw error;
+        await this.keyring.refresh();
+        return await this.#runOnce(unit);
+      }
+    } catch (error) {
+      await this.#auditFailure(unit.table, error);
+      throw error;
+    }
   }
 
   /** Runs a rewritten statement in a transaction holding the keys, logging what it touched. */
@@ -172,47 +184,44 @@ export class KeyedExecutor {
     try {
       return await work();
     } catch (error) {
-      if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
-        // a value that does not open: tampering, a wrong key, or shredded data; auditors want to know
-        await recordFailure(this.sql, this.keyring, { operation: 'data.decrypt_failed', actor: accessor(this.accessLog).actor, table }, error);
-      }
+      await this.#auditFailure(table, error);
       throw error;
     }
   }
 
-  async #logInTransaction(tx: TransactionSql, entries: AccessEntry[]): Promise<void> {
-    const keyset = await this.keyring.logKeyset();
-    try {
-      await insertAccessEntries(tx, keyset, entries);
-    } finally {
-      keyset.fill(0);
+  /** A value that does not open: tampering, a wrong key, or shredded data; auditors want to know. */
+  async #auditFailure(table: Table | undefined, error: unknown): Promise<void> {
+    if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
+      await recordFailure(this.sql, this.keyring, { operation: 'data.decrypt_failed', actor: accessor(this.accessLog).actor, table }, error);
     }
   }
 
+  async #logInTransaction(tx: TransactionSql, entries: AccessEntry[]): Promise<void> {
+    await withLogKeyset(this.keyring, (keyset) => insertAccessEntries(tx, keyset, entries));
+  }
+
   async #runOnce(unit: Unit): Promise<Rows> {
-    for (const name of Object.keys(unit.values ?? {})) {
+    const named: Record<string, unknown> = {};
+    for (const name in unit.values) {
       if (name.startsWith('pgseal_') || name.startsWith('log_')) throw new TypeError(`slot ${name} is the executor's`);
+      named[name] = unit.values[name];
     }
-    const named: Record<string, unknown> = { ...unit.values };
     const owned: Buffer[] = [];
     const logged = unit.access !== undefined && this.accessLog.mode === 'sync';
     try {
-      let keyset: Buffer | undefined;
+      let via: Route['via'] = 'none';
       if (unit.scopes !== 'none') {
-        keyset = await this.keyring.keyset(unit.scopes ?? (await this.keyring.scopes()));
+        const keyset = await this.keyring.keyset(unit.scopes ?? (await this.keyring.scopes()));
         if (keyset) owned.push((named[KEYSET] = keyset));
+        via = keyset ? 'argument' : 'transaction';
       }
       if (logged) {
         Object.assign(named, accessLogValues(unit.access!, accessor(this.accessLog)));
         owned.push((named.log_keyset = await this.keyring.logKeyset()));
       }
-      const exec = async (db: Sql | TransactionSql, route: Route): Promise<Rows> => {
-        const compiled = await this.#compile(unit, route, logged);
-        return (await compiled.bind(named).run(db)) as Rows;
-      };
-      const rows = unit.scopes === 'none' ? await exec(this.sql, noKeysRoute(owned))
-        : keyset ? await exec(this.sql, this.#argumentRoute(owned))
-        : await withKeys(this.sql, this.keyring, (tx) => exec(tx, transactionRoute(owned)), { scopes: unit.scopes });
+      const rows = via === 'transaction'
+        ? await withKeys(this.sql, this.keyring, (tx) => this.#execute(tx, unit, via, logged, named, owned), { scopes: unit.scopes as readonly string[] | undefined })
+        : await this.#execute(this.sql, unit, via, logged, named, owned);
       // async: only what committed is logged
       if (unit.access && this.accessLog.mode === 'async' && this.#buffer) this.#buffer.add(accessEntries(rows, unit.access, accessor(this.accessLog)));
       return rows;
@@ -223,18 +232,21 @@ export class KeyedExecutor {
     }
   }
 
-  async #compile(unit: Unit, route: Route, logged: boolean): Promise<Compiled> {
-    const key = unit.cache && `${unit.cache.key}|${route.via}|${logged}`;
-    const hit = key === undefined ? undefined : unit.cache!.map.get(key);
-    if (hit) return hit;
-    const built = await unit.build(route);
-    const compiled = compile(logged ? withAccessLog(built, unit.access!.primaryKey) : built);
-    if (key !== undefined) {
-      // a value bound at build time would be sent again to the next caller (and a secret, zeroed)
-      if (compiled.fixedValues > 0) throw new TypeError(`${unit.cache!.key}: a statement compiled once takes its values through slots only`);
-      unit.cache!.map.set(key, compiled);
+  async #execute(db: Sql | TransactionSql, unit: Unit, via: Route['via'], logged: boolean, named: Record<string, unknown>, owned: Buffer[]): Promise<Rows> {
+    const key = unit.cache && `${unit.cache.key}|${via}|${logged}`;
+    let compiled = key === undefined ? undefined : unit.cache!.map.get(key);
+    if (!compiled) {
+      // only a statement built now needs its route
+      const route = via === 'argument' ? this.#argumentRoute(owned) : via === 'transaction' ? transactionRoute(owned) : noKeysRoute(owned);
+      const built = await unit.build(route);
+      compiled = compile(logged ? withAccessLog(built, unit.access!.primaryKey) : built);
+      if (key !== undefined) {
+        // a value bound at build time would be sent again to the next caller (and a secret, zeroed)
+        if (compiled.fixedValues > 0) throw new TypeError(`${unit.cache!.key}: a statement compiled once takes its values through slots only`);
+        unit.cache!.map.set(key, compiled);
+      }
     }
-    return compiled;
+    return (await compiled.bind(named).run(db)) as Rows;
   }
 
   /** Keys as arguments: the keyset slot for decrypting, each written scope's key material once, a secret of the statement. */

@@ -44,12 +44,16 @@ export class Table<T extends AnyTable> {
   readonly #scopeColumn: string | undefined;
   /** reads compiled once per definition (a Table may be made per request; its definition lives on) */
   readonly #compiled: Map<string, Compiled>;
+  /** what the access log and the failed-decrypt audit are told, the same on every call */
+  readonly #access = new Map<AccessType, Accessed>();
+  readonly #where: { schema: string; table: string };
 
   constructor(exec: KeyedExecutor, def: T) {
     this.#exec = exec;
     this.def = def;
     this.#pk = def.primaryKey;
     this.#target = ident(def.schema, def.name);
+    this.#where = { schema: def.schema, table: def.name };
     this.#columns = Object.entries(def.columns).map(([name, d]) => ({ name, model: d.kind === 'encrypted' ? protectedColumn(def.schema, def.name, name, d) : undefined }));
     this.#encrypted = this.#columns.flatMap((c) => (c.model ? [c.model] : []));
     if (!(def.primaryKey in def.columns) || def.columns[def.primaryKey]!.kind !== 'plain') {
@@ -94,7 +98,9 @@ export class Table<T extends AnyTable> {
   }
 
   #accessed(type: AccessType): Accessed {
-    return { table: `${this.def.schema}.${this.def.name}`, primaryKey: this.#pk, columns: this.#encrypted.map((c) => c.column), type };
+    let a = this.#access.get(type);
+    if (!a) this.#access.set(type, (a = { table: `${this.def.schema}.${this.def.name}`, primaryKey: this.#pk, columns: this.#encrypted.map((c) => c.column), type }));
+    return a;
   }
 
   /** Runs one statement through the executor and decodes the rows. */
@@ -108,7 +114,7 @@ export class Table<T extends AnyTable> {
       values: cache?.values,
       cache: cache ? { map: this.#compiled, key: cache.key } : undefined,
       access: access ? this.#accessed(access) : undefined,
-      table: { schema: this.def.schema, table: this.def.name },
+      table: this.#where,
     });
     for (const row of rows) this.#decode(row);
     return rows as unknown as R[] & { count: number };

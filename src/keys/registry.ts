@@ -3,7 +3,7 @@
 // written, so a wrong master key changes nothing.
 
 import type { Sql } from 'postgres';
-import { recordEvent, type Attribution } from '../audit/record.js';
+import { recordEvent, withLogKeyset, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from '../crypto/derive.js';
 import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './unwrap.js';
@@ -77,12 +77,7 @@ async function addKey(
         const logKeys = masterLogKeys(tx as unknown as Sql, provider);
         if (purpose === 'log' && !expectExisting) {
           // the first log key starts both logs' hash chains, before anything is logged
-          const keyset = await logKeys.logKeyset();
-          try {
-            await tx`select pgseal.init_log_chains(${keyset}::bytea)`;
-          } finally {
-            keyset.fill(0);
-          }
+          await withLogKeyset(logKeys, (keyset) => tx`select pgseal.init_log_chains(${keyset}::bytea)`);
         }
         await recordEvent(tx, logKeys, {
           operation: expectExisting ? 'key.rotate' : 'key.create', success: true, actor: by.actor, reason: by.reason, scope, version,
