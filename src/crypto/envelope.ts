@@ -37,8 +37,9 @@ function tag(macKey: Buffer, authenticated: Buffer, context: string): Buffer {
  * Keys that are all zero were zeroed (a reload replaced them while a call held them): a value
  * sealed under them anyone could open, one opened under them anyone could have forged.
  */
+const ZERO_KEY = Buffer.alloc(32);
 function live(keys: EnvelopeKeys): EnvelopeKeys {
-  if (keys.encKey.every((b) => b === 0) || keys.macKey.every((b) => b === 0)) {
+  if (keys.encKey.equals(ZERO_KEY) || keys.macKey.equals(ZERO_KEY)) {
     throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, 'the key was unloaded while this call held it', { hint: 'run the call again: the keyring reloaded meanwhile' });
   }
   return keys;

@@ -23,17 +23,18 @@ export type BatchParam = 'stale' | 'scopes' | 'limit' | 'run' | 'schema' | 'tabl
 export type BatchValues = Partial<Record<BatchParam, unknown>>;
 
 const table = (t: Target) => ident(t.column.schema, t.column.table);
-const col = (t: Target, name: string) => sql`t.${ident(name)}`;
+/** a column of the row a batch reads, aliased t */
+const col = (name: string) => sql`t.${ident(name)}`;
 /** a primary key travels as text (the checkpoint is stored as text) and is cast back to its type */
 const key = (t: Target, name: BatchParam) => sql`${slot(name)}::pg_catalog.text::${catalogType(t.pkType)}`;
-const stale = (t: Target) => sql`${toFragment(call('key_version_of', [operand(col(t, t.column.column))]))} = ANY (${slot('stale')}::pg_catalog.int4[])`;
+const stale = (t: Target) => sql`${toFragment(call('key_version_of', [operand(col(t.column.column))]))} = ANY (${slot('stale')}::pg_catalog.int4[])`;
 
 /** The row a batch reads, aliased t: its primary key and scope column, for contexts and scopes. */
-const stored = (t: Target): RowSource<Fragment> => ({ key: () => operand(col(t, t.pk)), scopeValue: () => operand(col(t, t.column.scopeColumn!)) });
+const stored = (t: Target): RowSource<Fragment> => ({ key: () => operand(col(t.pk)), scopeValue: () => operand(col(t.column.scopeColumn!)) });
 
 /** The range condition: keys after the checkpoint (or the part's lower bound) and up to its upper bound. */
 function range(t: Target, after: boolean, until: boolean): Fragment {
-  return sql`${after ? sql` AND ${col(t, t.pk)} > ${key(t, 'after')}` : sql``}${until ? sql` AND ${col(t, t.pk)} <= ${key(t, 'until')}` : sql``}`;
+  return sql`${after ? sql` AND ${col(t.pk)} > ${key(t, 'after')}` : sql``}${until ? sql` AND ${col(t.pk)} <= ${key(t, 'until')}` : sql``}`;
 }
 
 /**
@@ -41,7 +42,7 @@ function range(t: Target, after: boolean, until: boolean): Fragment {
  * (fewer than the limit: the range is exhausted). No row when nothing is left.
  */
 export function nextBatchStatement(t: Target, after: boolean, until: boolean): Compiled {
-  const pk = col(t, t.pk);
+  const pk = col(t.pk);
   return compile(sql`SELECT s.k::pg_catalog.text AS last_key, s.n::pg_catalog.int4 AS scanned FROM (
   SELECT ${pk} AS k, pg_catalog.row_number() OVER (ORDER BY ${pk}) AS n FROM ${table(t)} AS t
    WHERE true${range(t, after, until)}
@@ -59,7 +60,7 @@ export function batchStatement(t: Target, after: boolean): Compiled {
 
 /** The batch's key range, over the row aliased t. */
 function batchRange(t: Target, after: boolean): Fragment {
-  return sql`${after ? sql`${col(t, t.pk)} > ${key(t, 'after')} AND ` : sql``}${col(t, t.pk)} <= ${key(t, 'last')}`;
+  return sql`${after ? sql`${col(t.pk)} > ${key(t, 'after')} AND ` : sql``}${col(t.pk)} <= ${key(t, 'last')}`;
 }
 
 /** The statement's tail: the checkpoint moved in the same statement, and the result row. */
@@ -76,7 +77,7 @@ SELECT (SELECT pg_catalog.count(*) FROM changed)::pg_catalog.int4 AS changed, (S
 
 /** The blind index a row should carry: its value under the scope's active index key. */
 export function indexExpression(t: Target): Fragment {
-  return toFragment(storedIndexExpr(t.column, operand(col(t, t.column.column)), stored(t)));
+  return toFragment(storedIndexExpr(t.column, operand(col(t.column.column)), stored(t)));
 }
 
 /**
@@ -105,7 +106,7 @@ function dataBatch(t: Target, after: boolean): Fragment {
   const scope = toFragment(scopeExpr(t.column, stored(t)));
   // keys read from the transaction once, by a one-row subquery; per row only for a scope column
   const material = scoped ? sql`pgseal._active_material(${scope})` : sql`k.material`;
-  const resealed = toFragment(resealExpr(t.column, operand(col(t, t.column.column)), stored(t), operand(sql`k.keyset`), operand(material)));
+  const resealed = toFragment(resealExpr(t.column, operand(col(t.column.column)), stored(t), operand(sql`k.keyset`), operand(material)));
   return sql`WITH changed AS (
   UPDATE ${table(t)} AS t
      SET ${ident(t.column.column)} = ${resealed}
@@ -124,15 +125,15 @@ export function countStatement(t: Target): Compiled {
 /** Rows whose blind index is not the active key's: needs the keys (src/exec/transaction.ts). */
 export function staleIndexStatement(t: Target): Compiled {
   return compile(sql`SELECT pg_catalog.count(*)::pg_catalog.int8 AS n FROM ${table(t)} AS t
- WHERE ${todo(t)} AND ${col(t, t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`);
+ WHERE ${todo(t)} AND ${col(t.column.blindIndexColumn!)} IS DISTINCT FROM ${indexExpression(t)}`);
 }
 
 /** The rows a run has to do, as a condition on the row aliased t. */
 function todo(t: Target): Fragment {
   if (t.kind === 'data') return stale(t);
   // rows of tenants outside the run's scopes (--scope) are not decrypted: their keys are not handed in
-  const tenant = t.column.scopeColumn ? sql` AND ${col(t, t.column.scopeColumn)}::pg_catalog.text = ANY (${slot('scopes')}::pg_catalog.text[])` : sql``;
-  return sql`${col(t, t.column.column)} IS NOT NULL${tenant}`;
+  const tenant = t.column.scopeColumn ? sql` AND ${col(t.column.scopeColumn)}::pg_catalog.text = ANY (${slot('scopes')}::pg_catalog.text[])` : sql``;
+  return sql`${col(t.column.column)} IS NOT NULL${tenant}`;
 }
 
 /**
@@ -140,13 +141,13 @@ function todo(t: Target): Fragment {
  * pages (percent) so that planning a run over tens of millions of rows stays cheap.
  */
 export function boundsStatement(t: Target): Compiled {
-  return compile(sql`SELECT (pg_catalog.percentile_disc(${slot('fractions')}::pg_catalog.float8[]) WITHIN GROUP (ORDER BY ${col(t, t.pk)}))::pg_catalog.text[] AS bounds
+  return compile(sql`SELECT (pg_catalog.percentile_disc(${slot('fractions')}::pg_catalog.float8[]) WITHIN GROUP (ORDER BY ${col(t.pk)}))::pg_catalog.text[] AS bounds
   FROM ${table(t)} AS t TABLESAMPLE SYSTEM (${slot('percent')}) WHERE ${todo(t)}`);
 }
 
 /** Rows per key version, for --dry-run (NULL: not a pgseal envelope). */
 export function versionsStatement(t: Target): Compiled {
-  const c = col(t, t.column.column);
+  const c = col(t.column.column);
   return compile(sql`SELECT ${toFragment(call('key_version_of', [operand(c)]))} AS version, pg_catalog.count(*)::pg_catalog.int8 AS n
   FROM ${table(t)} AS t WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY 1`);
 }

@@ -303,7 +303,7 @@ class Engine {
 
   constructor(
     private readonly sql: Sql,
-    private readonly keyring: Keyring,
+    keyring: Keyring,
     private readonly runId: number,
     private readonly batchSize: number,
     private readonly workers: number,

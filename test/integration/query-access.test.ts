@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, initKeys, LocalMasterKey, masterLogKeys, pgseal, rotateKey, verifyLogs, withAccessContext, type Pgseal } from '../../src/index.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
-import { createPatients, patients } from '../support/patients.js';
+import { createPatients } from '../support/patients.js';
 
 let db: TestDatabase;
 let sync: Pgseal;

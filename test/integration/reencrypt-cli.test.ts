@@ -16,8 +16,6 @@ const masterText = randomBytes(32).toString('base64');
 const master = () => new LocalMasterKey(Buffer.from(masterText, 'base64'));
 const env = () => ({ DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText, PGSEAL_ACTOR: 'ops-bot' });
 
-const accounts = defineTable({ name: 'accounts', primaryKey: 'id', columns: { id: column.plain<number>(), v: column.text() } });
-
 beforeAll(async () => {
   db = await createDatabase({ migrated: true });
   await initKeys(db.sql, master());
