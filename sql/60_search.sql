@@ -60,9 +60,15 @@ BEGIN
 END
 $$;
 
+-- The scope's active index key from this transaction's hand-off only (its nonce, see
+-- pgseal.use_keys): one preset on the connection, empty or cut short is NULL.
 CREATE FUNCTION pgseal._index_key(scope text) RETURNS bytea
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN NULLIF(pg_catalog.decode(pg_catalog.current_setting('pgseal.index_' || pg_catalog.translate(scope, '-', '$'), true), 'hex'), ''::bytea);
+RETURN CASE WHEN pg_catalog.current_setting('pgseal.handoff', true)
+                 = pg_catalog.encode(pg_catalog.timestamptz_send(pg_catalog.now()) || pg_catalog.substr(pg_catalog.decode(
+                     pg_catalog.current_setting('pgseal.index_' || pg_catalog.translate(scope, '-', '$'), true), 'hex'), 33), 'hex')
+  THEN pg_catalog.substr(pg_catalog.decode(
+         pg_catalog.current_setting('pgseal.index_' || pg_catalog.translate(scope, '-', '$'), true), 'hex'), 1, 32) END;
 
 CREATE FUNCTION pgseal.blind_index(value text, normalizer text, context text, scope text DEFAULT 'default', bytes integer DEFAULT 16)
 RETURNS bytea
@@ -76,13 +82,18 @@ END;
 -- Every index key of the scope in this transaction, the active one first: while indexes are
 -- recomputed under a new key (pgseal reencrypt --blind-index), a row may still carry one
 -- made with an older key, so lookups try them all.
+-- The older keys too only from this transaction's hand-off (a preset list is ignored).
 CREATE FUNCTION pgseal._index_keys(scope text) RETURNS bytea[]
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN ARRAY(
   SELECT COALESCE(pgseal._index_key(scope), pgseal._fail_no_index_key(scope))
   UNION ALL
   SELECT pg_catalog.substr(old.keys, i * 32 + 1, 32)
-    FROM (SELECT pg_catalog.decode(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), 'hex') AS keys) AS old,
+    FROM (SELECT CASE WHEN pg_catalog.current_setting('pgseal.handoff', true)
+                             = pg_catalog.encode(pg_catalog.timestamptz_send(pg_catalog.now()) || pg_catalog.substr(o.b, pg_catalog.octet_length(o.b) - 15), 'hex')
+                       AND pg_catalog.octet_length(o.b) % 32 = 16
+                      THEN pg_catalog.substr(o.b, 1, pg_catalog.octet_length(o.b) - 16) END AS keys
+            FROM (SELECT pg_catalog.decode(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), 'hex') AS b) AS o) AS old,
          pg_catalog.generate_series(0, COALESCE(pg_catalog.octet_length(old.keys) / 32, 0) - 1) AS i);
 
 -- The blind indexes to look values up by: each value under every index key of the scope

@@ -19,13 +19,14 @@ RETURN (SELECT CASE c.context_mode WHEN 'row' THEN pg_catalog.format('pgseal.row
                             THEN pg_catalog.format('pgseal.scope_context(%L, %s.%I::text)', pgseal._column_context(c), row_ref, c.scope_column)
                             ELSE pg_catalog.quote_literal(pgseal._column_context(c)) END AS base) AS b);
 
--- The SQL expression that reads a protected column, given the registry row.
+-- The SQL expression that reads a protected column, given the registry row. numeric and
+-- jsonb through pgseal.value_* (sql/40_envelope.sql): a plain cast's error would quote the plaintext.
 CREATE FUNCTION pgseal._read_expr(c pgseal.columns, row_ref text, pk name) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN pg_catalog.format(
   CASE c.value_type WHEN 'bytea' THEN 'pgseal.decrypt_bytea(%s.%I, %s)'
-                    WHEN 'jsonb' THEN 'pgseal.decrypt_text(%s.%I, %s)::jsonb'
-                    WHEN 'numeric' THEN 'pgseal.decrypt_text(%s.%I, %s)::numeric'
+                    WHEN 'jsonb' THEN 'pgseal.value_jsonb(pgseal.decrypt_text(%s.%I, %s))'
+                    WHEN 'numeric' THEN 'pgseal.value_numeric(pgseal.decrypt_text(%s.%I, %s))'
                     ELSE 'pgseal.decrypt_text(%s.%I, %s)' END,
   row_ref, c.column_name, pgseal._context_expr(c, row_ref, pk));
 

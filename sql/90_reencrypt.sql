@@ -138,22 +138,29 @@ LANGUAGE sql VOLATILE PARALLEL SAFE
 RETURN pgseal._seal(pgseal.decrypt_bytea_with(ciphertext, context, keyset), pgseal._context_bytes(context), key_material, pgseal._random_bytes(16));
 
 -- The keyset (entries of version || encryption key || MAC key) of these versions, from this
--- transaction's keys; PS002 for a version that was not handed in.
+-- transaction's keys; PS002 for a version that was not handed in. Both keys only from this
+-- transaction's hand-off (their nonce, see pgseal.use_keys): one preset on the connection is not handed in.
 CREATE FUNCTION pgseal._keyset_of(versions integer[]) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
   out bytea := '';
   v integer;
   hex text;
+  fresh text := substr(current_setting('pgseal.handoff', true), 17);
+  enc text;
+  mac text;
 BEGIN
   PERFORM pgseal._fail_if_no_keys();
   FOREACH v IN ARRAY versions LOOP
     hex := lpad(to_hex(v), 8, '0');
-    IF NULLIF(current_setting('pgseal.enc_' || hex, true), '') IS NULL THEN
+    enc := current_setting('pgseal.enc_' || hex, true);
+    mac := current_setting('pgseal.mac_' || hex, true);
+    IF length(enc) IS DISTINCT FROM 96 OR length(mac) IS DISTINCT FROM 96 OR right(enc, 32) <> fresh OR right(mac, 32) <> fresh
+       OR enc !~ '^[0-9a-f]*$' OR mac !~ '^[0-9a-f]*$' THEN
       PERFORM pgseal._raise('PS002', format('pgseal: key version %s is not among the keys handed in', v),
         'Load that version''s scope in the transaction; a retired or destroyed version cannot be read.');
     END IF;
-    out := out || int4send(v) || decode(current_setting('pgseal.enc_' || hex), 'hex') || decode(current_setting('pgseal.mac_' || hex), 'hex');
+    out := out || int4send(v) || decode(left(enc, 64), 'hex') || decode(left(mac, 64), 'hex');
   END LOOP;
   RETURN out;
 END

@@ -136,6 +136,20 @@ BEGIN
       HINT = 'Run `pgseal keys init` (as the owner): it creates the log key and starts the logs'' hash chains.';
   END IF;
   IF h.head_mac IS DISTINCT FROM pgseal._log_head_mac(pgseal._log_key(keyset, h.key_version), h) THEN
+    -- a wrong key fails every head and every link it signed; an edit fails what was edited
+    -- only (the chains' last links are checked too, so editing every head is still tampering)
+    IF NOT EXISTS (SELECT 1 FROM pgseal.log_chains c
+                    WHERE c.key_version = h.key_version AND c.head_mac = pgseal._log_head_mac(pgseal._log_key(keyset, h.key_version), c))
+       AND NOT EXISTS (SELECT 1
+                         FROM (SELECT DISTINCT ON (l.log, l.chain) l.* FROM pgseal.log_links l ORDER BY l.log, l.chain, l.seq DESC) AS t
+                         JOIN pgseal.log_chains c ON c.log = t.log AND c.chain = t.chain
+                         LEFT JOIN pgseal.log_links p ON p.log = t.log AND p.chain = t.chain AND p.seq = t.seq - 1
+                        WHERE t.key_version = h.key_version
+                          AND t.mac = pgseal._log_link_mac(pgseal._log_key(keyset, h.key_version), t.log, t.chain, t.seq, t.id, t.created_at,
+                                                           t.row_count, t.first_at, t.last_at, t.key_version, COALESCE(p.mac, c.first_prev_mac))) THEN
+      RAISE EXCEPTION USING ERRCODE = 'PS015', MESSAGE = format('pgseal: the log key version %s handed in verifies no chain head signed with it: a wrong log key', h.key_version),
+        HINT = 'Check the master key the process unwrapped the log keys with (or every chain head was edited: run `pgseal audit verify`).';
+    END IF;
     RAISE EXCEPTION USING ERRCODE = 'PS016', MESSAGE = format('pgseal: chain %s of the %s log was altered', h.chain, h.log),
       HINT = 'Someone edited pgseal.log_chains or pgseal.log_links by hand: run `pgseal audit verify` and keep its report.';
   END IF;
@@ -250,12 +264,20 @@ BEGIN
   END IF;
   -- the head this transaction already holds (so it never holds two, nor waits for a second);
   -- else any head no other transaction holds; when all are held, wait for one
-  -- a caller-writable setting: anything but a chain number is ignored
+  -- a caller-writable setting: anything but a chain number is ignored, and a chain number is
+  -- only a hint (taken without waiting: a head this transaction holds is never skipped, one
+  -- another transaction holds is, so a crafted value neither blocks nor misleads a writer)
   held := pgseal._setting_int('pgseal.log_head_' || p_log, 0, 15)::smallint;
+  IF held IS NOT NULL THEN
+    SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log AND c.chain = held FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+      held := NULL;
+    END IF;
+  END IF;
   IF held IS NULL THEN
     SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log ORDER BY random() LIMIT 1 FOR UPDATE SKIP LOCKED;
   END IF;
-  IF held IS NOT NULL OR NOT FOUND THEN
+  IF h.chain IS NULL THEN
     held := COALESCE(held, floor(random() * 16)::smallint);
     SELECT * INTO h FROM pgseal.log_chains c WHERE c.log = p_log AND c.chain = held FOR UPDATE;
     IF NOT FOUND THEN
@@ -321,5 +343,11 @@ END
 $$;
 
 REVOKE ALL ON TABLE pgseal.log_chains, pgseal.log_links FROM PUBLIC;
+-- owner only, like everything of pgseal's (the app and admin sets grant what they need, sql/99)
+REVOKE ALL ON FUNCTION pgseal._log_key(bytea, integer), pgseal._log_key_version(bytea),
+  pgseal.access_log_row_mac(bytea, bigint, integer, timestamptz, text, name, text, text, text, inet),
+  pgseal.audit_log_row_mac(bytea, bigint, integer, timestamptz, text, text, text, name, name, name, text, integer, boolean, text, jsonb),
+  pgseal._log_link_mac(bytea, text, smallint, bigint, bigint, timestamptz, integer, timestamptz, timestamptz, integer, bytea),
+  pgseal._log_head_mac(bytea, pgseal.log_chains), pgseal._check_log_head(pgseal.log_chains, bytea), pgseal._setting_int(text, integer, integer) FROM PUBLIC;
 REVOKE ALL ON FUNCTION pgseal.init_log_chains(bytea), pgseal.append_log_link(text, integer, timestamptz, timestamptz, bytea),
   pgseal.trim_log_chains(text, timestamptz, bytea) FROM PUBLIC;

@@ -5,7 +5,7 @@
 
 import type { Sql } from 'postgres';
 import { LOG_KEY_ENTRY_BYTES } from '../crypto/wire.js';
-import { withPgsealErrors as guarded } from '../errors.js';
+import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { ident, int, slot, sql as q, statement, type Fragment } from '../statement/sql.js';
 import type { LogKeys } from './record.js';
 import { recordEvent, type Attribution } from './record.js';
@@ -103,6 +103,7 @@ interface Head {
   retained_from: Date | null;
   sealed_from: Date | null;
   head_ok: boolean | null;
+  key_version: number | null;
   last_link_seq: string | null;
   last_link_mac: Buffer | null;
 }
@@ -154,12 +155,28 @@ function problem(log: LogName, kind: ProblemKind, detail: string, fields: Partia
   return { log, kind, at: null, chain: null, seq: null, linkId: null, position: null, what: null, who: null, table: null, row: null, detail, ...fields };
 }
 
+/** Whether any chain's last link signed with this log key version verifies under the keyset's key for it. */
+async function lastLinksVerify(sql: Sql, log: LogName, keyset: Buffer, version: number): Promise<boolean> {
+  const [row] = await statement(q`
+    WITH ${KEYS_CTE},
+    t AS (SELECT DISTINCT ON (l.chain) l.* FROM pgseal.log_links l WHERE l.log = ${slot('log')} ORDER BY l.chain, l.seq DESC)
+    SELECT pg_catalog.count(*)::int AS ok
+      FROM t
+      JOIN k ON k.version = t.key_version
+      JOIN pgseal.log_chains h ON h.log = t.log AND h.chain = t.chain
+      LEFT JOIN pgseal.log_links p ON p.log = t.log AND p.chain = t.chain AND p.seq = t.seq - 1
+     WHERE t.key_version = ${int(version)}
+       AND t.mac = pgseal._log_link_mac(k.key, t.log, t.chain, t.seq, t.id, t.created_at, t.row_count, t.first_at, t.last_at, t.key_version, COALESCE(p.mac, h.first_prev_mac))`,
+  { keyset, log }).run<{ ok: number }>(sql);
+  return (row?.ok ?? 0) > 0;
+}
+
 /** Every head present, its MAC valid, and its last link the chain's last link. */
 async function checkHeads(sql: Sql, log: LogName, keyset: Buffer): Promise<{ problems: VerifyProblem[]; sealedFrom: Date | null; retainedFrom: Map<number, Date> }> {
   const heads = await statement(q`
     WITH ${KEYS_CTE}
     SELECT h.chain, h.seq::text, h.last_mac, h.first_seq::text, h.retained_from, h.sealed_from,
-           h.head_mac = pgseal._log_head_mac(k.key, h) AS head_ok,
+           h.head_mac = pgseal._log_head_mac(k.key, h) AS head_ok, h.key_version,
            t.seq::text AS last_link_seq, t.mac AS last_link_mac
       FROM pgseal.log_chains h
       LEFT JOIN k ON k.version = h.key_version
@@ -167,6 +184,17 @@ async function checkHeads(sql: Sql, log: LogName, keyset: Buffer): Promise<{ pro
      WHERE h.log = ${slot('log')}
      ORDER BY h.chain`, { keyset, log }).run<Head>(sql);
   const problems: VerifyProblem[] = [];
+  // A wrong log key fails every head it signed, an edit only the heads edited: report the
+  // first as a wrong key, not as tampering (as pgseal._check_log_head does for writers).
+  const byVersion = new Map<number, boolean[]>();
+  for (const h of heads) if (h.key_version !== null && h.head_ok !== null) byVersion.set(h.key_version, [...(byVersion.get(h.key_version) ?? []), h.head_ok]);
+  for (const [version, ok] of byVersion) {
+    if (ok.length > 0 && ok.every((v) => !v) && !(await lastLinksVerify(sql, log, keyset, version))) {
+      throw new PgsealError(ErrorCodes.LOG_KEY_MISSING, `the log key version ${version} handed in verifies none of the ${log} log's chain heads signed with it: a wrong log key, not an altered chain`, {
+        hint: 'check the master key (or the log keys) the verification was given; if the key is right, every chain head was edited: keep this report',
+      });
+    }
+  }
   const present = new Set(heads.map((h) => h.chain));
   for (let chain = 0; chain < 16; chain++) {
     if (!present.has(chain)) problems.push(problem(log, 'head', `chain ${chain}'s head row was deleted`, { chain }));

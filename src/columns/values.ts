@@ -35,6 +35,12 @@ export function encodeValue(c: ProtectedColumn, value: unknown): Buffer {
     case 'text':
     case 'numeric': {
       const text = String(value);
+      if (c.valueType === 'numeric' && !NUMERIC.test(text)) {
+        // checked before sealing: read back, it could not be cast (and its error would quote it)
+        throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${where(c)} takes a numeric (the value given is not one; it is not shown)`, {
+          hint: 'pass a number, or a string in numeric\'s syntax such as "12.50"',
+        });
+      }
       if (text.includes('\u0000')) {
         // as in PostgreSQL's own text type; and decrypt_text could not return it
         throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${where(c)}: a text value cannot contain NUL characters`, {
@@ -46,10 +52,46 @@ export function encodeValue(c: ProtectedColumn, value: unknown): Buffer {
   }
 }
 
-/** What the database returned for a decrypted plaintext (text or bytea) as the application's value. */
+/** numeric's input syntax as PostgreSQL 15 takes it (the domain pgseal.numeric_text, sql/40_envelope.sql). */
+const NUMERIC = /^[ \t\n\r\f\v]*(?:[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?0*(?:[0-9]{1,3}|1000))?|nan|[+-]?(?:inf|infinity))[ \t\n\r\f\v]*$/i;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A stored value that opened but is not valid for its type (written bypassing pgseal's
+ * checks). The message names the column and the type, never the value: JSON.parse's and
+ * TextDecoder's own errors quote the bytes.
+ */
+function invalidStored(c: ProtectedColumn, what: string): PgsealError {
+  return new PgsealError(ErrorCodes.INVALID_STORED_VALUE, `${where(c)} holds a value that is not ${what} (the value is not shown)`, {
+    hint: 'it was written bypassing pgseal\'s checks: rewrite it with a valid value',
+  });
+}
+
+/**
+ * What the database returned for a decrypted plaintext (text or bytea) as the application's
+ * value. Text arriving as bytes (client-side decryption) must be UTF-8; jsonb must parse and
+ * numeric must be numeric's syntax: otherwise a PgsealError that shows no part of the value.
+ */
 export function decodeValue(c: ProtectedColumn, wire: unknown): unknown {
-  if (c.valueType === 'jsonb' && typeof wire === 'string') return JSON.parse(wire);
-  return wire;
+  if (wire === null || wire === undefined || c.valueType === 'bytea') return wire;
+  let text: unknown = wire;
+  if (Buffer.isBuffer(wire)) {
+    try {
+      text = UTF8.decode(wire);
+    } catch {
+      throw invalidStored(c, 'valid UTF-8 text');
+    }
+  }
+  if (typeof text !== 'string') return wire;
+  if (c.valueType === 'jsonb') {
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw invalidStored(c, 'valid JSON');
+    }
+  }
+  if (c.valueType === 'numeric' && !NUMERIC.test(text)) throw invalidStored(c, 'a valid numeric');
+  return text;
 }
 
 /**
