@@ -22,7 +22,9 @@ END
 $$;
 
 -- Retires a decrypt-only version: refused while any row of any protected column uses it,
--- unless forced (its rows then fail with PS012).
+-- unless forced (its rows then fail with PS012). Either way its wrapped key is erased: a
+-- retired version is never used again, so nothing, not even setting the state back by
+-- hand, may revive it (keys_no_revival below).
 CREATE FUNCTION pgseal.retire_key(p_version integer, p_force boolean DEFAULT false) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -55,12 +57,15 @@ BEGIN
         HINT = 'Re-encrypt those rows under the active version first; retiring now would make them unreadable.';
     END IF;
   END IF;
-  UPDATE pgseal.keys SET state = 'retired', retired_at = now() WHERE version = p_version;
+  UPDATE pgseal.keys SET state = 'retired', retired_at = now(), wrapped_key = NULL WHERE version = p_version;
 END
 $$;
 
--- Crypto-shredding: the scope's keys lose their material for good. Every value encrypted
--- under them, in backups too, can never be read again (GDPR erasure of a tenant or subject).
+-- Crypto-shredding: the scope's keys lose their material for good, and every value encrypted
+-- under them can no longer be read (GDPR erasure of a tenant or subject). An old backup of
+-- pgseal.keys still holds the wrapped keys: only when the scope's keys are wrapped by a scope
+-- key kept outside the database, destroyed with the scope, do backups stay closed too
+-- (README, "What crypto-shredding guarantees").
 CREATE FUNCTION pgseal.destroy_scope_keys(p_scope text) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -78,5 +83,26 @@ BEGIN
 END
 $$;
 
+-- A version that lost its material (retired, destroyed) never regains it and never becomes
+-- usable again: no UPDATE may give it a wrapped key or move it back to active or
+-- decrypt-only (retired may still become destroyed). Restoring an old dump of pgseal.keys
+-- is a DBA's act outside this rule; per-scope keys are what keep such a restore closed.
+CREATE FUNCTION pgseal._keys_no_revival() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+  IF (OLD.wrapped_key IS NULL AND NEW.wrapped_key IS NOT NULL)
+     OR (OLD.state = 'destroyed' AND NEW.state <> 'destroyed')
+     OR (OLD.state = 'retired' AND NEW.state NOT IN ('retired', 'destroyed')) THEN
+    RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'keys_no_revival', TABLE = 'keys', SCHEMA = 'pgseal',
+      MESSAGE = format('pgseal: key version %s is %s: its key material was erased and it cannot be used again', OLD.version, OLD.state),
+      HINT = 'Create a new version instead (pgseal keys rotate, or pgseal keys init --scope for a destroyed scope).';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER keys_no_revival BEFORE UPDATE ON pgseal.keys
+  FOR EACH ROW WHEN (OLD.state IN ('retired', 'destroyed') OR OLD.wrapped_key IS NULL) EXECUTE FUNCTION pgseal._keys_no_revival();
+
 -- owner only: they change or scan every protected table
 REVOKE ALL ON FUNCTION pgseal.key_usage(integer), pgseal.retire_key(integer, boolean), pgseal.destroy_scope_keys(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION pgseal._keys_no_revival() FROM PUBLIC;

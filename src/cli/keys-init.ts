@@ -11,7 +11,8 @@ export async function runKeysInit(args: Args): Promise<void> {
   const provider = masterKey(args);
   try {
     const { version, indexVersion, logVersion } = await usingDatabase(args, (sql) => initKeys(sql, provider, args.scope, by(args)));
-    if (version !== null) console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by master key ${provider.ref}`);
+    const wrappedBy = provider.scopeKeys ? `the scope key of scope ${args.scope} (${provider.scopeKeys.location}; destroyed with the scope)` : `master key ${provider.ref}`;
+    if (version !== null) console.log(`pgseal: created key version ${version} (scope ${args.scope}, active), wrapped by ${wrappedBy}`);
     if (indexVersion !== null) console.log(`pgseal: created blind-index key version ${indexVersion} (scope ${args.scope})`);
     if (logVersion !== null) console.log(`pgseal: created log key version ${logVersion}: the audit and access logs are signed from now on`);
   } finally {

@@ -2,6 +2,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { destroyScopeKeys, retireKey, rewrapKeys } from '../keys/lifecycle.js';
 import { envMasterKey, fileMasterKey } from '../keys/master-key.js';
+import { masterLogKeys } from '../keys/unwrap.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { masterKey, usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
@@ -19,7 +20,7 @@ export const keysRetireCommand: CommandModule<object, RetireArgs> = {
       .option('force', { type: 'boolean', describe: 'retire even though rows use it: those rows become unreadable' }) as unknown as Argv<RetireArgs>,
   handler: async (args) => {
     await usingLogKeys(args, (sql, keys) => retireKey(sql, keys, args.version, { ...by(args), force: args.force ?? false }));
-    console.log(`pgseal: key version ${args.version} is retired`);
+    console.log(`pgseal: key version ${args.version} is retired; its key material is erased (no state change can revive it)`);
   },
 };
 
@@ -30,20 +31,30 @@ interface DestroyArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
 
 export const keysDestroyCommand: CommandModule<object, DestroyArgs> = {
   command: 'destroy',
-  describe: "crypto-shred a scope: destroy its keys, so its values can never be read again",
+  describe: "crypto-shred a scope: erase its keys (and its scope key file, when scope keys are configured), so its values can never be read again",
   builder: (y: Argv) =>
     withAttribution(withMasterKey(withDatabase(y)))
       .option('scope', { type: 'string', demandOption: true, describe: 'the scope (tenant, data subject) to erase' })
       .option('confirm', { type: 'string', demandOption: true, describe: 'repeat the scope name: this cannot be undone' }) as unknown as Argv<DestroyArgs>,
   handler: async (args) => {
-    const n = await usingLogKeys(args, (sql, keys) => destroyScopeKeys(sql, keys, args.scope, args.confirm, by(args)));
-    console.log(`pgseal: destroyed ${n} key version(s) of scope ${args.scope}; its values can no longer be read`);
+    const provider = masterKey(args);
+    try {
+      const scopeKeys = provider.scopeKeys;
+      const n = await usingDatabase(args, (sql) => destroyScopeKeys(sql, masterLogKeys(sql, provider), args.scope, args.confirm, { ...by(args), scopeKeys }));
+      console.log(`pgseal: destroyed ${n} key version(s) of scope ${args.scope}; its values can no longer be read`);
+      console.log(scopeKeys
+        ? `pgseal: its scope key in ${scopeKeys.location} is destroyed too: old backups of pgseal.keys do not reopen it (copies of that file elsewhere would)`
+        : 'pgseal: without scope keys, an old backup of pgseal.keys restored with this master key reopens it (README, "What crypto-shredding guarantees")');
+    } finally {
+      provider.close();
+    }
   },
 };
 
 interface RewrapArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   'new-master-key-file'?: string | undefined;
   'new-master-key-env': string;
+  'new-scope-key-dir'?: string | undefined;
 }
 
 export const keysRewrapCommand: CommandModule<object, RewrapArgs> = {
@@ -52,13 +63,16 @@ export const keysRewrapCommand: CommandModule<object, RewrapArgs> = {
   builder: (y: Argv) =>
     withAttribution(withMasterKey(withDatabase(y)))
       .option('new-master-key-file', { type: 'string', describe: 'file holding the new base64 master key' })
-      .option('new-master-key-env', { type: 'string', default: 'PGSEAL_NEW_MASTER_KEY', describe: 'environment variable holding the new master key (when no file)' }) as unknown as Argv<RewrapArgs>,
+      .option('new-master-key-env', { type: 'string', default: 'PGSEAL_NEW_MASTER_KEY', describe: 'environment variable holding the new master key (when no file)' })
+      .option('new-scope-key-dir', { type: 'string', describe: 'scope key directory after the rewrap (default: the current one, --scope-key-dir); naming one moves each scope\'s keys under its own scope key' }) as unknown as Argv<RewrapArgs>,
   handler: async (args) => {
     const from = masterKey(args);
-    const to = args['new-master-key-file'] ? fileMasterKey(args['new-master-key-file']) : envMasterKey(args['new-master-key-env']);
+    const dir = args['new-scope-key-dir'] ?? from.scopeKeys?.location;
+    const options = { scopeKeys: dir ? { dir } : undefined };
+    const to = args['new-master-key-file'] ? fileMasterKey(args['new-master-key-file'], options) : envMasterKey(args['new-master-key-env'], undefined, options);
     try {
       const n = await usingDatabase(args, (sql) => rewrapKeys(sql, from, to, by(args)));
-      console.log(`pgseal: re-wrapped ${n} key version(s) under master key ${to.ref}; the previous master key opens nothing now`);
+      console.log(`pgseal: re-wrapped ${n} key version(s) under master key ${to.ref}${to.scopeKeys ? ` and the scope keys in ${to.scopeKeys.location}` : ''}; the previous wrapping keys open nothing now`);
     } finally {
       from.close();
       to.close();

@@ -14,6 +14,7 @@ export interface DatabaseArgs {
 }
 export interface MasterKeyArgs {
   'master-key-file'?: string | undefined;
+  'scope-key-dir'?: string | undefined;
 }
 
 export function withDatabase<T>(y: Argv<T>): Argv<T & DatabaseArgs> {
@@ -27,6 +28,9 @@ export function withMasterKey<T>(y: Argv<T>): Argv<T & MasterKeyArgs> {
   return y.option('master-key-file', {
     type: 'string',
     describe: 'file holding the base64 master key (default: $PGSEAL_MASTER_KEY_FILE, else $PGSEAL_MASTER_KEY)',
+  }).option('scope-key-dir', {
+    type: 'string',
+    describe: 'directory of per-scope wrapping keys, one file per scope, kept outside the database (default: $PGSEAL_SCOPE_KEY_DIR; docs/key-providers.md)',
   }) as Argv<T & MasterKeyArgs>;
 }
 
@@ -40,7 +44,9 @@ export function openDatabase(args: DatabaseArgs): Sql {
 
 export function masterKey(args: MasterKeyArgs): MasterKeyProvider {
   const file = args['master-key-file'] ?? process.env.PGSEAL_MASTER_KEY_FILE;
-  return file ? fileMasterKey(file) : envMasterKey();
+  const dir = args['scope-key-dir'] ?? process.env.PGSEAL_SCOPE_KEY_DIR;
+  const options = { scopeKeys: dir ? { dir } : undefined };
+  return file ? fileMasterKey(file, options) : envMasterKey(undefined, undefined, options);
 }
 
 /** Runs `work` with a connection, always closing it. */

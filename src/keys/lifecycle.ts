@@ -6,7 +6,7 @@ import { recordEvent, recordFailure, type Attribution, type LogKeys } from '../a
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { wrapContext } from '../crypto/derive.js';
 import { masterLogKeys, unwrapKeyRow, type KeyRow } from './unwrap.js';
-import type { MasterKeyProvider } from './master-key.js';
+import { withWrappingKey, type MasterKeyProvider, type ScopeKeyProvider } from './master-key.js';
 
 export interface KeyUsage {
   version: number;
@@ -45,22 +45,39 @@ export async function retireKey(sql: Sql, keys: LogKeys, version: number, option
   }
 }
 
-/** Crypto-shredding: the scope's keys lose their material; `confirm` must repeat the scope. */
-export function destroyScopeKeys(sql: Sql, keys: LogKeys, scope: string, confirm: string, by: Attribution = {}): Promise<number> {
+/**
+ * Crypto-shredding: the scope's keys lose their material (one UPDATE of their rows in
+ * pgseal.keys); `confirm` must repeat the scope. With `scopeKeys` (the provider's), the
+ * scope's wrapping key is destroyed too once the rows are erased, so that old backups of
+ * pgseal.keys no longer open the scope either.
+ */
+export async function destroyScopeKeys(
+  sql: Sql, keys: LogKeys, scope: string, confirm: string, by: Attribution & { scopeKeys?: ScopeKeyProvider | undefined } = {},
+): Promise<number> {
   if (confirm !== scope) {
-    return Promise.reject(
-      new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
-        hint: `destroying keys cannot be undone: pass --confirm ${scope} to destroy scope ${scope}`,
-      }),
-    );
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
+      hint: `destroying keys cannot be undone: pass --confirm ${scope} to destroy scope ${scope}`,
+    });
   }
-  return guarded(() =>
+  const n = await guarded(() =>
     sql.begin(async (tx) => {
       const [row] = await tx<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
-      await recordEvent(tx, keys, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details: { versions: row!.n } });
+      const details: Record<string, unknown> = { versions: row!.n };
+      if (by.scopeKeys) details.scope_key = (await by.scopeKeys.has(scope)) ? 'destroyed' : 'none';
+      await recordEvent(tx, keys, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details });
       return row!.n;
     }),
   );
+  if (by.scopeKeys) {
+    try {
+      await by.scopeKeys.destroy(scope);
+    } catch (error) {
+      throw new PgsealError(ErrorCodes.SCOPE_KEY_MISSING, `the keys of scope ${scope} are erased in the database, but its scope key in ${by.scopeKeys.location} could not be destroyed: ${(error as Error).message}`, {
+        hint: `delete it by hand (shred -u ${by.scopeKeys.location}/${scope}.key): until it is gone, an old backup of pgseal.keys still opens the scope`,
+      });
+    }
+  }
+  return n;
 }
 
 /**
@@ -68,7 +85,8 @@ export function destroyScopeKeys(sql: Sql, keys: LogKeys, scope: string, confirm
  * one transaction (all or nothing); no data row is touched. Afterwards `from` opens nothing.
  */
 export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider, by: Attribution = {}): Promise<number> {
-  if (from.ref === to.ref) {
+  const sameScopeKeys = from.scopeKeys?.location === to.scopeKeys?.location;
+  if (from.ref === to.ref && sameScopeKeys) {
     return Promise.reject(new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the new master key is the current one', { hint: 'generate a new one with `pgseal keys generate-master-key`' }));
   }
   return guarded(() =>
@@ -78,17 +96,29 @@ export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvi
       const rows = await tx<KeyRow[]>`
         select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
           from pgseal.keys where wrapped_key is not null order by version`;
+      let moved = 0;
       for (const row of rows) {
         const dek = await unwrapKeyRow(from, row);
         try {
-          const wrapped = await to.wrap(dek, wrapContext(row.scope, row.purpose, row.version));
-          await tx`update pgseal.keys set wrapped_key = ${wrapped}, kek_ref = ${to.ref} where version = ${row.version}`;
+          // with scope keys on the new side, each scope's data and index keys go under its scope
+          // key (created if the scope has none yet: moving a set-up onto scope keys)
+          const { wrapped, ref } = await withWrappingKey(to, row.scope, row.purpose, { create: true }, async (kek) =>
+            kek.ref === row.kek_ref ? { wrapped: undefined, ref: kek.ref } : { wrapped: await kek.wrap(dek, wrapContext(row.scope, row.purpose, row.version)), ref: kek.ref });
+          if (wrapped === undefined) continue;
+          await tx`update pgseal.keys set wrapped_key = ${wrapped}, kek_ref = ${ref} where version = ${row.version}`;
+          moved += 1;
         } finally {
           dek.fill(0);
         }
       }
-      await recordEvent(tx, masterLogKeys(tx as never, to), { operation: 'key.rewrap', success: true, actor: by.actor, reason: by.reason, details: { versions: rows.length, from: from.ref, to: to.ref } });
-      return rows.length;
+      if (moved === 0 && rows.length > 0) {
+        throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'every key is already wrapped by the new master key (and scope keys)', { hint: 'generate a new one with `pgseal keys generate-master-key`' });
+      }
+      await recordEvent(tx, masterLogKeys(tx as never, to), {
+        operation: 'key.rewrap', success: true, actor: by.actor, reason: by.reason,
+        details: { versions: moved, from: from.ref, to: to.ref, ...(to.scopeKeys ? { scope_keys: true } : {}) },
+      });
+      return moved;
     }),
   );
 }

@@ -7,7 +7,7 @@ import { recordEvent, withLogKeyset, type Attribution } from '../audit/record.js
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint, wrapContext } from '../crypto/derive.js';
 import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './unwrap.js';
-import type { MasterKeyProvider } from './master-key.js';
+import { withWrappingKey, type MasterKeyProvider } from './master-key.js';
 
 export const DEFAULT_SCOPE = 'default';
 const SCOPE_FORMAT = /^[a-z0-9_-]{1,63}$/;
@@ -70,10 +70,17 @@ async function addKey(
       const [next] = await tx<{ version: number }[]>`
         select pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgseal.keys', 'version'))::int as version`;
       const version = next!.version;
-      const dek = await provider.generateDataKey(wrapContext(scope, purpose, version));
+      // With scope keys, a scope's first key creates its key file; a rotation creates one only
+      // for a scope none of whose versions was ever wrapped by one (a lost file is an error).
+      const [scoped] = !expectExisting ? [{ n: 0 }] : await tx<{ n: number }[]>`
+        select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose <> 'log' and kek_ref like 'scope:%'`;
+      const made = await withWrappingKey(provider, scope, purpose, { create: scoped!.n === 0 }, async (kek) => ({
+        dek: await kek.generateDataKey(wrapContext(scope, purpose, version)), kekRef: kek.ref,
+      }));
+      const { dek, kekRef } = made;
       try {
         const [row] = await tx<{ previous: number | null }[]>`
-          select pgseal.add_key(${version}, ${scope}, ${purpose}, ${dek.wrapped}, ${provider.ref}, ${fingerprint(dek.plaintext)}) as previous`;
+          select pgseal.add_key(${version}, ${scope}, ${purpose}, ${dek.wrapped}, ${kekRef}, ${fingerprint(dek.plaintext)}) as previous`;
         const logKeys = masterLogKeys(tx as unknown as Sql, provider);
         if (purpose === 'log' && !expectExisting) {
           // the first log key starts both logs' hash chains, before anything is logged
@@ -81,7 +88,7 @@ async function addKey(
         }
         await recordEvent(tx, logKeys, {
           operation: expectExisting ? 'key.rotate' : 'key.create', success: true, actor: by.actor, reason: by.reason, scope, version,
-          details: { purpose, previous: row!.previous, master_key: provider.ref },
+          details: { purpose, previous: row!.previous, master_key: provider.ref, ...(kekRef !== provider.ref ? { wrapped_by: kekRef } : {}) },
         });
         return { version, previous: row!.previous };
       } finally {
