@@ -16,6 +16,8 @@
 --   PS014  a value written with a compromised key version (after an emergency rotation)
 --   PS015  no log key (or a log key version not handed in): the logs cannot be signed
 --   PS016  a log chain head that does not verify: the logs' chains were edited by hand
+--   PS017  a decrypted value that is not valid for its column's type (written bypassing pgseal's checks)
+--   PS020  key versions revoked since the caller loaded its keys (pgseal.guard, sql/35_guard.sql)
 --
 -- Messages name versions and scopes only: never a key, never a plaintext. The raising
 -- helpers are declared STABLE (they have no side effects) so that the single-expression
@@ -50,11 +52,15 @@ BEGIN
 END
 $$;
 
--- PS001 unless pgseal.use_keys() ran in this transaction.
+-- PS001 unless pgseal.use_keys() ran in this transaction: its hand-off setting names this
+-- transaction's start (sql/30_keyring.sql); one preset on the connection, or left by an
+-- earlier transaction, does not.
 CREATE FUNCTION pgseal._fail_if_no_keys() RETURNS void
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-  IF NULLIF(pg_catalog.current_setting('pgseal.keys_loaded', true), '') IS NULL THEN
+  IF pg_catalog.left(COALESCE(pg_catalog.current_setting('pgseal.handoff', true), ''), 16)
+       IS DISTINCT FROM pg_catalog.encode(pg_catalog.timestamptz_send(pg_catalog.now()), 'hex')
+     OR pg_catalog.length(pg_catalog.current_setting('pgseal.handoff', true)) <> 48 THEN
     PERFORM pgseal._raise('PS001', 'pgseal: no keys in this transaction',
       'Run the statement through the pgseal library or `pgseal query`: they hand the keys to pgseal.use_keys() in the same transaction.');
   END IF;
@@ -96,7 +102,8 @@ CREATE FUNCTION pgseal._fail_open(ciphertext bytea, context text) RETURNS bytea
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
   RETURN pgseal._fail_envelope(ciphertext, context,
-    NULLIF(pg_catalog.current_setting('pgseal.enc_' || pg_catalog.encode(pg_catalog.substr(ciphertext, 3, 4), 'hex'), true), '') IS NOT NULL,
+    -- handed in = a MAC key of this transaction's hand-off (one preset on the connection is not)
+    pgseal._mac_key_for(ciphertext) IS NOT NULL,
     true);
 END
 $$;

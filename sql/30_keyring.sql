@@ -23,11 +23,13 @@ CREATE TABLE pgseal.keys (
   CONSTRAINT keys_scope_format CHECK (scope ~ '^[a-z0-9_-]{1,63}$'),
   CONSTRAINT keys_purpose_known CHECK (purpose IN ('data', 'index', 'log')),
   CONSTRAINT keys_state_known CHECK (state IN ('active', 'decrypt-only', 'retired', 'destroyed')),
-  CONSTRAINT keys_wrapped_unless_destroyed CHECK ((state = 'destroyed') = (wrapped_key IS NULL)),
+  -- the material goes when a version can no longer be used (retired, destroyed), and never
+  -- comes back: the trigger keys_no_revival (sql/80_lifecycle.sql) refuses the way back
+  CONSTRAINT keys_wrapped_while_usable CHECK ((state IN ('active', 'decrypt-only')) = (wrapped_key IS NOT NULL)),
   CONSTRAINT keys_version_positive CHECK (version > 0)
 );
 COMMENT ON TABLE pgseal.keys IS 'pgseal data keys, wrapped by the master key (never stored here)';
-COMMENT ON COLUMN pgseal.keys.kek_ref IS 'which master key wrapped wrapped_key: a reference, never the key';
+COMMENT ON COLUMN pgseal.keys.kek_ref IS 'which key wrapped wrapped_key (the master key, or a scope key kept outside the database): a reference, never the key';
 COMMENT ON COLUMN pgseal.keys.fingerprint IS 'HMAC of the unwrapped key under a fixed label: detects a wrong unwrap';
 
 -- Exactly one version per scope and purpose encrypts new values.
@@ -82,17 +84,30 @@ RETURN (SELECT k.state FROM pgseal.keys k WHERE k.version = p_version);
 -- COMMIT or ROLLBACK, so a pooled connection cannot carry them to the next user. Keep the
 -- key path in this one function: on Citus its body becomes SET LOCAL (see DESIGN.md).
 --
+-- Only this hand-off's keys open anything. Any role can SET pgseal.* on its own connection,
+-- session-level, and leave it there for the next user of a pooled connection; so each call
+-- makes a fresh random nonce, writes it with this transaction's start into pgseal.handoff,
+-- and ends every key value with it. The readers (_mac_key_for, _active_key, _index_key,
+-- _index_keys, _keyset_of) take a value only when its nonce is the one of a hand-off made
+-- in this transaction: a value or a hand-off preset on the connection, or left by an
+-- earlier transaction, never matches (now() is the transaction's start; the nonce cannot
+-- be guessed). The start is written as the hex of its binary form, so neither TimeZone nor
+-- DateStyle changes its text within the transaction. A second call replaces the first's
+-- keys (a new nonce); nothing calls it twice.
+--
 -- Payload: repeated entries of
 --   flags u8 (bit 0: the active data key of its scope; bit 1: the active blind-index key
 --   of its scope; bit 2: an older, decrypt-only blind-index key of its scope, for lookups
 --   while indexes are recomputed) | version u32 BE | scope length u8 | scope (UTF-8) | key material (64):
 --   a data key's encryption key (32) and MAC key (32); an index key (32) and 32 zero bytes
--- Settings written:
---   pgseal.enc_<version as 8 hex digits> = hex(encryption key)            (decrypt)
---   pgseal.mac_<version as 8 hex digits> = hex(MAC key)                   (decrypt)
---   pgseal.active_<scope, '-' as '$'>    = hex(version || enc key || mac key) (encrypt)
---   pgseal.index_<scope, '-' as '$'>     = hex(index key)                     (blind indexes)
---   pgseal.index_old_<scope, '-' as '$'> = hex(older index keys, concatenated) (lookups only)
+-- Settings written (N = hex(nonce), 16 random bytes; each value is exact in length, so a
+-- cut value never matches):
+--   pgseal.handoff                       = hex(timestamptz_send(now()) || nonce)
+--   pgseal.enc_<version as 8 hex digits> = hex(encryption key) || N            (decrypt)
+--   pgseal.mac_<version as 8 hex digits> = hex(MAC key) || N                   (decrypt)
+--   pgseal.active_<scope, '-' as '$'>    = hex(version || enc key || mac key) || N (encrypt)
+--   pgseal.index_<scope, '-' as '$'>     = hex(index key) || N                     (blind indexes)
+--   pgseal.index_old_<scope, '-' as '$'> = hex(older index keys, concatenated) || N (lookups only)
 --   pgseal.keys_loaded                   = number of keys
 CREATE FUNCTION pgseal.use_keys(payload bytea) RETURNS integer
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SET search_path = pg_catalog, pg_temp AS $$
@@ -105,11 +120,14 @@ DECLARE
   scope text;
   version_bytes bytea;
   material bytea;
+  nonce text := pg_catalog.encode(pgseal._random_bytes(16), 'hex');
+  older text;
 BEGIN
   IF payload IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
       HINT = 'pgseal.use_keys() takes the payload built by the pgseal library; do not call it by hand.';
   END IF;
+  PERFORM pg_catalog.set_config('pgseal.handoff', pg_catalog.encode(pg_catalog.timestamptz_send(pg_catalog.now()), 'hex') || nonce, true);
   WHILE pos < total LOOP
     IF total - pos < 6 THEN
       RAISE EXCEPTION USING ERRCODE = 'PS006', MESSAGE = 'pgseal: invalid key payload',
@@ -129,27 +147,29 @@ BEGIN
     END IF;
     material := pg_catalog.substr(payload, pos + 7 + scope_len, 64);
     IF flags & 4 = 4 THEN
+      -- appended to the older keys of this hand-off only: one preset on the connection is dropped
+      older := pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true);
+      older := CASE WHEN pg_catalog.right(older, 32) = nonce THEN pg_catalog.left(older, -32) ELSE '' END;
       PERFORM pg_catalog.set_config('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'),
-                                    COALESCE(NULLIF(pg_catalog.current_setting('pgseal.index_old_' || pg_catalog.translate(scope, '-', '$'), true), ''), '')
-                                      || pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+                                    older || pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex') || nonce, true);
       n := n + 1;
       pos := pos + 6 + scope_len + 64;
       CONTINUE;
     END IF;
     IF flags & 2 = 2 THEN
       PERFORM pg_catalog.set_config('pgseal.index_' || pg_catalog.translate(scope, '-', '$'),
-                                    pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+                                    pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex') || nonce, true);
       n := n + 1;
       pos := pos + 6 + scope_len + 64;
       CONTINUE;
     END IF;
     PERFORM pg_catalog.set_config('pgseal.enc_' || pg_catalog.encode(version_bytes, 'hex'),
-                                  pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex'), true);
+                                  pg_catalog.encode(pg_catalog.substr(material, 1, 32), 'hex') || nonce, true);
     PERFORM pg_catalog.set_config('pgseal.mac_' || pg_catalog.encode(version_bytes, 'hex'),
-                                  pg_catalog.encode(pg_catalog.substr(material, 33, 32), 'hex'), true);
+                                  pg_catalog.encode(pg_catalog.substr(material, 33, 32), 'hex') || nonce, true);
     IF flags & 1 = 1 THEN
       PERFORM pg_catalog.set_config('pgseal.active_' || pg_catalog.translate(scope, '-', '$'),
-                                    pg_catalog.encode(version_bytes || material, 'hex'), true);
+                                    pg_catalog.encode(version_bytes || material, 'hex') || nonce, true);
     END IF;
     n := n + 1;
     pos := pos + 6 + scope_len + 64;

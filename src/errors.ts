@@ -47,7 +47,15 @@ export const ErrorCodes = {
   ACCESS_LOG_UNFLUSHED: 'PGSEAL_ACCESS_LOG_UNFLUSHED',
   LOG_KEY_MISSING: 'PGSEAL_LOG_KEY_MISSING',
   LOG_TAMPERED: 'PGSEAL_LOG_TAMPERED',
+  // a stored value that decrypts but is not valid for its column's type (numeric, jsonb, UTF-8 text): written bypassing pgseal's checks
+  INVALID_STORED_VALUE: 'PGSEAL_INVALID_STORED_VALUE',
   STOPPED: 'PGSEAL_STOPPED',
+  // key versions revoked (retired, destroyed, compromised) since the process loaded its keys: reload and run again
+  KEYS_REVOKED: 'PGSEAL_KEYS_REVOKED',
+  // a key file (master key, scope key) that group or others may read or write
+  KEY_FILE_PERMISSIONS: 'PGSEAL_KEY_FILE_PERMISSIONS',
+  // a scope's wrapping key is gone: the scope was shredded (keys destroy), or its key file is missing
+  SCOPE_KEY_MISSING: 'PGSEAL_SCOPE_KEY_MISSING',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
@@ -69,6 +77,8 @@ export const SqlStates: Record<string, ErrorCode> = {
   PS014: ErrorCodes.KEY_COMPROMISED,
   PS015: ErrorCodes.LOG_KEY_MISSING,
   PS016: ErrorCodes.LOG_TAMPERED,
+  PS017: ErrorCodes.INVALID_STORED_VALUE,
+  PS020: ErrorCodes.KEYS_REVOKED,
 };
 
 export interface PgsealErrorFields {

@@ -10,8 +10,6 @@ import type { VersionedKeys } from './envelope.js';
 export const KEY_MATERIAL_BYTES = 4 + 32 + 32;
 /** version u32 BE | log key (32): one entry of a log keyset */
 export const LOG_KEY_ENTRY_BYTES = 4 + 32;
-/** Entries a keyset holds at most: beyond, keys go per transaction (bounds the bound argument's size). */
-export const KEYSET_MAX = 64;
 
 export interface PayloadEntry extends VersionedKeys {
   scope: string;

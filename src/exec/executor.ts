@@ -3,10 +3,14 @@
 // whether a value that does not open is audited. The typed helpers, rewritten SQL
 // (seal.query, pgseal query), seal.begin and the re-encryption engine all run through it.
 //
-// - Keys travel as bound arguments of the statement itself when they fit (a keyset of at
-//   most KEYSET_MAX data keys: one statement, one round trip, no transaction), otherwise
-//   in the transaction (pgseal.use_keys, transaction.ts). Every key buffer is a secret of
-//   the statement that carries it, zeroed when the statement settles.
+// - Keys travel as bound arguments of pgseal's schema-qualified functions, never in the
+//   transaction's settings, for every statement pgseal builds or rewrites: a function,
+//   operator, cast or trigger of the caller's role that runs in the same statement sees only
+//   its own operands. Only seal.begin (the caller's own SQL and the decrypted views) hands
+//   keys into the transaction (pgseal.use_keys). Every key buffer is a secret of the
+//   statement that carries it, zeroed when the statement settles.
+// - Every statement or transaction that carries a key (or the log key) runs behind
+//   pgseal.guard() (transaction.ts): leak-prone settings pinned, revoked keys refused.
 // - Stale keys (a version, scope, compromise or log key this process has not loaded yet):
 //   a unit pgseal built itself failed as a whole and is run once more after a reload; the
 //   caller's own transaction (seal.begin) cannot be replayed, so the keyring reloads before
@@ -27,8 +31,8 @@ import type { KeyRoute, SealKey } from '../columns/expressions.js';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
 import { operand } from '../statement/expr.js';
-import { compile, secret, slot, value, type Compiled, type Fragment } from '../statement/sql.js';
-import { withKeys, type WithKeysOptions } from './transaction.js';
+import { compile, secret, slot, type Compiled, type Fragment } from '../statement/sql.js';
+import { guardedStatement, withKeys, type WithKeysOptions } from './transaction.js';
 
 /** Values that do not open: the failure is audited. */
 const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes.MALFORMED_ENVELOPE, ErrorCodes.KEY_RETIRED, ErrorCodes.KEY_DESTROYED]);
@@ -37,7 +41,7 @@ const UNREADABLE = new Set<string>([ErrorCodes.AUTHENTICATION_FAILED, ErrorCodes
  * "Your cached keys are older than the database's": a rotation elsewhere (PS002, PS005), an
  * emergency rotation (PS014), a log key rotated and used by another process (PS015).
  */
-const STALE_KEYS = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.NO_ACTIVE_KEY, ErrorCodes.KEY_COMPROMISED, ErrorCodes.LOG_KEY_MISSING]);
+const STALE_KEYS = new Set<string>([ErrorCodes.UNKNOWN_KEY_VERSION, ErrorCodes.NO_ACTIVE_KEY, ErrorCodes.KEY_COMPROMISED, ErrorCodes.LOG_KEY_MISSING, ErrorCodes.KEYS_REVOKED]);
 
 export type WriteKey = SealKey<Fragment>;
 
@@ -71,10 +75,18 @@ export interface Unit {
   table?: { schema: string; table: string } | undefined;
 }
 
-/** A statement written by the caller and rewritten by pgseal (seal.query): keys in the transaction. */
+/** A statement written by the caller and rewritten by pgseal (seal.query): keys as its first arguments. */
 export interface Rewritten {
   text: string;
   params: readonly unknown[];
+  /** the key arguments the text takes before the caller's parameters (rewrite/index.ts RewriteResult.keys) */
+  keys: ReadonlyArray<'keyset' | 'payload'>;
+  /**
+   * The caller's text itself calls pgseal's functions that read the transaction's keys
+   * (pgseal.encrypt_text(...) written by hand): those keys are handed into the transaction
+   * too, with what that exposes (docs/threat-model.md, as seal.begin).
+   */
+  settings?: boolean | undefined;
   scopes?: readonly string[] | undefined;
   /** the log entries of its result (audit/access-log.ts statementEntries) */
   entries?: ((result: Record<string, unknown>[] & { count?: number | null; columns?: ReadonlyArray<{ name: string }> }) => AccessEntry[]) | undefined;
@@ -127,19 +139,27 @@ export class KeyedExecutor {
     }
   }
 
-  /** Runs a rewritten statement in a transaction holding the keys, logging what it touched. */
+  /** Runs a rewritten statement with its keys as arguments, in a guarded transaction, logging what it touched. */
   async rewritten(r: Rewritten): Promise<Rows> {
     return this.#audited(r.table, () => this.#replayable(async () => {
       const mode = r.entries ? (this.accessLog.mode ?? 'off') : 'off';
       let buffered: AccessEntry[] = [];
+      const keys: Buffer[] = [];
       const rows = await withKeys(this.sql, this.keyring, async (tx) => {
-        const result = (await tx.unsafe(r.text, r.params as never[])) as unknown as Rows;
+        const scopes = r.scopes ?? (await this.keyring.scopes());
+        for (const k of r.keys) keys.push(k === 'keyset' ? await this.keyring.keyset(scopes) : await this.keyring.payload(scopes));
+        let result: Rows;
+        try {
+          result = (await tx.unsafe(r.text, [...keys, ...r.params] as never[])) as unknown as Rows;
+        } finally {
+          for (const b of keys) b.fill(0);
+        }
         if (mode === 'off') return result;
         const entries = r.entries!(result);
         if (mode === 'async') buffered = entries;
         else await this.#logInTransaction(tx, entries);
         return result;
-      }, { scopes: r.scopes });
+      }, { scopes: r.scopes }, { settings: r.settings ?? false, beforeWork: false });
       // async: only what committed is logged
       if (buffered.length > 0) this.#buffer?.add(buffered);
       return rows;
@@ -150,10 +170,11 @@ export class KeyedExecutor {
    * The caller's own work in a transaction holding the keys (seal.begin). It cannot be
    * replayed: when it met stale keys the keyring reloads before the next transaction.
    */
-  async transaction<T>(work: (tx: TransactionSql) => T | Promise<T>, options: WithKeysOptions & { table?: Table | undefined } = {}): Promise<T> {
+  async transaction<T>(work: (tx: TransactionSql) => T | Promise<T>, options: WithKeysOptions & { table?: Table | undefined; settings?: boolean } = {}): Promise<T> {
     // withKeys marks the keyring stale when the database named keys this process lacks
-    // (PS002, PS005); a compromised key (PS014) is the caller's to act on (keyring.refresh())
-    return this.#audited(options.table, () => withKeys(this.sql, this.keyring, work, { scopes: options.scopes }));
+    // (PS002, PS005); a compromised key (PS014) is the caller's to act on (keyring.refresh()).
+    // settings: false for pgseal's own work that binds its keys as arguments (re-encryption).
+    return this.#audited(options.table, () => withKeys(this.sql, this.keyring, work, { scopes: options.scopes }, { settings: options.settings ?? true, beforeWork: true }));
   }
 
   /** Async access log: counts of entries buffered, written, dropped (undefined unless mode is 'async'). */
@@ -209,19 +230,18 @@ export class KeyedExecutor {
     const owned: Buffer[] = [];
     const logged = unit.access !== undefined && this.accessLog.mode === 'sync';
     try {
-      let via: Route['via'] = 'none';
-      if (unit.scopes !== 'none') {
-        const keyset = await this.keyring.keyset(unit.scopes ?? (await this.keyring.scopes()));
-        if (keyset) owned.push((named[KEYSET] = keyset));
-        via = keyset ? 'argument' : 'transaction';
-      }
+      const scopes = unit.scopes;
+      const keyed = scopes !== 'none';
+      if (scopes !== 'none') owned.push((named[KEYSET] = await this.keyring.keyset(scopes ?? (await this.keyring.scopes()))));
       if (logged) {
         Object.assign(named, accessLogValues(unit.access!, accessor(this.accessLog)));
         owned.push((named.log_keyset = await this.keyring.logKeyset()));
       }
-      const rows = via === 'transaction'
-        ? await withKeys(this.sql, this.keyring, (tx) => this.#execute(tx, unit, via, logged, named, owned), { scopes: unit.scopes as readonly string[] | undefined })
-        : await this.#execute(this.sql, unit, via, logged, named, owned);
+      // built before the guarded transaction opens: its statement must be sent at once, in order
+      const statement = (await this.#compiled(unit, keyed, logged, owned)).bind(named);
+      const rows = (keyed || logged
+        ? await guardedStatement(this.sql, this.keyring, (db) => statement.run(db))
+        : await statement.run(this.sql)) as Rows;
       // async: only what committed is logged
       if (unit.access && this.accessLog.mode === 'async' && this.#buffer) this.#buffer.add(accessEntries(rows, unit.access, accessor(this.accessLog)));
       return rows;
@@ -232,12 +252,12 @@ export class KeyedExecutor {
     }
   }
 
-  async #execute(db: Sql | TransactionSql, unit: Unit, via: Route['via'], logged: boolean, named: Record<string, unknown>, owned: Buffer[]): Promise<Rows> {
-    const key = unit.cache && `${unit.cache.key}|${via}|${logged}`;
+  async #compiled(unit: Unit, keyed: boolean, logged: boolean, owned: Buffer[]): Promise<Compiled> {
+    const key = unit.cache && `${unit.cache.key}|${keyed}|${logged}`;
     let compiled = key === undefined ? undefined : unit.cache!.map.get(key);
     if (!compiled) {
       // only a statement built now needs its route
-      const route = via === 'argument' ? this.#argumentRoute(owned) : via === 'transaction' ? transactionRoute(owned) : noKeysRoute(owned);
+      const route = keyed ? this.#argumentRoute(owned) : noKeysRoute(owned);
       const built = await unit.build(route);
       compiled = compile(logged ? withAccessLog(built, unit.access!.primaryKey) : built);
       if (key !== undefined) {
@@ -246,7 +266,7 @@ export class KeyedExecutor {
         unit.cache!.map.set(key, compiled);
       }
     }
-    return (await compiled.bind(named).run(db)) as Rows;
+    return compiled;
   }
 
   /** Keys as arguments: the keyset slot for decrypting, each written scope's key material once, a secret of the statement. */
@@ -273,21 +293,6 @@ export class KeyedExecutor {
 }
 
 const ARGUMENT_KEYS: KeyRoute<Fragment> = { via: 'argument', keyset: operand(slot(KEYSET, { secret: true })) };
-
-/** Keys in the transaction: a write names its scope (one bound value per scope and statement). */
-function transactionRoute(owned: Buffer[]): Route {
-  const scopes = new Map<string, WriteKey>();
-  return {
-    via: 'transaction',
-    keys: { via: 'transaction' },
-    own: ownInto(owned),
-    writeKey: async (scope) => {
-      let key = scopes.get(scope);
-      if (!key) scopes.set(scope, (key = { via: 'transaction', scope: operand(value(scope)) }));
-      return key;
-    },
-  };
-}
 
 function noKeysRoute(owned: Buffer[]): Route {
   return {

@@ -1,8 +1,15 @@
-// Keys per transaction: the caller's work runs in a transaction whose first statement,
-// pgseal.use_keys($1), hands the keys over as one bound parameter. postgres.js pipelines
-// it with the caller's first statement (same round trip once the statement is prepared on
-// the connection), and the settings it makes are transaction-local, so nothing stays on
-// the connection after COMMIT or ROLLBACK.
+// Transactions that carry keys. Each begins with pgseal.guard(generation) (sql/35_guard.sql),
+// before any key reaches the server: it pins the settings a role may set for itself that
+// would copy a key or a plaintext into a plan dump, the server log or the client's messages
+// (set by ALTER ROLE, left on a pooled connection, or by a function of the role's), and it
+// refuses keys older than the last revocation, so the statement that carries them never runs
+// and the executor reloads (PS020).
+//
+// - guardedStatement: one statement pgseal built (keys as its bound arguments), pipelined
+//   after BEGIN + guard on one connection, then COMMIT.
+// - withKeys: the caller's work, after the guard and, for the decrypted views and SQL of the
+//   caller's own (seal.begin), pgseal.use_keys($1), which hands the keys over as one bound
+//   parameter into transaction-local settings, gone at COMMIT or ROLLBACK.
 
 import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, isNetworkCode, PgsealError, toPgsealError } from '../errors.js';
@@ -10,21 +17,89 @@ import type { Keyring } from '../keys/keyring.js';
 
 export interface WithKeysOptions {
   /** Only these key scopes are handed to the database (default: every loaded scope). */
-  scopes?: readonly string[];
+  scopes?: readonly string[] | undefined;
+}
+
+interface HandOff {
+  /** the keys go into the transaction's settings (pgseal.use_keys); false: the work binds its keys as arguments */
+  settings: boolean;
+  /**
+   * The caller's own work (seal.begin) cannot be replayed: the guard and the hand-off are
+   * awaited before it starts, and revoked keys reload and begin again (one round trip more).
+   */
+  beforeWork: boolean;
+}
+
+/** The guard as the transaction's first statement: the generation is a number, no secret, so it travels as text. */
+const guardText = (generation: number): string => `select pgseal.guard(${Math.trunc(generation)})`;
+
+/**
+ * One statement pgseal built, with its keys as bound arguments, in a guarded transaction on
+ * one reserved connection: BEGIN and the guard pipelined with the statement, then COMMIT once
+ * the statement settled. COMMIT is not pipelined too: postgres.js describes a statement it has
+ * not prepared on the connection before it binds it, and a COMMIT sent meanwhile would end the
+ * transaction (and its pins) before the keys arrive.
+ */
+export async function guardedStatement<T>(sql: Sql, keyring: Keyring, issue: (db: Sql) => Promise<T>): Promise<T> {
+  const generation = await keyring.generation();
+  const db = await sql.reserve();
+  try {
+    const opened = db.unsafe(`begin; ${guardText(generation)}`).execute().then(noError, isError);
+    const result = await issue(db as unknown as Sql).then(
+      (value) => ({ value }),
+      (error: unknown) => ({ error }),
+    );
+    const guardError = await opened;
+    // a failed statement (or guard) makes this a rollback
+    const commitError = await db.unsafe('commit').execute().then(noError, isError);
+    if (guardError !== undefined) throw revoked(keyring, guardError);
+    if ('error' in result) throw result.error;
+    if (commitError !== undefined) throw toPgsealError(commitError);
+    return result.value;
+  } finally {
+    db.release();
+  }
+}
+
+const noError = (): undefined => undefined;
+const isError = (error: unknown): unknown => error;
+
+/** The guard's own failure as a typed error; revoked keys mark the keyring stale. */
+function revoked(keyring: Keyring, error: unknown): unknown {
+  const surfaced = toPgsealError(error);
+  if (surfaced instanceof PgsealError && surfaced.code === ErrorCodes.KEYS_REVOKED) keyring.invalidate();
+  return surfaced;
 }
 
 type Work<T> = (tx: TransactionSql) => T | Promise<T>;
 
-export async function withKeys<T>(sql: Sql, keyring: Keyring, work: Work<T>, options: WithKeysOptions = {}): Promise<T> {
-  const payload = await keyring.payload(options.scopes);
+export async function withKeys<T>(sql: Sql, keyring: Keyring, work: Work<T>, options: WithKeysOptions = {}, handOff: HandOff = { settings: true, beforeWork: false }): Promise<T> {
+  try {
+    return await withKeysOnce(sql, keyring, work, options, handOff);
+  } catch (error) {
+    // nothing of the caller's work ran: begin again with the reloaded keys
+    if (!(handOff.beforeWork && error instanceof PgsealError && error.code === ErrorCodes.KEYS_REVOKED)) throw error;
+    await keyring.refresh();
+    return withKeysOnce(sql, keyring, work, options, handOff);
+  }
+}
+
+async function withKeysOnce<T>(sql: Sql, keyring: Keyring, work: Work<T>, options: WithKeysOptions, handOff: HandOff): Promise<T> {
+  const generation = await keyring.generation();
+  const payload = handOff.settings ? await keyring.payload(options.scopes) : undefined;
   try {
     return (await sql.begin(async (tx) => {
-      const handoff = tx`select pgseal.use_keys(${payload})`.execute();
-      // Settle it without a rejection escaping; its error is the root cause if it failed.
-      const handedOff = handoff.then(
+      const guard = tx.unsafe(guardText(generation)).execute();
+      const handoff = payload ? tx`select pgseal.use_keys(${payload})`.execute() : undefined;
+      // Settle them without a rejection escaping; their error is the root cause if they failed.
+      const handedOff = Promise.all([guard, handoff]).then(
         () => undefined,
         (error: unknown) => error,
       );
+      if (handOff.beforeWork) {
+        const error = await handedOff;
+        if (error !== undefined) throw new HandoffError(error);
+      }
       let result: unknown;
       let workError: unknown;
       let failed = false;
@@ -41,13 +116,13 @@ export async function withKeys<T>(sql: Sql, keyring: Keyring, work: Work<T>, opt
       return result;
     })) as T;
   } catch (error) {
-    const surfaced = error instanceof HandoffError ? toPgsealError(error.original) : surfaceable(error);
+    const surfaced = error instanceof HandoffError ? revoked(keyring, error.original) : surfaceable(error);
     // A version or scope this keyring does not know: another process rotated. Reload
     // before the next transaction (this one cannot be replayed safely).
     if (surfaced instanceof PgsealError && (surfaced.code === ErrorCodes.UNKNOWN_KEY_VERSION || surfaced.code === ErrorCodes.NO_ACTIVE_KEY)) keyring.invalidate();
     throw surfaced;
   } finally {
-    payload.fill(0);
+    payload?.fill(0);
   }
 }
 

@@ -231,7 +231,7 @@ export class Table<T extends AnyTable> {
     }
     const scoped = this.#encrypted.find((c) => c.scopeColumn && c.column in v);
     if (scoped && !(scoped.scopeColumn! in v)) {
-      const read = statement(sql`SELECT ${ident(scoped.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} = ${bound(pk)}`);
+      const read = statement(sql`SELECT ${ident(scoped.scopeColumn!)} AS s FROM ${this.#target} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${bound(pk)}`);
       const [current] = await withPgsealErrors(() => read.run<{ s: unknown }>(this.#exec.sql));
       if (!current) return undefined;
       v[scoped.scopeColumn!] = current.s;
@@ -240,14 +240,14 @@ export class Table<T extends AnyTable> {
     const [row] = await this.#run<Row<T>>(this.#writeScopes(v), async (route) => {
       const cells = await this.#writeRow(v, route, true);
       if (cells.length === 0) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'nothing to update');
-      return sql`UPDATE ${this.#target} SET ${join(cells.map(([c, e]) => sql`${ident(c)} = ${e}`))} WHERE ${ident(this.#pk)} = ${bound(pk)} RETURNING ${this.#selectList(route)}`;
+      return sql`UPDATE ${this.#target} SET ${join(cells.map(([c, e]) => sql`${ident(c)} = ${e}`))} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${bound(pk)} RETURNING ${this.#selectList(route)}`;
     }, 'write');
     return row;
   }
 
   async delete(pk: PrimaryKeyValue<T>): Promise<boolean> {
     const result = await this.#run(
-      'none', () => sql`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} = ${slot('pk')}${this.#returningKey()}`, 'delete',
+      'none', () => sql`DELETE FROM ${this.#target} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${slot('pk')}${this.#returningKey()}`, 'delete',
       { key: `delete|${this.#exec.logging}`, values: { pk } },
     );
     return result.count > 0;
@@ -255,7 +255,7 @@ export class Table<T extends AnyTable> {
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {
     const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) =>
-      sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(this.#pk)} = ${slot('pk')}`, 'read', { key: 'findByPk', values: { pk } });
+      sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${slot('pk')}`, 'read', { key: 'findByPk', values: { pk } });
     return row;
   }
 
@@ -267,7 +267,7 @@ export class Table<T extends AnyTable> {
     const wanted = (many ? value : [value]) as unknown[];
     if (!c.model) {
       return this.#run<Row<T>>(this.#readScopes(options.scope), (route) =>
-        sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? sql`= ANY(${slot('wanted')})` : sql`= ${slot('wanted')}`}`,
+        sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? sql`OPERATOR(pg_catalog.=) ANY(${slot('wanted')})` : sql`OPERATOR(pg_catalog.=) ${slot('wanted')}`}`,
       'read', { key: `findByPlain|${c.name}|${many}`, values: { wanted: many ? wanted : wanted[0] } });
     }
     const model = c.model;
@@ -286,11 +286,11 @@ export class Table<T extends AnyTable> {
     const one = indexes.length === 1;
     // the other columns' keys follow the caller's tenant, not the searched column's scope
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) => {
-      const tenant = model.scopeColumn ? sql` AND ${ident(model.scopeColumn)}::pg_catalog.text = ${slot('tenant')}` : empty();
+      const tenant = model.scopeColumn ? sql` AND ${ident(model.scopeColumn)}::pg_catalog.text OPERATOR(pg_catalog.=) ${slot('tenant')}` : empty();
       // several indexes travel as hex text (an array of Buffers has no bytea[] form in the driver)
       const match = one
-        ? sql`${bidx} = ${slot('index')}::pg_catalog.bytea`
-        : sql`${bidx} = ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${slot('index')}::pg_catalog.text[]) AS x))`;
+        ? sql`${bidx} OPERATOR(pg_catalog.=) ${slot('index')}::pg_catalog.bytea`
+        : sql`${bidx} OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${slot('index')}::pg_catalog.text[]) AS x))`;
       return sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${match}${tenant}`;
     }, 'read', { key: `findByIndex|${c.name}|${one}`, values: { index: one ? indexes[0] : indexes.map((i) => i.toString('hex')), tenant: scope } });
     // the blind index is truncated: keep only rows whose value really matches
@@ -306,7 +306,7 @@ export class Table<T extends AnyTable> {
     const after = options.after !== undefined;
     const tenant = options.scope !== undefined && this.#scopeColumn !== undefined;
     const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) => {
-      const where = [after ? sql`${ident(this.#pk)} > ${slot('after')}` : undefined, tenant ? sql`${ident(this.#scopeColumn!)}::pg_catalog.text = ${slot('tenant')}` : undefined]
+      const where = [after ? sql`${ident(this.#pk)} OPERATOR(pg_catalog.>) ${slot('after')}` : undefined, tenant ? sql`${ident(this.#scopeColumn!)}::pg_catalog.text OPERATOR(pg_catalog.=) ${slot('tenant')}` : undefined]
         .filter((w): w is Fragment => w !== undefined);
       return sql`SELECT ${this.#selectList(route)} FROM ${this.#target}${where.length ? sql` WHERE ${join(where, ' AND ')}` : empty()} ORDER BY ${ident(this.#pk)} LIMIT ${slot('limit')}`;
     }, 'read', { key: `list|${after}|${tenant}`, values: { ...(after ? { after: options.after } : {}), ...(tenant ? { tenant: options.scope } : {}), limit } });

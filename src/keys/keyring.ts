@@ -7,10 +7,10 @@ import type { Sql } from 'postgres';
 import type { LogKeys } from '../audit/record.js';
 import { deriveEnvelopeKeys, deriveIndexKey, deriveLogKey, type EnvelopeKeys } from '../crypto/derive.js';
 import type { VersionedKeys } from '../crypto/envelope.js';
-import { encodeKeyMaterial, encodeKeyPayload, encodeKeyset, KEYSET_MAX } from '../crypto/wire.js';
+import { encodeKeyMaterial, encodeKeyPayload, encodeKeyset } from '../crypto/wire.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 import type { MasterKeyProvider } from './master-key.js';
-import { activeFirst, logKeysetOf, unwrapKeyRow, usableKeyRows, type KeyPurpose, type KeyState } from './unwrap.js';
+import { activeFirst, keyGeneration, logKeysetOf, unwrapKeyRow, usableKeyRows, type KeyPurpose, type KeyState } from './unwrap.js';
 
 export type { KeyState };
 
@@ -33,9 +33,13 @@ export class Keyring implements LogKeys {
   readonly #ttlMs: number;
   #keys = new Map<number, CachedKey>();
   #loadedAt = 0;
+  /** pgseal.key_generation() when the keys were loaded: pgseal.guard() refuses keys older than the last revocation */
+  #generation = 0;
   #loading: Promise<void> | undefined;
   #expiry: NodeJS.Timeout | undefined;
   #closed = false;
+  /** versions whose scope key is gone (shredded scope): not loaded, and why */
+  #unopened = new Map<number, PgsealError>();
 
   constructor(sql: Sql, provider: MasterKeyProvider, options: KeyringOptions = {}) {
     this.#sql = sql;
@@ -53,8 +57,11 @@ export class Keyring implements LogKeys {
   }
 
   async #load(): Promise<void> {
+    // read before the keys: a revocation committed in between makes the next guard refuse, never the reverse
+    const generation = await keyGeneration(this.#sql);
     const rows = await usableKeyRows(this.#sql);
     const next = new Map<number, CachedKey>();
+    const unopened = new Map<number, PgsealError>();
     try {
       for (const row of rows) {
         const cached = this.#keys.get(row.version);
@@ -63,7 +70,12 @@ export class Keyring implements LogKeys {
           next.set(row.version, cached);
           continue;
         }
-        const dek = await unwrapKeyRow(this.#provider, row);
+        const dek = await unwrapKeyRow(this.#provider, row).catch((error: unknown) => {
+          // a shredded scope (its scope key destroyed) stays unreadable; the other scopes load
+          if (error instanceof PgsealError && error.code === ErrorCodes.SCOPE_KEY_MISSING) return void unopened.set(row.version, error);
+          throw error;
+        });
+        if (!dek) continue;
         const derived = derivedKeys(row.purpose, dek);
         dek.fill(0);
         next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, fingerprint: row.fingerprint, ...derived });
@@ -74,6 +86,8 @@ export class Keyring implements LogKeys {
     }
     for (const [version, key] of this.#keys) if (next.get(version) !== key) zero(key);
     this.#keys = next;
+    this.#unopened = unopened;
+    this.#generation = generation;
     this.#loadedAt = Date.now();
     clearTimeout(this.#expiry);
     this.#expiry = setTimeout(() => this.#expire(), this.#ttlMs);
@@ -97,9 +111,17 @@ export class Keyring implements LogKeys {
     return [...this.#keys.values()];
   }
 
+  /** The revocation generation of the loaded keys, for pgseal.guard() (loads the keys if needed). */
+  async generation(): Promise<number> {
+    await this.#fresh();
+    return this.#generation;
+  }
+
   /** Keys for the envelope in Node (client-side open). */
   async keysFor(version: number): Promise<EnvelopeKeys | undefined> {
     await this.#fresh();
+    const shredded = this.#unopened.get(version);
+    if (shredded) throw shredded;
     return this.#keys.get(version);
   }
 
@@ -131,13 +153,25 @@ export class Keyring implements LogKeys {
 
   /**
    * The keyset argument of the *_with functions: the data keys of the given scopes, active
-   * ones first, at most KEYSET_MAX. Undefined when more are usable (keys then go per
-   * transaction instead).
+   * ones first. However many: keys never go to the transaction's settings for pgseal's own
+   * statements (any function of the caller's role in the transaction could read them).
    */
-  async keyset(scopes: readonly string[]): Promise<Buffer | undefined> {
+  async keyset(scopes: readonly string[]): Promise<Buffer> {
     const wanted = new Set(scopes);
-    const keys = (await this.#fresh()).filter((k) => k.purpose === 'data' && wanted.has(k.scope)).sort(activeFirst);
-    return keys.length > KEYSET_MAX ? undefined : encodeKeyset(keys);
+    return encodeKeyset((await this.#fresh()).filter((k) => k.purpose === 'data' && wanted.has(k.scope)).sort(activeFirst));
+  }
+
+  /** The keyset of exactly these data key versions, in this order (re-encryption: the stale versions); PS002's error for one not loaded. */
+  async keysetOf(versions: readonly number[]): Promise<Buffer> {
+    await this.#fresh();
+    const keys = versions.map((v) => {
+      const key = this.#keys.get(v);
+      if (!key || key.purpose !== 'data') {
+        throw new PgsealError(ErrorCodes.UNKNOWN_KEY_VERSION, `key version ${v} is not among this process's keys`, { hint: 'reload the keys (a retired or destroyed version cannot be read)' });
+      }
+      return key;
+    });
+    return encodeKeyset(keys);
   }
 
   /** The key material (version, encryption key, MAC key) writes of a scope use; copied before anything else runs (a reload zeroes what it replaces). */

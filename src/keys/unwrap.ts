@@ -7,7 +7,7 @@ import type { LogKeys } from '../audit/record.js';
 import { deriveLogKey, fingerprint, wrapContext } from '../crypto/derive.js';
 import { encodeLogKeyset } from '../crypto/wire.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
-import type { MasterKeyProvider } from './master-key.js';
+import { isScopeKeyRef, type MasterKeyProvider } from './master-key.js';
 
 export type KeyState = 'active' | 'decrypt-only' | 'retired' | 'destroyed';
 export type KeyPurpose = 'data' | 'index' | 'log';
@@ -30,19 +30,55 @@ export function usableKeyRows(sql: Sql, only: { purpose?: KeyPurpose; scope?: st
       from pgseal.usable_keys(${only.purpose ?? null}::text, ${only.scope ?? null}::text)`);
 }
 
+/**
+ * The key that wrapped this row, picked by its kek_ref: the master key itself, or the scope
+ * key it names (PGSEAL_SCOPE_KEY_MISSING when that is gone: the scope was shredded). `work`
+ * runs with it; a scope key is zeroed afterwards.
+ */
+async function withUnwrappingKey<T>(provider: MasterKeyProvider, row: KeyRow, work: (kek: MasterKeyProvider) => Promise<T>): Promise<T> {
+  if (row.kek_ref === provider.ref) return work(provider);
+  if (isScopeKeyRef(row.kek_ref)) {
+    if (!provider.scopeKeys) {
+      throw new PgsealError(
+        ErrorCodes.MASTER_KEY_MISMATCH,
+        `key version ${row.version} (scope ${row.scope}) was wrapped by scope key ${row.kek_ref}, but no scope keys are configured`,
+        { hint: 'set PGSEAL_SCOPE_KEY_DIR (or --scope-key-dir, or the scopeKeys option) to the directory holding the scope key files' },
+      );
+    }
+    const kek = await provider.scopeKeys.forScope(row.scope);
+    try {
+      if (kek.ref !== row.kek_ref) {
+        throw new PgsealError(
+          ErrorCodes.MASTER_KEY_MISMATCH,
+          `key version ${row.version} (scope ${row.scope}) was wrapped by scope key ${row.kek_ref}, but the configured master key and scope key file give ${kek.ref}`,
+          { hint: `set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with, and check ${provider.scopeKeys.location}` },
+        );
+      }
+      return await work(kek);
+    } finally {
+      kek.close();
+    }
+  }
+  throw new PgsealError(
+    ErrorCodes.MASTER_KEY_MISMATCH,
+    `key version ${row.version} (scope ${row.scope}) was wrapped by master key ${row.kek_ref}, but the configured master key is ${provider.ref}`,
+    { hint: 'set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with' },
+  );
+}
+
+/** pgseal.key_generation(): bumped by every revocation (retire, destroy, compromise; sql/35_guard.sql). */
+export async function keyGeneration(sql: Sql): Promise<number> {
+  const [row] = await withPgsealErrors(() => sql<Array<{ g: string }>>`select pgseal.key_generation()::pg_catalog.text as g`);
+  return Number(row!.g);
+}
+
 /** Unwraps one key row and checks it against its stored fingerprint. The caller zeroes the result. */
 export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Promise<Buffer> {
-  if (!row.wrapped_key) {
+  const wrapped = row.wrapped_key;
+  if (!wrapped) {
     throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) is ${row.state} and has no key material`);
   }
-  if (row.kek_ref !== provider.ref) {
-    throw new PgsealError(
-      ErrorCodes.MASTER_KEY_MISMATCH,
-      `key version ${row.version} (scope ${row.scope}) was wrapped by master key ${row.kek_ref}, but the configured master key is ${provider.ref}`,
-      { hint: 'set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with' },
-    );
-  }
-  const dek = await provider.unwrap(row.wrapped_key, wrapContext(row.scope, row.purpose, row.version));
+  const dek = await withUnwrappingKey(provider, row, (kek) => kek.unwrap(wrapped, wrapContext(row.scope, row.purpose, row.version)));
   if (fingerprint(dek) !== row.fingerprint) {
     dek.fill(0);
     throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) does not match its fingerprint`, {
@@ -80,8 +116,11 @@ export function masterLogKeys(sql: Sql, provider: MasterKeyProvider): LogKeys {
       try {
         for (const row of rows) {
           const dek = await unwrapKeyRow(provider, row);
-          keys.push({ version: row.version, state: row.state, key: deriveLogKey(dek) });
-          dek.fill(0);
+          try {
+            keys.push({ version: row.version, state: row.state, key: deriveLogKey(dek) });
+          } finally {
+            dek.fill(0);
+          }
         }
         return logKeysetOf(keys);
       } finally {

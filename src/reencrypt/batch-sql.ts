@@ -1,9 +1,11 @@
 // Where a batch is re-encrypted: the SQL of re-encryption, per column, built with the
 // statement builder from the column model's expressions. Identifiers are quoted; versions
-// and checkpoints are named slots, bound per batch. Keys are in neither: the batch runs in
-// a transaction that received them through pgseal.use_keys (src/exec/transaction.ts), and
-// the batch reads them from there once, so this long statement carries none in its text,
-// parameters or plan.
+// and checkpoints are named slots, bound per batch. Keys are bound arguments too (secret
+// slots: the keyset of the stale versions, and the key payload the active key material and
+// index keys are looked up in), never the transaction's settings: a trigger of the table's
+// owner fires inside the batch's transaction and could read those. The batch runs behind
+// pgseal.guard() (src/exec/transaction.ts), which pins the settings that would print bound
+// keys into a plan dump or the server log.
 //
 // One batch is one short transaction of two statements: the next primary keys of the
 // range (where the batch ends), then one UPDATE over exactly that key range that rewrites
@@ -13,13 +15,13 @@
 // active key, it is left alone; written with a stale key, its new value is the one
 // re-encrypted. Row locks last one batch.
 
-import { resealExpr, scopeExpr, storedIndexExpr, type RowSource } from '../columns/expressions.js';
+import { resealExpr, scopeExpr, storedIndexExpr, type KeyRoute, type RowSource } from '../columns/expressions.js';
 import { call, operand, toFragment } from '../statement/expr.js';
 import { catalogType, compile, ident, slot, sql, type Compiled, type Fragment } from '../statement/sql.js';
 import type { Target } from './targets.js';
 
 /** The named values a batch's statements take. */
-export type BatchParam = 'stale' | 'scopes' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
+export type BatchParam = 'keyset' | 'payload' | 'stale' | 'scopes' | 'limit' | 'run' | 'schema' | 'table' | 'column' | 'part' | 'after' | 'until' | 'last' | 'scanned' | 'percent' | 'fractions';
 export type BatchValues = Partial<Record<BatchParam, unknown>>;
 
 const table = (t: Target) => ident(t.column.schema, t.column.table);
@@ -28,6 +30,9 @@ const col = (name: string) => sql`t.${ident(name)}`;
 /** a primary key travels as text (the checkpoint is stored as text) and is cast back to its type */
 const key = (t: Target, name: BatchParam) => sql`${slot(name)}::pg_catalog.text::${catalogType(t.pkType)}`;
 const stale = (t: Target) => sql`${toFragment(call('key_version_of', [operand(col(t.column.column))]))} = ANY (${slot('stale')}::pg_catalog.int4[])`;
+
+/** Keys as the batch's arguments: the stale versions' keyset (decrypting) and the key payload (writing, indexing). */
+const KEYS = (): KeyRoute<Fragment> => ({ via: 'argument', keyset: operand(slot('keyset', { secret: true })), payload: operand(slot('payload', { secret: true })) });
 
 /** The row a batch reads, aliased t: its primary key and scope column, for contexts and scopes. */
 const stored = (t: Target): RowSource<Fragment> => ({ key: () => operand(col(t.pk)), scopeValue: () => operand(col(t.column.scopeColumn!)) });
@@ -77,7 +82,7 @@ SELECT (SELECT pg_catalog.count(*) FROM changed)::pg_catalog.int4 AS changed, (S
 
 /** The blind index a row should carry: its value under the scope's active index key. */
 export function indexExpression(t: Target): Fragment {
-  return toFragment(storedIndexExpr(t.column, operand(col(t.column.column)), stored(t)));
+  return toFragment(storedIndexExpr(t.column, operand(col(t.column.column)), stored(t), KEYS()));
 }
 
 /**
@@ -104,14 +109,15 @@ function indexBatch(t: Target, after: boolean): Fragment {
 function dataBatch(t: Target, after: boolean): Fragment {
   const scoped = t.column.scopeColumn !== null;
   const scope = toFragment(scopeExpr(t.column, stored(t)));
-  // keys read from the transaction once, by a one-row subquery; per row only for a scope column
-  const material = scoped ? sql`pgseal._active_material(${scope})` : sql`k.material`;
-  const resealed = toFragment(resealExpr(t.column, operand(col(t.column.column)), stored(t), operand(sql`k.keyset`), operand(material)));
+  // the active key material looked up in the payload once, by a one-row subquery; per row only for a scope column
+  const payload = sql`${slot('payload', { secret: true })}::pg_catalog.bytea`;
+  const material = scoped ? sql`pgseal._material_in(${payload}, ${scope})` : sql`k.material`;
+  const resealed = toFragment(resealExpr(t.column, operand(col(t.column.column)), stored(t), operand(sql`${slot('keyset', { secret: true })}::pg_catalog.bytea`), operand(material)));
   return sql`WITH changed AS (
   UPDATE ${table(t)} AS t
      SET ${ident(t.column.column)} = ${resealed}
     -- OFFSET 0 keeps the subquery from being flattened into a per-row call
-    FROM (SELECT pgseal._keyset_of(${slot('stale')}::pg_catalog.int4[]) AS keyset${scoped ? sql`` : sql`, pgseal._active_material(${scope}) AS material`} OFFSET 0) AS k
+    FROM (SELECT ${scoped ? sql`1 AS one` : sql`pgseal._material_in(${payload}, ${scope}) AS material`} OFFSET 0) AS k
    WHERE ${batchRange(t, after)} AND ${stale(t)}
   RETURNING 1
 ), ${checkpoint()}`;

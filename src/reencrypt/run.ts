@@ -273,8 +273,14 @@ export interface BatchResult {
   saved: number;
 }
 
+/** A batch's key arguments (batch-sql.ts): the stale versions' keyset (an index run: the scopes' data keys) and the scopes' key payload; zeroed by the statement that binds them. */
+export async function batchKeys(keyring: Keyring, t: Target): Promise<{ keyset: Buffer; payload: Buffer }> {
+  const keyset = t.kind === 'data' ? await keyring.keysetOf(t.stale) : await keyring.keyset(t.scopes);
+  return { keyset, payload: await keyring.payload(t.scopes) };
+}
+
 /**
- * One batch, inside a transaction that holds the column's keys: where the batch ends
+ * One batch, inside a guarded transaction, its keys as arguments: where the batch ends
  * (`next`), then the batch and its checkpoint in one statement (`batch`).
  */
 export async function runBatch(tx: TransactionSql, next: Compiled, batch: Compiled, values: BatchValues): Promise<BatchResult> {
@@ -379,7 +385,7 @@ class Engine {
   async #remaining(t: Target): Promise<number> {
     if (t.kind === 'index') {
       const statement = staleIndexStatement(t);
-      const [c] = await this.#exec.transaction((tx) => statement.bind({ scopes: t.scopes }).run<{ n: string }>(tx), { scopes: t.scopes, table: tableOf(t) });
+      const [c] = await this.#exec.transaction(async (tx) => statement.bind({ scopes: t.scopes, ...(await batchKeys(this.#exec.keyring, t)) }).run<{ n: string }>(tx), { scopes: t.scopes, table: tableOf(t), settings: false });
       return Number(c!.n);
     }
     return countToDo(this.sql, t);
@@ -467,7 +473,8 @@ class Engine {
     const batch = this.#statement('batch', t, after !== null, false);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#exec.transaction((tx) => runBatch(tx, next, batch, values), { scopes: t.scopes, table: tableOf(t) });
+        // keys made per attempt: a statement zeroes its secrets when it settles
+        return await this.#exec.transaction(async (tx) => runBatch(tx, next, batch, { ...values, ...(await batchKeys(this.#exec.keyring, t)) }), { scopes: t.scopes, table: tableOf(t), settings: false });
       } catch (error) {
         const sqlstate = (error as { sqlstate?: unknown }).sqlstate;
         if (attempt >= 5 || typeof sqlstate !== 'string' || !TRANSIENT.has(sqlstate) || this.#stop.signal.aborted) throw error;

@@ -5,7 +5,7 @@
 import type { Sql } from 'postgres';
 import { withPgsealErrors as guarded } from '../errors.js';
 import { KeyedExecutor } from '../exec/executor.js';
-import { checkKeysLoaded, runBatch } from './run.js';
+import { batchKeys, checkKeysLoaded, runBatch } from './run.js';
 import type { Keyring } from '../keys/keyring.js';
 import { batchStatement, nextBatchStatement, versionsStatement, type BatchValues } from './batch-sql.js';
 import { loadKeyPlan, resolveTargets, type Filter } from './targets.js';
@@ -107,10 +107,10 @@ export async function reencryptDryRun(
       try {
         await new KeyedExecutor(sql, keyring, { accessLog: { actor: options.actor } }).transaction(async (tx) => {
           const started = performance.now();
-          const r = await runBatch(tx, next, batch, values);
+          const r = await runBatch(tx, next, batch, { ...values, ...(await batchKeys(keyring, t)) });
           sampleRowsPerSecond = r.changed / Math.max((performance.now() - started) / 1000, 1e-6);
           throw new Rollback();
-        }, { scopes: t.scopes, table: { schema: t.column.schema, table: t.column.table } });
+        }, { scopes: t.scopes, table: { schema: t.column.schema, table: t.column.table }, settings: false });
       } catch (e) {
         if (!(e instanceof Rollback)) throw e;
       }

@@ -49,9 +49,9 @@ export async function loadRegistry(sql: Sql): Promise<Registry> {
   if (columns.length === 0) return registry;
   const shapes = await withPgsealErrors(() => sql<{ table_schema: string; table_name: string; columns: string[]; primary_key: string[] | null }[]>`
       select n.nspname as table_schema, c.relname as table_name,
-             array(select a.attname::text from pg_catalog.pg_attribute a
+             array(select a.attname::pg_catalog.text from pg_catalog.pg_attribute a
                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as columns,
-             array(select a.attname::text from pg_catalog.pg_index i
+             array(select a.attname::pg_catalog.text from pg_catalog.pg_index i
                      join lateral unnest(i.indkey) with ordinality as k(attnum, ord) on true
                      join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
                     where i.indrelid = c.oid and i.indisprimary order by k.ord) as primary_key

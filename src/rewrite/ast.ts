@@ -54,10 +54,13 @@ export function funcCall(name: string[], args: Node[]): Node {
 }
 
 // as the parser spells them: keyword types (numeric, integer) come out of the grammar qualified
+// and every other name pgseal adds qualified too: a role may put its own types (a domain
+// named bytea with a CHECK calling its function would see the key argument) first on its
+// search_path
 const TYPE_NAMES: Record<string, string[]> = {
-  text: ['text'],
-  bytea: ['bytea'],
-  jsonb: ['jsonb'],
+  text: ['pg_catalog', 'text'],
+  bytea: ['pg_catalog', 'bytea'],
+  jsonb: ['pg_catalog', 'jsonb'],
   numeric: ['pg_catalog', 'numeric'],
   integer: ['pg_catalog', 'int4'],
 };
@@ -79,19 +82,29 @@ function isCastTo(node: Node, type: string, array: boolean): boolean {
 /** `node::type`, unless node already is exactly that cast. */
 export function cast(node: Node, type: string, array = false): Node {
   if (isCastTo(node, type, array)) return node;
-  return { TypeCast: { arg: node, typeName: typeName(type, array) } };
+  const t = typeName(type, array);
+  return { TypeCast: { arg: node, typeName: t } };
 }
 
 export const and = (args: Node[]): Node => ({ BoolExpr: { boolop: 'AND_EXPR', args } });
 export const or = (args: Node[]): Node => ({ BoolExpr: { boolop: 'OR_EXPR', args } });
 export const not = (arg: Node): Node => ({ BoolExpr: { boolop: 'NOT_EXPR', args: [arg] } });
 
+/**
+ * A comparison pgseal adds, with pg_catalog's operator: OPERATOR(pg_catalog.=), never a bare
+ * `=` that the caller's search_path could resolve to a role's own operator. IS [NOT] DISTINCT
+ * FROM cannot name its operator's schema, so it becomes pgseal._not_distinct (its `=` bound
+ * when the function was created).
+ */
 export function op(kind: 'AEXPR_OP' | 'AEXPR_OP_ANY' | 'AEXPR_OP_ALL' | 'AEXPR_DISTINCT' | 'AEXPR_NOT_DISTINCT', name: string, lexpr: Node, rexpr: Node): Node {
-  return { A_Expr: { kind, name: [str(name)], lexpr, rexpr } };
+  if (kind === 'AEXPR_NOT_DISTINCT') return funcCall(['pgseal', '_not_distinct'], [lexpr, rexpr]);
+  if (kind === 'AEXPR_DISTINCT') return not(funcCall(['pgseal', '_not_distinct'], [lexpr, rexpr]));
+  return { A_Expr: { kind, name: [str('pg_catalog'), str(name)], lexpr, rexpr } };
 }
 
+/** `x IN (a, b)` as `x OPERATOR(pg_catalog.=) ANY (ARRAY[a, b])` (IN cannot name its operator's schema). */
 export function inList(lexpr: Node, items: Node[], negated: boolean): Node {
-  return { A_Expr: { kind: 'AEXPR_IN', name: [str(negated ? '<>' : '=')], lexpr, rexpr: { List: { items } } } };
+  return op(negated ? 'AEXPR_OP_ALL' : 'AEXPR_OP_ANY', negated ? '<>' : '=', lexpr, { A_ArrayExpr: { elements: items } });
 }
 
 export const arraySubLink = (subselect: Node): Node => ({ SubLink: { subLinkType: 'ARRAY_SUBLINK', subselect } });

@@ -7,6 +7,7 @@
 import type { Registry } from '../registry/types.js';
 import { SourceText } from './errors.js';
 import { deparseChecked, loadParser, parse } from './parser.js';
+import { KEY_PARAMS } from './sealed.js';
 import { StatementRewriter } from './statements.js';
 
 export { DECRYPT_SCAN_HINT } from './errors.js';
@@ -23,6 +24,11 @@ export interface RewriteResult {
   columns: string[];
   /** what the statement does to them, for the access log: read (SELECT), write (INSERT, UPDATE), delete */
   access?: 'read' | 'write' | 'delete' | undefined;
+  /**
+   * The key arguments the rewritten statement takes first, in this order ($1, $2): the
+   * caller's own parameters follow them ($1 of the original text is $(keys.length + 1)).
+   */
+  keys: ReadonlyArray<'keyset' | 'payload'>;
 }
 
 export interface SqlRewriterOptions {
@@ -31,6 +37,34 @@ export interface SqlRewriterOptions {
 }
 
 const NOTHING: readonly string[] = Object.freeze([]);
+const NO_KEYS: ReadonlyArray<'keyset' | 'payload'> = Object.freeze([]);
+
+/**
+ * Numbers the key placeholders (sealed.ts KEY_PARAMS) $1, $2 in the order keyset, payload
+ * (only those used: a parameter the statement never names has no type, an error), and
+ * moves every parameter of the caller's text after them, so that no part of the caller's
+ * text can name a key.
+ */
+function numberKeyParams(tree: unknown): ReadonlyArray<'keyset' | 'payload'> {
+  // the nodes holding a ParamRef: each gets a new ParamRef (the placeholders are shared constants)
+  const holders = new Set<{ ParamRef: { number?: number } }>();
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) for (const x of v) walk(x);
+    else if (v && typeof v === 'object') {
+      if ('ParamRef' in v) holders.add(v as { ParamRef: { number?: number } });
+      else for (const x of Object.values(v)) walk(x);
+    }
+  };
+  walk(tree);
+  const used = (['keyset', 'payload'] as const).filter((k) => [...holders].some((h) => h.ParamRef.number === KEY_PARAMS[k]));
+  if (used.length === 0) return NO_KEYS;
+  for (const h of holders) {
+    const n = h.ParamRef.number;
+    const key = n === KEY_PARAMS.keyset ? 'keyset' : n === KEY_PARAMS.payload ? 'payload' : undefined;
+    h.ParamRef = { ...h.ParamRef, number: key ? used.indexOf(key) + 1 : (n ?? 0) + used.length };
+  }
+  return Object.freeze(used);
+}
 
 export class SqlRewriter {
   private readonly cache = new Map<string, [RewriteResult | undefined, RewriteResult | undefined]>();
@@ -74,7 +108,7 @@ export class SqlRewriter {
   }
 
   private compute(sql: string, allowDecryptScan: boolean): RewriteResult {
-    if (!this.mayTouch(sql)) return freeze({ sql, changed: false, columns: NOTHING as string[] });
+    if (!this.mayTouch(sql)) return freeze({ sql, changed: false, columns: NOTHING as string[], keys: NO_KEYS });
     const tree = parse(sql);
     const rewriter = new StatementRewriter(this.registry, allowDecryptScan, new SourceText(sql));
     for (const raw of tree.stmts ?? []) if (raw.stmt) rewriter.topLevel(raw.stmt);
@@ -82,8 +116,9 @@ export class SqlRewriter {
     const first = tree.stmts?.[0]?.stmt;
     const access = !first || columns.length === 0 ? undefined
       : 'InsertStmt' in first || 'UpdateStmt' in first ? 'write' : 'DeleteStmt' in first ? 'delete' : 'read';
-    if (!rewriter.changed) return freeze({ sql, changed: false, columns, access });
-    return freeze({ sql: deparseChecked(tree), changed: true, columns, access });
+    if (!rewriter.changed) return freeze({ sql, changed: false, columns, access, keys: NO_KEYS });
+    const keys = numberKeyParams(tree);
+    return freeze({ sql: deparseChecked(tree), changed: true, columns, access, keys });
   }
 
   /** The single-column primary key of a protected table ('schema.table'), if it has one: access-log row ids. */

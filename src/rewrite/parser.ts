@@ -60,6 +60,12 @@ function shape(tree: unknown): string {
   if (bool && Object.keys(record).length === 1 && bool.boolop !== 'NOT_EXPR') {
     return `{"BoolExpr":{"args":[${flatten(bool.boolop, bool.args ?? []).map(shape).join(',')}],"boolop":${JSON.stringify(bool.boolop)}}}`;
   }
+  // the deparser prints some casts to pg_catalog's types unqualified (c.id::text), others
+  // qualified (CAST($1 AS pg_catalog.bytea), how every key argument prints): the same type
+  const names = record.names as Array<{ String?: { sval?: string } }> | undefined;
+  if ('typemod' in record && Array.isArray(names) && names.length === 2 && names[0]?.String?.sval === 'pg_catalog') {
+    return shape({ ...record, names: names.slice(1) });
+  }
   const keys = Object.keys(record)
     .filter((k) => !VOLATILE_FIELDS.has(k) && record[k] !== undefined)
     .sort();

@@ -1,5 +1,5 @@
 // Rewritten SQL, run: a statement written as if protected columns held plaintext is
-// rewritten (index.ts) and run by the keyed executor in a transaction holding the keys,
+// rewritten (index.ts) and run by the keyed executor with its keys as its first arguments,
 // its accesses logged per row and protected column (seal.query, pgseal query).
 
 import { accessor, statementEntries } from '../audit/access-log.js';
@@ -8,6 +8,9 @@ import type { WithKeysOptions } from '../exec/transaction.js';
 import type { RewriteOptions, SqlRewriter } from './index.js';
 
 export type QueryOptions = RewriteOptions & WithKeysOptions;
+
+/** A call, written by the caller, of a pgseal function that reads the keys of the transaction's settings. */
+const HAND_WRITTEN_KEYED_CALL = /\bpgseal\s*\.\s*"?(?:encrypt_text|encrypt_bytea|decrypt_text|decrypt_bytea|blind_index|blind_index_array|reseal)"?\s*\(/i;
 
 /** seal.query's arguments: (text, params, options) or a tagged template. */
 export function queryArguments(first: string | TemplateStringsArray, rest: unknown[]): { text: string; params: readonly unknown[]; options: QueryOptions } {
@@ -25,6 +28,8 @@ export async function runRewritten(exec: KeyedExecutor, rewriter: SqlRewriter, t
   return exec.rewritten({
     text: rewritten.sql,
     params,
+    keys: rewritten.keys,
+    settings: HAND_WRITTEN_KEYED_CALL.test(text),
     scopes: options.scopes,
     entries: rewritten.access ? (result) => statementEntries(result, rewritten, (t) => rewriter.primaryKeyOf(t), accessor(exec.accessLog)) : undefined,
     table: schema !== undefined && table !== undefined ? { schema, table } : undefined,

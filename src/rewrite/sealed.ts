@@ -22,14 +22,28 @@ export interface RowSource {
 const row = (r: RowSource): columns.RowSource<Node> => ({ key: () => operand(r.key()), scopeValue: () => operand(r.scopeValue()) });
 const n = (node: Node): Expr<Node> => operand(node);
 
-export const decryptExpr = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.decryptExpr(c, n(ciphertext), row(r)));
-export const encryptExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.encryptExpr(c, n(value), row(r)));
-export const blindIndexExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexExpr(c, n(value), row(r)));
-export const blindIndexArrayExpr = (values: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexArrayExpr(c, n(values), row(r)));
-export const lookupIndexesExpr = (values: Node[], c: ProtectedColumn, r: RowSource): Node => toNode(columns.lookupIndexesExpr(c, values.map(n), row(r)));
+/**
+ * Keys travel as bound arguments (never the transaction's settings, which any function of
+ * the caller's role running in the transaction could read): the keyset for decrypting and
+ * the key payload for writes and lookups. Placeholders here; index.ts numbers them $1 and
+ * $2 (those the statement uses) and moves the statement's own parameters after them.
+ */
+export const KEY_PARAMS = { keyset: -1, payload: -2 } as const;
+// fresh nodes for every expression: index.ts renumbers them in place
+const keys = (): columns.KeyRoute<Node> => ({
+  via: 'argument',
+  keyset: operand({ ParamRef: { number: KEY_PARAMS.keyset } }),
+  payload: operand({ ParamRef: { number: KEY_PARAMS.payload } }),
+});
+
+export const decryptExpr = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.decryptExpr(c, n(ciphertext), row(r), keys()));
+export const encryptExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.encryptExpr(c, n(value), row(r), keys()));
+export const blindIndexExpr = (value: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexExpr(c, n(value), row(r), keys()));
+export const blindIndexArrayExpr = (values: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.blindIndexArrayExpr(c, n(values), row(r), keys()));
+export const lookupIndexesExpr = (values: Node[], c: ProtectedColumn, r: RowSource): Node => toNode(columns.lookupIndexesExpr(c, values.map(n), row(r), keys()));
 export const normalizedValue = (value: Node, c: ProtectedColumn): Node => toNode(columns.normalizedValue(c, n(value)));
 export const normalizedArray = (values: Node, c: ProtectedColumn): Node => toNode(columns.normalizedArray(c, n(values)));
-export const normalizedPlaintext = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.normalizedPlaintext(c, n(clone(ciphertext)), row(r)));
+export const normalizedPlaintext = (ciphertext: Node, c: ProtectedColumn, r: RowSource): Node => toNode(columns.normalizedPlaintext(c, n(clone(ciphertext)), row(r), keys()));
 
 /**
  * A value written to `table.column`, for use a second time as text (row key, scope): typed

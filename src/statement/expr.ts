@@ -13,10 +13,12 @@ export type SqlType = 'text' | 'bytea' | 'jsonb' | 'numeric' | 'integer';
 /** pgseal's own functions that generated SQL calls (always schema-qualified). */
 export type PgsealFunction =
   | 'encrypt_text' | 'encrypt_bytea' | 'decrypt_text' | 'decrypt_bytea'
-  | 'encrypt_bytea_with' | 'decrypt_text_with' | 'decrypt_bytea_with'
+  | 'encrypt_bytea_with' | 'encrypt_text_with' | 'decrypt_text_with' | 'decrypt_bytea_with'
+  | '_material_in' | '_index_keys_in' | 'blind_index_with' | 'blind_index_array_with'
   | 'scope_context' | 'row_context'
   | 'blind_index' | 'blind_index_array' | 'normalize' | 'normalize_array'
-  | 'reseal_with' | 'key_version_of';
+  | 'reseal_with' | 'key_version_of'
+  | 'value_numeric' | 'value_jsonb';
 
 export type Expr<O> =
   | { readonly k: 'call'; readonly fn: PgsealFunction; readonly args: readonly Expr<O>[]; readonly type?: SqlType }

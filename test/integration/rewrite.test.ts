@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { TransactionSql } from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, initKeys, loadRegistry, loadSqlRewriter, LocalMasterKey, pgseal, protectColumn, type Pgseal, type SqlRewriter } from '../../src/index.js';
+import type { RewriteResult } from '../../src/rewrite/index.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { withKeys } from '../../src/exec/transaction.js';
 import { runCli } from '../support/cli.js';
@@ -47,7 +48,13 @@ function normalise(rows: unknown): unknown {
 }
 
 const onPlain = (text: string, params?: readonly unknown[]) => rolledBack((work) => plain.sql.begin(work), text, params);
-const onEncrypted = (text: string, params?: readonly unknown[]) => rolledBack((work) => withKeys(enc.sql, ring, work), text, params);
+/** The key arguments a rewritten statement takes before the caller's parameters (RewriteResult.keys), as the executor binds them. */
+async function withKeyArgs(r: RewriteResult, params: readonly unknown[] = []): Promise<unknown[]> {
+  const scopes = await ring.scopes();
+  const keys = await Promise.all(r.keys.map((k) => (k === 'keyset' ? ring.keyset(scopes) : ring.payload(scopes))));
+  return [...keys, ...params];
+}
+const onEncrypted = async (r: RewriteResult, params?: readonly unknown[]) => rolledBack((work) => withKeys(enc.sql, ring, work), r.sql, await withKeyArgs(r, params));
 
 beforeAll(async () => {
   plain = await createDatabase();
@@ -73,7 +80,9 @@ beforeAll(async () => {
   rewriter = await loadSqlRewriter(await loadRegistry(enc.sql));
   for (const s of seedSql) {
     await plain.sql.unsafe(s);
-    await withKeys(enc.sql, ring, (tx) => tx.unsafe(rewriter.rewrite(s).sql));
+    const r = rewriter.rewrite(s);
+    const args = await withKeyArgs(r);
+    await withKeys(enc.sql, ring, (tx) => tx.unsafe(r.sql, args as never[]));
   }
   seal = pgseal({ sql: enc.sql, masterKey: master });
 });
@@ -103,7 +112,7 @@ describe('corpus: the same rows from the plaintext copy and the rewritten statem
   it.each(corpus.map((e) => [e.name, e] as const))('%s', async (_name, entry) => {
     const rewritten = rewriter.rewrite(entry.sql);
     const expected = await onPlain(entry.sql, entry.params);
-    const actual = await onEncrypted(rewritten.sql, entry.params);
+    const actual = await onEncrypted(rewritten, entry.params);
     expect(actual).toEqual(expected);
   });
 });
@@ -112,7 +121,7 @@ describe('refused patterns', () => {
   it.each(refusals.map((e) => [e.name, e] as const))('%s: refused, and with the opt-in equal to the plaintext copy', async (_name, entry) => {
     expect(() => rewriter.rewrite(entry.sql)).toThrow(expect.objectContaining({ code: ErrorCodes.UNSUPPORTED_ON_CIPHERTEXT }));
     const scan = rewriter.rewrite(entry.sql, { allowDecryptScan: true });
-    expect(await onEncrypted(scan.sql, entry.params)).toEqual(await onPlain(entry.sql, entry.params));
+    expect(await onEncrypted(scan, entry.params)).toEqual(await onPlain(entry.sql, entry.params));
   });
 });
 

@@ -160,6 +160,7 @@ describe('withKeys', () => {
     let seen: Buffer | undefined;
     const spy = Object.create(keyring) as Keyring;
     spy.payload = async (scopes) => (seen = await keyring.payload(scopes));
+    spy.generation = () => keyring.generation();
     await withKeys(single, spy, (tx) => tx`select 1`);
     expect(seen!.length).toBeGreaterThan(0);
     expect(seen!.equals(Buffer.alloc(seen!.length))).toBe(true);

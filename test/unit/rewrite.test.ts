@@ -114,12 +114,12 @@ describe('refused patterns', () => {
     const result = rewriter.rewrite(entry.sql, { allowDecryptScan: true });
     expect(result.changed).toBe(true);
     expect(result.columns).toContain(entry.column);
-    expect(result.sql).toMatch(/pgseal\.decrypt_(text|bytea)\(/);
+    expect(result.sql).toMatch(/pgseal\.decrypt_(text|bytea)_with\(/);
   });
 
   it('orders by the decrypt expression of a selected column when allowed', () => {
     expect(rewriter.rewrite('select id, email from customers order by email', { allowDecryptScan: true }).sql).toBe(
-      "SELECT id, pgseal.decrypt_text(email, 'public.customers.email') AS email FROM customers ORDER BY pgseal.decrypt_text(email, 'public.customers.email')",
+      "SELECT id, pgseal.decrypt_text_with(email, 'public.customers.email', CAST($1 AS pg_catalog.bytea)) AS email FROM customers ORDER BY pgseal.decrypt_text_with(email, 'public.customers.email', CAST($1 AS pg_catalog.bytea))",
     );
   });
 
@@ -170,13 +170,13 @@ describe('constructs the rewriter does not handle on protected columns', () => {
 describe('statement forms', () => {
   it('rewrites every statement of a multi-statement text', () => {
     expect(rewriter.rewrite('select 1; select email from customers').sql).toBe(
-      "SELECT 1;\n\nSELECT pgseal.decrypt_text(email, 'public.customers.email') AS email FROM customers",
+      "SELECT 1;\n\nSELECT pgseal.decrypt_text_with(email, 'public.customers.email', CAST($1 AS pg_catalog.bytea)) AS email FROM customers",
     );
   });
 
   it('rewrites the statement under EXPLAIN', () => {
     expect(rewriter.rewrite('explain select id from customers where phone = $1').sql).toBe(
-      "EXPLAIN SELECT id FROM customers WHERE customers.phone_bidx = ANY (pgseal.blind_index_array(CAST(ARRAY[CAST($1 AS text)] AS text[]), 'phone', 'public.customers.phone', 'default', 16)) AND pgseal.normalize(pgseal.decrypt_text(phone, 'public.customers.phone'), 'phone') = pgseal.normalize(CAST($1 AS text), 'phone')",
+      "EXPLAIN SELECT id FROM customers WHERE customers.phone_bidx OPERATOR(pg_catalog.=) ANY (pgseal.blind_index_array_with(CAST(ARRAY[CAST($3 AS pg_catalog.text)] AS pg_catalog.text[]), 'phone', 'public.customers.phone', pgseal._index_keys_in(CAST($2 AS pg_catalog.bytea), 'default'), 16)) AND pgseal.normalize(pgseal.decrypt_text_with(phone, 'public.customers.phone', CAST($1 AS pg_catalog.bytea)), 'phone') OPERATOR(pg_catalog.=) pgseal.normalize(CAST($3 AS pg_catalog.text), 'phone')",
     );
   });
 
@@ -187,7 +187,7 @@ describe('statement forms', () => {
 
   it('decrypts old and new in RETURNING (PostgreSQL 18) with their own row key', () => {
     expect(rewriter.rewrite('update orders set memo = $1 where id = 1 returning old.memo, new.memo').sql).toBe(
-      "UPDATE orders SET memo = pgseal.encrypt_text(CAST($1 AS text), pgseal.row_context('public.orders.memo', orders.id::text), 'default') WHERE id = 1 RETURNING pgseal.decrypt_text(old.memo, pgseal.row_context('public.orders.memo', old.id::text)) AS memo, pgseal.decrypt_text(new.memo, pgseal.row_context('public.orders.memo', new.id::text)) AS memo",
+      "UPDATE orders SET memo = pgseal.encrypt_text_with(CAST($3 AS pg_catalog.text), pgseal.row_context('public.orders.memo', orders.id::text), pgseal._material_in(CAST($2 AS pg_catalog.bytea), 'default')) WHERE id = 1 RETURNING pgseal.decrypt_text_with(old.memo, pgseal.row_context('public.orders.memo', old.id::text), CAST($1 AS pg_catalog.bytea)) AS memo, pgseal.decrypt_text_with(new.memo, pgseal.row_context('public.orders.memo', new.id::text), CAST($1 AS pg_catalog.bytea)) AS memo",
     );
   });
 
@@ -195,13 +195,13 @@ describe('statement forms', () => {
     // `$1` is both orders.id (integer) and the row key: `$1::text` alone would make PostgreSQL
     // deduce two types for it.
     expect(rewriter.rewrite('insert into orders (id, memo) values ($1, $2)').sql).toBe(
-      "INSERT INTO orders (id, memo) VALUES ($1, pgseal.encrypt_text(CAST($2 AS text), pgseal.row_context('public.orders.memo', CAST(COALESCE($1, (CAST(NULL AS public.orders)).id) AS text)), 'default'))",
+      "INSERT INTO orders (id, memo) VALUES ($2, pgseal.encrypt_text_with(CAST($3 AS pg_catalog.text), pgseal.row_context('public.orders.memo', CAST(COALESCE($2, (CAST(NULL AS public.orders)).id) AS pg_catalog.text)), pgseal._material_in(CAST($1 AS pg_catalog.bytea), 'default')))",
     );
   });
 
   it('leaves an unqualified column of ON CONFLICT DO UPDATE, ambiguous with EXCLUDED, for PostgreSQL to report', () => {
     expect(rewriter.rewrite("insert into customers (id, tenant_id, notes) values (5, 1, 'memo') on conflict (id) do update set notes = notes || excluded.notes").sql).toContain(
-      'SET notes = pgseal.encrypt_text(CAST(notes || pgseal.decrypt_text(excluded.notes',
+      'SET notes = pgseal.encrypt_text_with(CAST(notes || pgseal.decrypt_text_with(excluded.notes',
     );
   });
 
