@@ -7,7 +7,7 @@ import { execFile, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { randomBytes, randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { column, defineTable, ErrorCodes, initKeys, LocalMasterKey, pgseal, protectColumn, reencrypt, rotateKey, type Pgseal } from '../../src/index.js';
+import { column, defineTable, initKeys, LocalMasterKey, pgseal, protectColumn, reencrypt, rotateKey, type Pgseal } from '../../src/index.js';
 import { BIN, runCli } from '../support/cli.js';
 import { createDatabase, type TestDatabase } from '../support/db.js';
 
