@@ -6,7 +6,7 @@
 // and the executor reloads (PS020).
 //
 // - guardedStatement: one statement pgseal built (keys as its bound arguments), pipelined
-//   after BEGIN + guard on one connection, then COMMIT.
+//   between BEGIN + guard and COMMIT on one connection: one round trip.
 // - withKeys: the caller's work, after the guard and, for the decrypted views and SQL of the
 //   caller's own (seal.begin), pgseal.use_keys($1), which hands the keys over as one bound
 //   parameter into transaction-local settings, gone at COMMIT or ROLLBACK.
@@ -30,28 +30,28 @@ interface HandOff {
   beforeWork: boolean;
 }
 
-/** The guard as the transaction's first statement: the generation is a number, no secret, so it travels as text. */
-const guardText = (generation: number): string => `select pgseal.guard(${Math.trunc(generation)})`;
 
 /**
- * One statement pgseal built, with its keys as bound arguments, in a guarded transaction on
- * one reserved connection: BEGIN and the guard pipelined with the statement, then COMMIT once
- * the statement settled. COMMIT is not pipelined too: postgres.js describes a statement it has
- * not prepared on the connection before it binds it, and a COMMIT sent meanwhile would end the
- * transaction (and its pins) before the keys arrive.
+ * One statement pgseal built, with its keys as bound arguments, in a guarded transaction:
+ * BEGIN and the guard, the statement, COMMIT, pipelined on one reserved connection (one round
+ * trip). `issue` must send its one statement synchronously (Statement.run does: postgres.js
+ * sends queries in the order their execution starts; a query started a microtask later would
+ * reach the server after COMMIT, outside the guarded transaction: the attack test saw its plan
+ * dump, keys and all).
  */
 export async function guardedStatement<T>(sql: Sql, keyring: Keyring, issue: (db: Sql) => Promise<T>): Promise<T> {
   const generation = await keyring.generation();
   const db = await sql.reserve();
   try {
-    const opened = db.unsafe(`begin; ${guardText(generation)}`).execute().then(noError, isError);
-    const result = await issue(db as unknown as Sql).then(
+    // the guard prepared once per connection (a text form would be parsed and planned each time)
+    const opened = Promise.all([db.unsafe('begin').execute(), db`select pgseal.guard(${String(generation)}::pg_catalog.int8)`.execute()]).then(noError, isError);
+    const statement = issue(db as unknown as Sql).then(
       (value) => ({ value }),
       (error: unknown) => ({ error }),
     );
-    const guardError = await opened;
     // a failed statement (or guard) makes this a rollback
-    const commitError = await db.unsafe('commit').execute().then(noError, isError);
+    const closed = db.unsafe('commit').execute().then(noError, isError);
+    const [guardError, result, commitError] = await Promise.all([opened, statement, closed]);
     if (guardError !== undefined) throw revoked(keyring, guardError);
     if ('error' in result) throw result.error;
     if (commitError !== undefined) throw toPgsealError(commitError);
@@ -89,7 +89,7 @@ async function withKeysOnce<T>(sql: Sql, keyring: Keyring, work: Work<T>, option
   const payload = handOff.settings ? await keyring.payload(options.scopes) : undefined;
   try {
     return (await sql.begin(async (tx) => {
-      const guard = tx.unsafe(guardText(generation)).execute();
+      const guard = tx`select pgseal.guard(${String(generation)}::pg_catalog.int8)`.execute();
       const handoff = payload ? tx`select pgseal.use_keys(${payload})`.execute() : undefined;
       // Settle them without a rejection escaping; their error is the root cause if they failed.
       const handedOff = Promise.all([guard, handoff]).then(

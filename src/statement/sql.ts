@@ -206,10 +206,15 @@ export class Statement {
     readonly secrets: readonly Buffer[],
   ) {}
 
-  /** Runs it (prepared), then zeroes its secrets, whether it succeeded or not. */
+  /**
+   * Runs it (prepared), then zeroes its secrets, whether it succeeded or not. The query is
+   * sent at once (execute()), not when a later microtask awaits it, so that statements issued
+   * one after the other reach the connection in that order (exec/transaction.ts pipelines
+   * BEGIN + guard, this statement and COMMIT).
+   */
   async run<R = Record<string, unknown>>(db: Runner): Promise<R[] & { count: number; columns?: ReadonlyArray<{ name: string }> }> {
     try {
-      return (await db.unsafe(this.text, this.values as never[], { prepare: true })) as never;
+      return (await db.unsafe(this.text, this.values as never[], { prepare: true }).execute()) as never;
     } finally {
       this.zero();
     }
