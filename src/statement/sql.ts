@@ -214,7 +214,9 @@ export class Statement {
    */
   async run<R = Record<string, unknown>>(db: Runner): Promise<R[] & { count: number; columns?: ReadonlyArray<{ name: string }> }> {
     try {
-      return (await db.unsafe(this.text, this.values as never[], { prepare: true }).execute()) as never;
+      const query = db.unsafe(this.text, this.values as never[], { prepare: true });
+      (query as { execute?: () => unknown }).execute?.();
+      return (await query) as never;
     } finally {
       this.zero();
     }
