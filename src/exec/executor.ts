@@ -47,7 +47,7 @@ export type WriteKey = SealKey<Fragment>;
 
 /** How a unit's statement gets its keys, for its builder. */
 export interface Route {
-  readonly via: 'argument' | 'transaction' | 'none';
+  readonly via: 'argument' | 'none';
   /** for decrypting expressions (columns/expressions.ts); a unit that needs no key has none */
   readonly keys: KeyRoute<Fragment>;
   /** the key a write to `scope` seals with (PGSEAL_NO_ACTIVE_KEY when the scope has none) */
