@@ -144,22 +144,23 @@ export class KeyedExecutor {
     return this.#audited(r.table, () => this.#replayable(async () => {
       const mode = r.entries ? (this.accessLog.mode ?? 'off') : 'off';
       let buffered: AccessEntry[] = [];
+      // the key arguments made before the transaction opens, zeroed when it is over
+      const scopes = r.scopes ?? (await this.keyring.scopes());
       const keys: Buffer[] = [];
-      const rows = await withKeys(this.sql, this.keyring, async (tx) => {
-        const scopes = r.scopes ?? (await this.keyring.scopes());
-        for (const k of r.keys) keys.push(k === 'keyset' ? await this.keyring.keyset(scopes) : await this.keyring.payload(scopes));
-        let result: Rows;
-        try {
-          result = (await tx.unsafe(r.text, [...keys, ...r.params] as never[])) as unknown as Rows;
-        } finally {
-          for (const b of keys) b.fill(0);
-        }
-        if (mode === 'off') return result;
-        const entries = r.entries!(result);
-        if (mode === 'async') buffered = entries;
-        else await this.#logInTransaction(tx, entries);
-        return result;
-      }, { scopes: r.scopes }, { settings: r.settings ?? false, beforeWork: false });
+      for (const k of r.keys) keys.push(k === 'keyset' ? await this.keyring.keyset(scopes) : await this.keyring.payload(scopes));
+      let rows: Rows;
+      try {
+        rows = await withKeys(this.sql, this.keyring, async (tx) => {
+          const result = (await tx.unsafe(r.text, [...keys, ...r.params] as never[])) as unknown as Rows;
+          if (mode === 'off') return result;
+          const entries = r.entries!(result);
+          if (mode === 'async') buffered = entries;
+          else await this.#logInTransaction(tx, entries);
+          return result;
+        }, { scopes: r.scopes }, { settings: r.settings ?? false, beforeWork: false });
+      } finally {
+        for (const b of keys) b.fill(0);
+      }
       // async: only what committed is logged
       if (buffered.length > 0) this.#buffer?.add(buffered);
       return rows;

@@ -30,7 +30,6 @@ interface HandOff {
   beforeWork: boolean;
 }
 
-
 /**
  * One statement pgseal built, with its keys as bound arguments, in a guarded transaction:
  * BEGIN and the guard, the statement, COMMIT, pipelined on one reserved connection (one round

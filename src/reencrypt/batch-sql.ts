@@ -116,9 +116,9 @@ function dataBatch(t: Target, after: boolean): Fragment {
   return sql`WITH changed AS (
   UPDATE ${table(t)} AS t
      SET ${ident(t.column.column)} = ${resealed}
-    -- OFFSET 0 keeps the subquery from being flattened into a per-row call
-    FROM (SELECT ${scoped ? sql`1 AS one` : sql`pgseal._material_in(${payload}, ${scope}) AS material`} OFFSET 0) AS k
-   WHERE ${batchRange(t, after)} AND ${stale(t)}
+${scoped ? sql`` : sql`    -- OFFSET 0 keeps the subquery from being flattened into a per-row call
+    FROM (SELECT pgseal._material_in(${payload}, ${scope}) AS material OFFSET 0) AS k
+`}   WHERE ${batchRange(t, after)} AND ${stale(t)}
   RETURNING 1
 ), ${checkpoint()}`;
 }
