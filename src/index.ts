@@ -3,11 +3,11 @@
 
 import type { Sql, TransactionSql } from 'postgres';
 import type { AccessLogOptions, AccessLogStats } from './audit/access-log.js';
-import { decryptClientSide, encryptClientSide } from './exec/client-side.js';
+import { ClientCrypto, decryptClientSide, encryptClientSide } from './exec/client-side.js';
 import { KeyedExecutor } from './exec/executor.js';
 import type { WithKeysOptions } from './exec/transaction.js';
 import type { ColumnDef, TableDefinition } from './helpers/define.js';
-import { Table } from './helpers/table.js';
+import { Table, type CryptoMode, type TableOptions } from './helpers/table.js';
 import { Keyring, type KeyringOptions } from './keys/keyring.js';
 import type { MasterKeyProvider } from './keys/master-key.js';
 import { reencrypt, type ReencryptOptions, type ReencryptResult } from './reencrypt/run.js';
@@ -29,7 +29,10 @@ export { KeyedExecutor, type ExecutorOptions } from './exec/executor.js';
 export { migrate, type MigrateOptions } from './migrate.js';
 export { connect } from './connect.js';
 export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
-export { Table, type ScopeOption } from './helpers/table.js';
+export { Table, type CryptoMode, type ScopeOption, type TableOptions } from './helpers/table.js';
+export { ClientCrypto, canonicalTexts, type RowTexts, type ReadScopes } from './exec/client-side.js';
+export { protectedColumn, type ColumnSpec } from './columns/model.js';
+export { contextOf, columnContext } from './columns/context.js';
 export { loadRegistry, listProtectedColumns } from './registry/load.js';
 export { protectColumn, unprotectColumn, createView, dropView, type ProtectOptions } from './registry/protect.js';
 export { grantApi, revokeApi, listApiGrants, type ApiSet } from './registry/grants.js';
@@ -57,11 +60,27 @@ export interface PgsealOptions extends KeyringOptions {
    * address come from withAccessContext() around the request, else `actor`.
    */
   accessLog?: AccessLogOptions;
+  /**
+   * Where the typed helpers encrypt and decrypt: 'client' (default) in this process, so the
+   * database receives only ciphertext and blind indexes; 'database' in SQL, with the keys
+   * as arguments of each statement. Per table: seal.table(def, { crypto }).
+   */
+  crypto?: CryptoMode;
+  /**
+   * Client mode: how often (ms) a read also asks the database whether keys were revoked
+   * (retired, destroyed, compromised) since this process loaded them; 0 on every read (it
+   * costs the server a SECURITY DEFINER call a read). Default 1000. Writes always check.
+   */
+  revocationCheckMs?: number;
 }
 
 export interface Pgseal {
   readonly sql: Sql;
   readonly keyring: Keyring;
+  /** The executor every keyed statement runs through (the ORM adapters log accesses through it). */
+  readonly executor: KeyedExecutor;
+  /** Client-side crypto with this instance's keyring (the typed helpers' client mode, the ORM adapters). */
+  readonly crypto: ClientCrypto;
   /** Runs `work` in a transaction whose statements can call pgseal.encrypt_* / decrypt_*. */
   begin<T>(work: (tx: TransactionSql) => T | Promise<T>, options?: WithKeysOptions): Promise<T>;
   /** Client-side encryption with the scope's active key: the same envelope SQL writes. */
@@ -86,7 +105,7 @@ export interface Pgseal {
    */
   reencrypt(options?: ReencryptOptions): Promise<ReencryptResult>;
   /** Typed helpers for one table definition (see defineTable). */
-  table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T): Table<T>;
+  table<T extends TableDefinition<Record<string, ColumnDef>, string>>(definition: T, options?: TableOptions): Table<T>;
   /** Async access log: counts of entries buffered, written, dropped (undefined unless mode is 'async'). */
   accessLog(): AccessLogStats | undefined;
   /** Async access log: writes what is buffered now. */
@@ -100,9 +119,12 @@ export function pgseal(options: PgsealOptions): Pgseal {
   const exec = new KeyedExecutor(options.sql, keyring, { accessLog: options.accessLog });
   let rewriter: Promise<SqlRewriter> | undefined;
   const getRewriter = () => (rewriter ??= loadRegistry(options.sql).then((registry) => loadSqlRewriter(registry)));
+  const crypto = new ClientCrypto(keyring, { revocationCheckMs: options.revocationCheckMs });
   const api: Pgseal = {
     sql: options.sql,
     keyring,
+    executor: exec,
+    crypto,
     begin: (work, opts) => exec.transaction(work, opts),
     encrypt: (plaintext, context, scope) => encryptClientSide(keyring, plaintext, context, scope),
     decrypt: (envelope, context) => decryptClientSide(keyring, envelope, context),
@@ -119,7 +141,7 @@ export function pgseal(options: PgsealOptions): Pgseal {
       await getRewriter();
     },
     reencrypt: (opts) => reencrypt(options.sql, keyring, opts),
-    table: (definition) => new Table(exec, definition),
+    table: (definition, opts) => new Table(exec, definition, { crypto: options.crypto ?? 'client', client: crypto, ...opts }),
     accessLog: () => exec.stats(),
     flushAccessLog: () => exec.flush(),
     close: async () => {

@@ -73,6 +73,12 @@ export interface Unit {
   access?: Accessed | undefined;
   /** the table, for the audit of a value that does not open */
   table?: { schema: string; table: string } | undefined;
+  /**
+   * Run behind pgseal.guard() though it carries no key: a write sealed client-side, so that
+   * keys revoked (compromised) since this process loaded them are refused (PS020) and the
+   * unit is built again with the keys reloaded.
+   */
+  guard?: boolean | undefined;
 }
 
 /** A statement written by the caller and rewritten by pgseal (seal.query): keys as its first arguments. */
@@ -211,6 +217,31 @@ export class KeyedExecutor {
     }
   }
 
+  /**
+   * Logs accesses made outside a unit (the ORM adapters' queries, which pgseal does not run):
+   * 'async' buffers them as any access; 'sync' writes them at once in their own signed
+   * statement, after the access (not atomic with it); 'off' does nothing.
+   */
+  async logAccess(accessed: Accessed, rows: readonly Record<string, unknown>[]): Promise<void> {
+    const mode = this.accessLog.mode ?? 'off';
+    if (mode === 'off' || rows.length === 0) return;
+    const entries = accessEntries(rows, accessed, accessor(this.accessLog));
+    if (mode === 'async') return this.#buffer?.add(entries);
+    const generation = await this.keyring.generation();
+    await withLogKeyset(this.keyring, (keyset) => this.sql.begin(async (tx) => {
+      // behind the guard, as every statement carrying a key
+      await tx`select pgseal.guard(${String(generation)}::pg_catalog.int8)`;
+      await insertAccessEntries(tx, keyset, entries);
+    }).catch((error: unknown) => {
+      throw toPgsealError(error);
+    }));
+  }
+
+  /** A value that does not open, met outside a unit (client-side crypto): audited as data.decrypt_failed. */
+  auditFailure(table: Table | undefined, error: unknown): Promise<void> {
+    return this.#auditFailure(table, error);
+  }
+
   /** A value that does not open: tampering, a wrong key, or shredded data; auditors want to know. */
   async #auditFailure(table: Table | undefined, error: unknown): Promise<void> {
     if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
@@ -240,7 +271,7 @@ export class KeyedExecutor {
       }
       // built before the guarded transaction opens: its statement must be sent at once, in order
       const statement = (await this.#compiled(unit, keyed, logged, owned)).bind(named);
-      const rows = (keyed || logged
+      const rows = (keyed || logged || unit.guard
         ? await guardedStatement(this.sql, this.keyring, (db) => statement.run(db))
         : await statement.run(this.sql)) as Rows;
       // async: only what committed is logged

@@ -14,6 +14,7 @@ import { protectedColumn, SPEC_FIELDS, type ProtectedColumn } from '../columns/m
 import { normalize } from '../columns/normalize.js';
 import { decodeValue, encodeValue } from '../columns/values.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
+import { canonicalTexts, ClientCrypto, type Canonical, type RowTexts } from '../exec/client-side.js';
 import type { KeyedExecutor, Route } from '../exec/executor.js';
 import { loadRegistry } from '../registry/load.js';
 import { operand, toFragment, typedLike, type Expr } from '../statement/expr.js';
@@ -21,6 +22,33 @@ import { empty, ident, join, secret, slot, sql, statement, value as bound, type 
 import type { ColumnDef, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
 
 type AnyTable = TableDefinition<Record<string, ColumnDef>, string>;
+
+/**
+ * Where a table's values are sealed and opened. 'client': in this process (the database
+ * receives ciphertext and blind indexes only, no key, no plaintext, no searched value);
+ * 'database': in SQL, the keys bound as arguments of each statement.
+ */
+export type CryptoMode = 'client' | 'database';
+
+export interface TableOptions {
+  /** default 'client' */
+  crypto?: CryptoMode | undefined;
+  /** the client-side crypto to use (pgseal() shares one per instance) */
+  client?: ClientCrypto | undefined;
+}
+
+/** Columns a client-mode read adds for itself (the row texts of contexts, the revocation check); never returned. */
+const KEY_TEXT = 'pgseal$key';
+const SCOPE_TEXT = 'pgseal$scope$';
+const GENERATION = 'pgseal$generation';
+
+/** A client-mode row's texts for one column's context (what #selectList added). */
+function rowTexts(row: Record<string, unknown>, c: ProtectedColumn): RowTexts {
+  return {
+    scope: c.scopeColumn ? (row[SCOPE_TEXT + c.scopeColumn] as string | undefined) : undefined,
+    key: c.contextMode === 'row' ? (row[KEY_TEXT] as string | undefined) : undefined,
+  };
+}
 
 export interface ScopeOption {
   /** the key scope (tenant) of the rows, for tables whose scope is a column */
@@ -47,9 +75,17 @@ export class Table<T extends AnyTable> {
   /** what the access log and the failed-decrypt audit are told, the same on every call */
   readonly #access = new Map<AccessType, Accessed>();
   readonly #where: { schema: string; table: string };
+  readonly #mode: CryptoMode;
+  readonly #client: ClientCrypto;
+  /** client mode: the scope columns whose text some context needs, and whether one needs the primary key's */
+  readonly #scopeTexts: string[];
+  readonly #keyText: boolean;
 
-  constructor(exec: KeyedExecutor, def: T) {
+  constructor(exec: KeyedExecutor, def: T, options: TableOptions = {}) {
     this.#exec = exec;
+    this.#mode = options.crypto ?? 'client';
+    if (this.#mode !== 'client' && this.#mode !== 'database') throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `crypto must be 'client' or 'database'`);
+    this.#client = options.client ?? new ClientCrypto(exec.keyring);
     this.def = def;
     this.#pk = def.primaryKey;
     this.#target = ident(def.schema, def.name);
@@ -65,13 +101,30 @@ export class Table<T extends AnyTable> {
       }
     }
     this.#scopeColumn = this.#encrypted.find((c) => c.scopeColumn)?.scopeColumn ?? undefined;
+    this.#scopeTexts = [...new Set(this.#encrypted.flatMap((c) => (c.scopeColumn ? [c.scopeColumn] : [])))];
+    this.#keyText = this.#encrypted.some((c) => c.contextMode === 'row');
+    for (const name of Object.keys(def.columns)) {
+      if (name.startsWith('pgseal$')) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${def.name}.${name}: column names starting pgseal$ are pgseal's own`);
+    }
     let compiled = COMPILED.get(def);
     if (!compiled) COMPILED.set(def, (compiled = new Map()));
     this.#compiled = compiled;
   }
 
-  /** The select list: plain columns as they are, encrypted ones decrypted as sealed (decoded in #decode). */
-  #selectList(route: Route): Fragment {
+  /**
+   * The select list: plain columns as they are; encrypted ones decrypted in SQL as sealed
+   * (decoded in #decode), or in client mode as stored, with the texts their contexts need.
+   */
+  #selectList(route: Route, generation = false): Fragment {
+    if (this.#mode === 'client') {
+      const extra = [
+        ...(this.#keyText ? [sql`${ident(this.#pk)}::pg_catalog.text AS ${ident(KEY_TEXT)}`] : []),
+        ...this.#scopeTexts.map((c) => sql`${ident(c)}::pg_catalog.text AS ${ident(SCOPE_TEXT + c)}`),
+        // SECURITY DEFINER, a number: the revocations since this process loaded its keys
+        ...(generation ? [sql`pgseal.key_generation() AS ${ident(GENERATION)}`] : []),
+      ];
+      return join([...this.#columns.map((c) => ident(c.name)), ...extra]);
+    }
     return join(this.#columns.map((c) => {
       if (!c.model) return ident(c.name);
       const model = c.model;
@@ -103,21 +156,54 @@ export class Table<T extends AnyTable> {
     return a;
   }
 
-  /** Runs one statement through the executor and decodes the rows. */
+  /**
+   * Runs one statement through the executor and decodes the rows. In client mode it carries
+   * no key (writes run behind the guard, which refuses revoked keys), and the values are
+   * opened here afterwards: a stale key reloads the keyring, not the statement.
+   */
   async #run<R>(
-    scopes: string[] | undefined | 'none', build: (route: Route) => Fragment | Promise<Fragment>, access: AccessType | undefined,
+    scopes: string[] | undefined | 'none', build: (route: Route, generation: boolean) => Fragment | Promise<Fragment>, access: AccessType | undefined,
     cache?: { key: string; values: Record<string, unknown> },
   ): Promise<R[] & { count: number }> {
+    const client = this.#mode === 'client';
+    // reads check for revocations now and then; a write's guard always does
+    const generation = client && access === 'read' && this.#client.revocationCheckDue();
     const rows = await this.#exec.run({
-      scopes,
-      build,
+      scopes: client ? 'none' : scopes,
+      build: (route) => build(route, generation),
       values: cache?.values,
-      cache: cache ? { map: this.#compiled, key: cache.key } : undefined,
+      cache: cache ? { map: this.#compiled, key: `${this.#mode}|${generation}|${cache.key}` } : undefined,
       access: access ? this.#accessed(access) : undefined,
       table: this.#where,
+      guard: client && access === 'write',
     });
-    for (const row of rows) this.#decode(row);
+    if (!client) {
+      for (const row of rows) this.#decode(row);
+    } else if (scopes !== 'none') {
+      if (generation) {
+        if (rows.length === 0) this.#client.revocationCheckMissed();
+        else await this.#client.revocationSeen(rows[0]![GENERATION]);
+      }
+      await this.#open(rows, scopes);
+    }
     return rows as unknown as R[] & { count: number };
+  }
+
+  /** Client mode: the stored values opened in place, under the scopes the read may meet; the added columns dropped. */
+  async #open(rows: Record<string, unknown>[], scopes: string[] | undefined): Promise<void> {
+    try {
+      await this.#client.openAll(this.#exec.sql, rows, this.#encrypted, rowTexts, scopes ? new Set(scopes) : undefined);
+    } catch (error) {
+      await this.#exec.auditFailure(this.#where, error);
+      throw error;
+    }
+    if (this.#keyText || this.#scopeTexts.length > 0 || GENERATION in (rows[0] ?? {})) {
+      for (const row of rows) {
+        delete row[KEY_TEXT];
+        delete row[GENERATION];
+        for (const c of this.#scopeTexts) delete row[SCOPE_TEXT + c];
+      }
+    }
   }
 
   /** Values decrypted in SQL, as sealed, back to the column's type. */
@@ -131,14 +217,7 @@ export class Table<T extends AnyTable> {
   }
 
   #scopeOf(c: ProtectedColumn, values: Record<string, unknown>): string {
-    if (!c.scopeColumn) return c.scope ?? 'default';
-    const v = values[c.scopeColumn];
-    if (v === undefined || v === null) {
-      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.column} is keyed by ${c.scopeColumn}: give its value`, {
-        hint: `include ${c.scopeColumn} in the values written`,
-      });
-    }
-    return String(v);
+    return c.scopeColumn ? String(this.#scopeValue(c, values)) : (c.scope ?? 'default');
   }
 
   /** A value written to this table, typed like its column (the text it will read back as: '07' into an integer key is '7'). */
@@ -146,8 +225,38 @@ export class Table<T extends AnyTable> {
     return typedLike(operand(bound(v)), this.def.schema, this.def.name, column);
   }
 
-  /** One row's columns and value expressions (encrypted ones sealed, blind indexes added). */
+  /** Client mode: how the database spells keys and tenants, when a context of this table needs them. */
+  async #canonical(): Promise<Canonical | undefined> {
+    return this.#keyText || this.#scopeTexts.length > 0 ? canonicalTexts(this.#exec.sql, this.def.schema, this.def.name) : undefined;
+  }
+
+  #scopeValue(c: ProtectedColumn, values: Record<string, unknown>): unknown {
+    const v = values[c.scopeColumn!];
+    if (v === undefined || v === null) {
+      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.column} is keyed by ${c.scopeColumn}: give its value`, {
+        hint: `include ${c.scopeColumn} in the values written`,
+      });
+    }
+    return v;
+  }
+
+  #keyValue(c: ProtectedColumn, values: Record<string, unknown>): unknown {
+    const pk = values[this.#pk];
+    if (pk === undefined || pk === null) {
+      throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.column} is bound to its row: give the primary key ${this.#pk}`);
+    }
+    return pk;
+  }
+
+  /**
+   * One row's columns and value expressions: encrypted ones sealed and their blind indexes
+   * computed, in this process (client mode: the envelope as a value) or in SQL (the key
+   * material a secret of the statement; the context built from the values as stored).
+   */
   async #writeRow(values: Record<string, unknown>, route: Route, skipPrimaryKey = false): Promise<Array<[string, Fragment]>> {
+    const client = this.#mode === 'client';
+    const canonical = client ? await this.#canonical() : undefined;
+    if (client) await this.#client.ready();
     const out: Array<[string, Fragment]> = [];
     for (const c of this.#columns) {
       if (!(c.name in values) || (skipPrimaryKey && c.name === this.#pk)) continue;
@@ -157,21 +266,23 @@ export class Table<T extends AnyTable> {
         continue;
       }
       const model = c.model;
-      const scope = this.#scopeOf(model, values);
       if (v === null || v === undefined) {
         out.push([c.name, sql`NULL`]);
         if (model.blindIndexColumn) out.push([model.blindIndexColumn, sql`NULL`]);
         continue;
       }
-      // the context is built in SQL from the values as stored (typedLike)
+      if (client) {
+        const row: RowTexts = {
+          scope: model.scopeColumn ? canonical!(model.scopeColumn, this.#scopeValue(model, values)) : undefined,
+          key: model.contextMode === 'row' ? canonical!(this.#pk, this.#keyValue(model, values)) : undefined,
+        };
+        out.push([c.name, sql`${bound(this.#client.seal(model, v, row))}::pg_catalog.bytea`]);
+        if (model.blindIndexColumn) out.push([model.blindIndexColumn, sql`${bound(this.#client.index(model, v, row))}::pg_catalog.bytea`]);
+        continue;
+      }
+      const scope = this.#scopeOf(model, values);
       const row: RowSource<Fragment> = {
-        key: () => {
-          const pk = values[this.#pk];
-          if (pk === undefined || pk === null) {
-            throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${this.def.name}.${c.name} is bound to its row: give the primary key ${this.#pk}`);
-          }
-          return this.#written(this.#pk, pk);
-        },
+        key: () => this.#written(this.#pk, this.#keyValue(model, values)),
         scopeValue: () => this.#written(model.scopeColumn!, values[model.scopeColumn!]),
       };
       const sealed = encryptBytesExpr(model, operand(secret(route.own(encodeValue(model, v)))), row, await route.writeKey(scope));
@@ -254,8 +365,8 @@ export class Table<T extends AnyTable> {
   }
 
   async findByPk(pk: PrimaryKeyValue<T>, options: ScopeOption = {}): Promise<Row<T> | undefined> {
-    const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) =>
-      sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${slot('pk')}`, 'read', { key: 'findByPk', values: { pk } });
+    const [row] = await this.#run<Row<T>>(this.#readScopes(options.scope), (route, generation) =>
+      sql`SELECT ${this.#selectList(route, generation)} FROM ${this.#target} WHERE ${ident(this.#pk)} OPERATOR(pg_catalog.=) ${slot('pk')}`, 'read', { key: 'findByPk', values: { pk } });
     return row;
   }
 
@@ -266,8 +377,8 @@ export class Table<T extends AnyTable> {
     const many = Array.isArray(value);
     const wanted = (many ? value : [value]) as unknown[];
     if (!c.model) {
-      return this.#run<Row<T>>(this.#readScopes(options.scope), (route) =>
-        sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? sql`OPERATOR(pg_catalog.=) ANY(${slot('wanted')})` : sql`OPERATOR(pg_catalog.=) ${slot('wanted')}`}`,
+      return this.#run<Row<T>>(this.#readScopes(options.scope), (route, generation) =>
+        sql`SELECT ${this.#selectList(route, generation)} FROM ${this.#target} WHERE ${ident(c.name)} ${many ? sql`OPERATOR(pg_catalog.=) ANY(${slot('wanted')})` : sql`OPERATOR(pg_catalog.=) ${slot('wanted')}`}`,
       'read', { key: `findByPlain|${c.name}|${many}`, values: { wanted: many ? wanted : wanted[0] } });
     }
     const model = c.model;
@@ -285,13 +396,13 @@ export class Table<T extends AnyTable> {
     const bidx = ident(model.blindIndexColumn);
     const one = indexes.length === 1;
     // the other columns' keys follow the caller's tenant, not the searched column's scope
-    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) => {
+    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route, generation) => {
       const tenant = model.scopeColumn ? sql` AND ${ident(model.scopeColumn)}::pg_catalog.text OPERATOR(pg_catalog.=) ${slot('tenant')}` : empty();
       // several indexes travel as hex text (an array of Buffers has no bytea[] form in the driver)
       const match = one
         ? sql`${bidx} OPERATOR(pg_catalog.=) ${slot('index')}::pg_catalog.bytea`
         : sql`${bidx} OPERATOR(pg_catalog.=) ANY(ARRAY(SELECT pg_catalog.decode(x, 'hex') FROM pg_catalog.unnest(${slot('index')}::pg_catalog.text[]) AS x))`;
-      return sql`SELECT ${this.#selectList(route)} FROM ${this.#target} WHERE ${match}${tenant}`;
+      return sql`SELECT ${this.#selectList(route, generation)} FROM ${this.#target} WHERE ${match}${tenant}`;
     }, 'read', { key: `findByIndex|${c.name}|${one}`, values: { index: one ? indexes[0] : indexes.map((i) => i.toString('hex')), tenant: scope } });
     // the blind index is truncated: keep only rows whose value really matches
     return rows.filter((r) => {
@@ -305,10 +416,10 @@ export class Table<T extends AnyTable> {
     const limit = options.limit ?? 100;
     const after = options.after !== undefined;
     const tenant = options.scope !== undefined && this.#scopeColumn !== undefined;
-    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route) => {
+    const rows = await this.#run<Row<T>>(this.#readScopes(options.scope), (route, generation) => {
       const where = [after ? sql`${ident(this.#pk)} OPERATOR(pg_catalog.>) ${slot('after')}` : undefined, tenant ? sql`${ident(this.#scopeColumn!)}::pg_catalog.text OPERATOR(pg_catalog.=) ${slot('tenant')}` : undefined]
         .filter((w): w is Fragment => w !== undefined);
-      return sql`SELECT ${this.#selectList(route)} FROM ${this.#target}${where.length ? sql` WHERE ${join(where, ' AND ')}` : empty()} ORDER BY ${ident(this.#pk)} LIMIT ${slot('limit')}`;
+      return sql`SELECT ${this.#selectList(route, generation)} FROM ${this.#target}${where.length ? sql` WHERE ${join(where, ' AND ')}` : empty()} ORDER BY ${ident(this.#pk)} LIMIT ${slot('limit')}`;
     }, 'read', { key: `list|${after}|${tenant}`, values: { ...(after ? { after: options.after } : {}), ...(tenant ? { tenant: options.scope } : {}), limit } });
     const last = rows.at(-1) as Record<string, unknown> | undefined;
     return { rows, next: rows.length === limit && last ? (last[this.#pk] as PrimaryKeyValue<T>) : undefined };

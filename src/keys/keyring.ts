@@ -37,6 +37,9 @@ export class Keyring implements LogKeys {
   #generation = 0;
   #loading: Promise<void> | undefined;
   #expiry: NodeJS.Timeout | undefined;
+  #keeper: NodeJS.Timeout | undefined;
+  /** keys are in memory (invalidate() marks them stale but keeps them; expiry zeroes them) */
+  #loaded = false;
   #closed = false;
   /** versions whose scope key is gone (shredded scope): not loaded, and why */
   #unopened = new Map<number, PgsealError>();
@@ -89,6 +92,7 @@ export class Keyring implements LogKeys {
     this.#unopened = unopened;
     this.#generation = generation;
     this.#loadedAt = Date.now();
+    this.#loaded = true;
     clearTimeout(this.#expiry);
     this.#expiry = setTimeout(() => this.#expire(), this.#ttlMs);
     this.#expiry.unref();
@@ -98,6 +102,7 @@ export class Keyring implements LogKeys {
     for (const key of this.#keys.values()) zero(key);
     this.#keys.clear();
     this.#loadedAt = 0;
+    this.#loaded = false;
   }
 
   /** Marks the cached list of versions stale: the next use reloads pgseal.keys. */
@@ -109,6 +114,69 @@ export class Keyring implements LogKeys {
     if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
     if (this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.refresh();
     return [...this.#keys.values()];
+  }
+
+  /** Loads the keys unless they are loaded and fresh: client-side crypto's synchronous calls below need it first. */
+  async ready(): Promise<void> {
+    if (this.#closed || this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.#fresh();
+  }
+
+  /**
+   * Reloads ahead of the TTL while the process runs, so synchronous callers (the ORM
+   * adapters' column types) never meet expired keys; a failed reload is retried at the next
+   * tick and the keys in hand expire at their TTL as usual. Stops when the keyring closes.
+   */
+  keepFresh(): void {
+    if (this.#keeper || this.#closed) return;
+    this.#keeper = setInterval(() => void this.refresh().catch(() => undefined), Math.max(this.#ttlMs / 2, 1000));
+    this.#keeper.unref();
+  }
+
+  /**
+   * The data key of a version as loaded now, for client-side open: undefined when not loaded
+   * (a rotation elsewhere: reload), the shredded scope's error when its scope key is gone.
+   * Synchronous: await ready() first (PGSEAL_NO_KEYS otherwise).
+   */
+  loadedDataKey(version: number): (VersionedKeys & { scope: string; state: KeyState }) | undefined {
+    this.#assertLoaded();
+    const shredded = this.#unopened.get(version);
+    if (shredded) throw shredded;
+    const key = this.#keys.get(version);
+    return key?.purpose === 'data' ? key : undefined;
+  }
+
+  /** The active data key of a scope as loaded now, for client-side seal (synchronous: await ready() first). */
+  loadedActiveKey(scope: string): VersionedKeys | undefined {
+    this.#assertLoaded();
+    for (const k of this.#keys.values()) if (k.scope === scope && k.purpose === 'data' && k.state === 'active') return k;
+    return undefined;
+  }
+
+  /** The scope's active blind-index key as loaded now (shared with the cache: do not modify). */
+  loadedIndexKey(scope: string): Buffer | undefined {
+    this.#assertLoaded();
+    for (const k of this.#keys.values()) if (k.scope === scope && k.purpose === 'index' && k.state === 'active') return k.encKey;
+    return undefined;
+  }
+
+  /** The scope's blind-index keys as loaded now, the active one first (shared with the cache: do not modify). */
+  loadedIndexKeys(scope: string): Buffer[] {
+    this.#assertLoaded();
+    return [...this.#keys.values()].filter((k) => k.scope === scope && k.purpose === 'index').sort(activeFirst).map((k) => k.encKey);
+  }
+
+  /** The revocation generation of the keys loaded now (client-side reads compare it with the database's). */
+  get loadedGeneration(): number {
+    return this.#generation;
+  }
+
+  #assertLoaded(): void {
+    if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
+    if (!this.#loaded) {
+      throw new PgsealError(ErrorCodes.NO_KEYS, 'the keyring holds no keys now (not loaded yet, or expired)', {
+        hint: 'await keyring.ready() before client-side crypto, or call keyring.keepFresh() so that keys are reloaded before they expire',
+      });
+    }
   }
 
   /** The revocation generation of the loaded keys, for pgseal.guard() (loads the keys if needed). */
@@ -201,6 +269,7 @@ export class Keyring implements LogKeys {
   close(): void {
     this.#closed = true;
     clearTimeout(this.#expiry);
+    clearInterval(this.#keeper);
     this.#expire();
   }
 }

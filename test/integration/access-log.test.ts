@@ -69,7 +69,8 @@ describe('access log, sync mode', () => {
 
   it('a failed log write fails the read; a read that fails part-way leaves no log rows', async () => {
     await db.sql`truncate pgseal.encrypted_data_access_log`;
-    const t = seal.table(patients);
+    // opened in SQL, a value that does not open fails the logging statement itself
+    const t = seal.table(patients, { crypto: 'database' });
     await db.sql`alter table pgseal.encrypted_data_access_log add constraint no_mallory check (accessed_by <> 'mallory')`;
     try {
       await expect(withAccessContext({ actor: 'mallory' }, () => t.findByPk(1))).rejects.toMatchObject({ code: ErrorCodes.DB_ERROR, sqlstate: '23514' });
@@ -84,6 +85,15 @@ describe('access log, sync mode', () => {
     // the failed decryption itself is in the encryption audit log
     const [failed] = await db.sql`select actor, success, table_name, details from pgseal.encryption_audit_log where operation = 'data.decrypt_failed'`;
     expect(failed).toMatchObject({ actor: 'dr.bianchi', success: false, table_name: 'patients', details: { error: ErrorCodes.AUTHENTICATION_FAILED } });
+    // opened in the process, the rows were fetched (and logged) before row 120 failed to open
+    // there: they count as read, and the failure is audited too
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await expect(withAccessContext({ actor: 'dr.verdi' }, () => seal.table(patients, { crypto: 'client' }).list({ limit: 150 }))).rejects.toMatchObject({ code: ErrorCodes.AUTHENTICATION_FAILED });
+    const fetched = await logRows();
+    expect(new Set(fetched.map((r) => r.row_id)).size).toBe(150);
+    expect(fetched.every((r) => r.accessed_by === 'dr.verdi')).toBe(true);
+    const [failedHere] = await db.sql`select count(*)::int as n from pgseal.encryption_audit_log where operation = 'data.decrypt_failed' and actor = 'dr.verdi'`;
+    expect(failedHere!.n).toBe(1);
     await expect(async () => withAccessContext({ actor: 'x', clientIp: 'not an ip' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
     await expect(async () => withAccessContext({ actor: 'x', clientIp: 'fe80::1%eth0' }, () => 1)).rejects.toMatchObject({ code: ErrorCodes.INVALID_ARGUMENT });
   });

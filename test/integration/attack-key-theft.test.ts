@@ -30,7 +30,8 @@ let app: Sql; // the application's connections, as the attacker left the role
 let seal: Pgseal;
 let log: ServerLog | string;
 const messages: string[] = []; // what the server sent the application (its stdout)
-const master = new LocalMasterKey(randomBytes(32));
+const masterBytes = randomBytes(32);
+const master = new LocalMasterKey(Buffer.from(masterBytes));
 
 const contacts = defineTable({
   name: 'contacts',
@@ -209,16 +210,29 @@ describe('an application role that shadows operators and types, owns triggers an
 });
 
 describe('destroying a scope takes effect at once in a running process', () => {
-  it('refuses the next call of a process that loaded the scope\'s keys before the destroy', async () => {
-    const running = pgseal({ sql: connectQuiet(db.url, { max: 2 }), masterKey: master });
+  // database mode and client-mode writes are refused at once (the guard); client-mode reads
+  // check every revocationCheckMs (0: every read, the default 1000: within a second)
+  it.each([
+    ['database', { crypto: 'database' as const }, 0],
+    ['client, checking every read', { crypto: 'client' as const, revocationCheckMs: 0 }, 0],
+    ['client, checking every second', { crypto: 'client' as const }, 1100],
+  ])('refuses the next call of a process that loaded the scope\'s keys before the destroy (%s)', async (mode, options, wait) => {
+    const name = `shred_${mode.replace(/\W+/g, '_')}`;
+    const scope = `scope-${name}`;
+    await db.sql`create table ${db.sql(name)} (id int primary key)`;
+    await protectColumn(db.sql, { table: name, column: 'body', scope });
+    await initKeys(db.sql, master, scope);
+    // its own copy of the master key: close() zeroes it
+    const running = pgseal({ sql: connectQuiet(db.url, { max: 2 }), masterKey: new LocalMasterKey(Buffer.from(masterBytes)), ...options });
     try {
-      const t = running.table(tenants);
+      const t = running.table(defineTable({ name, primaryKey: 'id', columns: { id: column.plain<number>(), body: column.text({ scope }) } }));
       await t.insert({ id: 10, body: 'shredded soon' });
       expect((await t.findByPk(10))?.body).toBe('shredded soon');
-      await destroyScopeKeys(db.sql, masterLogKeys(db.sql, master), 'tenant-x', 'tenant-x');
+      await destroyScopeKeys(db.sql, masterLogKeys(db.sql, master), scope, scope);
+      await expect(t.insert({ id: 11, body: 'after the destroy' })).rejects.toMatchObject({ code: ErrorCodes.NO_ACTIVE_KEY });
+      await new Promise((r) => setTimeout(r, wait));
       const error = await t.findByPk(10).catch((e: unknown) => e);
       expect((error as { code?: string }).code).toMatch(new RegExp(`${ErrorCodes.KEY_DESTROYED}|${ErrorCodes.UNKNOWN_KEY_VERSION}`));
-      await expect(t.insert({ id: 11, body: 'after the destroy' })).rejects.toMatchObject({ code: ErrorCodes.NO_ACTIVE_KEY });
     } finally {
       await running.close();
       await running.sql.end({ timeout: 5 });

@@ -115,7 +115,8 @@ describe('pgseal reencrypt beside a writer', () => {
     await rotateKey(db.sql, master());
     await seal.keyring.refresh();
     const now = await activeVersion();
-    const wallets = seal.table(defineTable({ name: 'wallets', primaryKey: 'id', columns: { id: column.plain<number>(), v: column.text() } }));
+    // database mode: the writer's statements carry key material, which pg_stat_activity must never show
+    const wallets = seal.table(defineTable({ name: 'wallets', primaryKey: 'id', columns: { id: column.plain<number>(), v: column.text() } }), { crypto: 'database' });
     const expected = new Map<number, string>();
     let running = true;
     let writes = 0;

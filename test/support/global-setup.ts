@@ -25,6 +25,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
       // one log file tests can read (test/support/server-log.ts); log_min_messages and
       // log_error_verbosity stay at their defaults, as on a real server
       logging_collector: 'on', log_directory: 'log', log_filename: 'postgresql.log', log_rotation_age: '0', log_rotation_size: '0',
+      // what a statistics-minded operator runs: tests show no key or plaintext reaches it
+      shared_preload_libraries: 'pg_stat_statements', 'pg_stat_statements.track': 'all',
     },
   }));
   project.provide('pgAdminUrl', server.url());

@@ -14,7 +14,7 @@ export const LAYERS: ReadonlyArray<{ name: string; units: readonly string[] }> =
   { name: 'formats', units: ['crypto', 'columns'] },
   { name: 'database', units: ['keys', 'registry', 'audit', 'catalog', 'connect.ts', 'migrate.ts'] },
   { name: 'execution', units: ['exec'] },
-  { name: 'features', units: ['helpers', 'rewrite', 'reencrypt'] },
+  { name: 'features', units: ['helpers', 'rewrite', 'reencrypt', 'adapters'] },
   { name: 'surface', units: ['index.ts', 'cli'] },
 ];
 
