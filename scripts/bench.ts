@@ -1,4 +1,4 @@
-// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
@@ -9,7 +9,9 @@
 //   reencrypt: the re-encryption engine against a plain `UPDATE t SET c = c`, with 1 and 2
 //             workers, and the CLI's peak memory at N and 2N rows (scripts/bench/reencrypt.ts);
 //   access-log: primary-key reads through the helpers with the async and the sync access log
-//             against the same reads without one (scripts/bench/access-log.ts).
+//             against the same reads without one (scripts/bench/access-log.ts);
+//   node-envelope: seal / open in Node against @47ng/cloak's encrypt / decrypt on the same
+//             short values, no database (scripts/bench/node-envelope.ts).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
@@ -28,9 +30,10 @@ import { benchHelpers } from './bench/helpers.js';
 import { benchRewrite } from './bench/rewrite.js';
 import { benchReencrypt } from './bench/reencrypt.js';
 import { benchAccessLog } from './bench/access-log.js';
+import { benchNodeEnvelope } from './bench/node-envelope.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log' | 'node-envelope';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -51,7 +54,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -103,6 +106,10 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'access-log') {
       log('== access log');
       result.accessLog = await benchAccessLog(ctx);
+    }
+    if (args.suite === 'all' || args.suite === 'node-envelope') {
+      log('== node envelope');
+      result.nodeEnvelope = await benchNodeEnvelope(ctx);
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

@@ -6,7 +6,7 @@
 import type { Sql } from 'postgres';
 import type { LogKeys } from '../audit/record.js';
 import { deriveEnvelopeKeys, deriveIndexKey, deriveLogKey, type EnvelopeKeys } from '../crypto/derive.js';
-import type { VersionedKeys } from '../crypto/envelope.js';
+import { forgetPrepared, type VersionedKeys } from '../crypto/envelope.js';
 import { encodeKeyMaterial, encodeKeyPayload, encodeKeyset } from '../crypto/wire.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 import type { MasterKeyProvider } from './master-key.js';
@@ -282,6 +282,7 @@ function derivedKeys(purpose: KeyPurpose, dek: Buffer): EnvelopeKeys {
 }
 
 function zero(key: CachedKey): void {
+  forgetPrepared(key);
   key.encKey.fill(0);
   key.macKey.fill(0);
 }
