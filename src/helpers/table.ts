@@ -7,11 +7,10 @@
 // (src/columns/), every statement from the statement builder (src/statement/).
 
 import type { AccessType, Accessed } from '../audit/access-log.js';
-import { blindIndex, blindIndexOfNormalized } from '../columns/blind-index.js';
+import { blindIndex } from '../columns/blind-index.js';
 import { columnContext } from '../columns/context.js';
 import { decryptExpr, encryptBytesExpr, type RowSource } from '../columns/expressions.js';
 import { protectedColumn, SPEC_FIELDS, type ProtectedColumn } from '../columns/model.js';
-import { normalize } from '../columns/normalize.js';
 import { decodeValue, encodeValue } from '../columns/values.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import { canonicalTexts, ClientCrypto, type Canonical, type RowTexts } from '../exec/client-side.js';
@@ -387,11 +386,9 @@ export class Table<T extends AnyTable> {
     }
     const scope = model.scopeColumn ? options.scope : (model.scope ?? 'default');
     if (!scope) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${columnContext(model)} is keyed per ${model.scopeColumn}: pass { scope }`);
-    // every index key of the scope: rows not yet re-indexed under the active one still match
-    const indexKeys = await this.#exec.keyring.indexKeys(scope);
-    if (indexKeys.length === 0) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-    const targets = new Set(wanted.map((w) => normalize(String(w), model.normalizer)));
-    const indexes = [...targets].flatMap((w) => indexKeys.map((k) => blindIndexOfNormalized(k, w, columnContext(model), model.blindIndexBytes)));
+    // computed here in both modes: the searched value never travels
+    await this.#client.ready();
+    const { indexes, targets } = this.#client.lookup(model, wanted, scope);
     if (indexes.length === 0) return [];
     const bidx = ident(model.blindIndexColumn);
     const one = indexes.length === 1;
@@ -405,10 +402,7 @@ export class Table<T extends AnyTable> {
       return sql`SELECT ${this.#selectList(route, generation)} FROM ${this.#target} WHERE ${match}${tenant}`;
     }, 'read', { key: `findByIndex|${c.name}|${one}`, values: { index: one ? indexes[0] : indexes.map((i) => i.toString('hex')), tenant: scope } });
     // the blind index is truncated: keep only rows whose value really matches
-    return rows.filter((r) => {
-      const v = (r as Record<string, unknown>)[c.name];
-      return v !== null && v !== undefined && targets.has(normalize(String(v), model.normalizer));
-    });
+    return rows.filter((r) => this.#client.matches(model, (r as Record<string, unknown>)[c.name], targets));
   }
 
   /** Keyset pagination in primary-key order. */
