@@ -10,8 +10,13 @@ import type { ProtectedColumn } from './model.js';
 
 /** 'schema.table.column': the context of a column-mode value, and of every blind index. */
 export function columnContext(c: Pick<ProtectedColumn, 'schema' | 'table' | 'column'>): string {
-  return `${c.schema}.${c.table}.${c.column}`;
+  let context = CONTEXTS.get(c);
+  if (context === undefined) CONTEXTS.set(c, (context = `${c.schema}.${c.table}.${c.column}`));
+  return context;
 }
+
+// every client-side open asks for it: once per column model (models are not changed after they are made)
+const CONTEXTS = new WeakMap<object, string>();
 
 /**
  * Where a row's values come from for a column's context and scope: at a read, columns of

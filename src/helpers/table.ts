@@ -42,7 +42,9 @@ const SCOPE_TEXT = 'pgseal$scope$';
 const GENERATION = 'pgseal$generation';
 
 /** A client-mode row's texts for one column's context (what #selectList added). */
+const NO_TEXTS: RowTexts = Object.freeze({});
 function rowTexts(row: Record<string, unknown>, c: ProtectedColumn): RowTexts {
+  if (!c.scopeColumn && c.contextMode !== 'row') return NO_TEXTS;
   return {
     scope: c.scopeColumn ? (row[SCOPE_TEXT + c.scopeColumn] as string | undefined) : undefined,
     key: c.contextMode === 'row' ? (row[KEY_TEXT] as string | undefined) : undefined,
@@ -79,6 +81,7 @@ export class Table<T extends AnyTable> {
   /** client mode: the scope columns whose text some context needs, and whether one needs the primary key's */
   readonly #scopeTexts: string[];
   readonly #keyText: boolean;
+  readonly #scopeSets = new Map<string, ReadonlySet<string>>();
 
   constructor(exec: KeyedExecutor, def: T, options: TableOptions = {}) {
     this.#exec = exec;
@@ -188,10 +191,21 @@ export class Table<T extends AnyTable> {
     return rows as unknown as R[] & { count: number };
   }
 
+  /** The same scopes as a set, made once per distinct list (a read's scopes are few: fixed ones, or a tenant's). */
+  #scopeSet(scopes: string[]): ReadonlySet<string> {
+    const key = scopes.join('\u0000');
+    let set = this.#scopeSets.get(key);
+    if (!set) {
+      set = new Set(scopes);
+      if (this.#scopeSets.size < 10_000) this.#scopeSets.set(key, set);
+    }
+    return set;
+  }
+
   /** Client mode: the stored values opened in place, under the scopes the read may meet; the added columns dropped. */
   async #open(rows: Record<string, unknown>[], scopes: string[] | undefined): Promise<void> {
     try {
-      await this.#client.openAll(this.#exec.sql, rows, this.#encrypted, rowTexts, scopes ? new Set(scopes) : undefined);
+      await this.#client.openAll(this.#exec.sql, rows, this.#encrypted, rowTexts, scopes ? this.#scopeSet(scopes) : undefined);
     } catch (error) {
       await this.#exec.auditFailure(this.#where, error);
       throw error;
