@@ -10,12 +10,13 @@ import type { AccessType, Accessed } from '../audit/access-log.js';
 import { blindIndex } from '../columns/blind-index.js';
 import { columnContext } from '../columns/context.js';
 import { decryptExpr, encryptBytesExpr, type RowSource } from '../columns/expressions.js';
-import { protectedColumn, SPEC_FIELDS, type ProtectedColumn } from '../columns/model.js';
+import { protectedColumn, type ProtectedColumn } from '../columns/model.js';
 import { decodeValue, encodeValue } from '../columns/values.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import { canonicalTexts, ClientCrypto, type Canonical, type RowTexts } from '../exec/client-side.js';
 import type { KeyedExecutor, Route } from '../exec/executor.js';
 import { loadRegistry } from '../registry/load.js';
+import { verifyDefinition } from '../registry/verify.js';
 import { operand, toFragment, typedLike, type Expr } from '../statement/expr.js';
 import { empty, ident, join, secret, slot, sql, statement, value as bound, type Compiled, type Fragment } from '../statement/sql.js';
 import type { ColumnDef, PrimaryKeyValue, Row, SearchableKey, TableDefinition, Values } from './define.js';
@@ -436,30 +437,7 @@ export class Table<T extends AnyTable> {
   /** Checks the definition against pgseal.columns; throws REGISTRY_MISMATCH listing every difference. */
   async verify(): Promise<void> {
     const registry = await loadRegistry(this.#exec.sql);
-    const info = registry.get(`${this.def.schema}.${this.def.name}`);
-    const problems: string[] = [];
-    for (const c of this.#columns) {
-      const r = info?.protected.get(c.name);
-      if (!c.model) {
-        if (r) problems.push(`${c.name} is protected in the database but plain in the definition`);
-        continue;
-      }
-      if (!r) {
-        problems.push(`${c.name} is encrypted in the definition but not registered (pgseal protect)`);
-        continue;
-      }
-      // the blind index's size matters only where there is one
-      for (const k of SPEC_FIELDS) {
-        if (k === 'blindIndexBytes' && !c.model.searchable) continue;
-        if (r[k] !== c.model[k]) problems.push(`${c.name}.${k}: definition ${JSON.stringify(c.model[k])}, database ${JSON.stringify(r[k])}`);
-      }
-    }
-    for (const name of info?.protected.keys() ?? []) if (!(name in this.def.columns)) problems.push(`${name} is protected in the database but missing from the definition`);
-    if (problems.length) {
-      throw new PgsealError(ErrorCodes.REGISTRY_MISMATCH, `${this.def.schema}.${this.def.name} differs from pgseal.columns: ${problems.join('; ')}`, {
-        hint: 'align the table definition with `pgseal columns list`',
-      });
-    }
+    verifyDefinition(`${this.def.schema}.${this.def.name}`, new Map(this.#encrypted.map((c) => [c.column, c])), this.#pk, registry.get(`${this.def.schema}.${this.def.name}`));
   }
 }
 
