@@ -1,4 +1,4 @@
-// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
@@ -11,7 +11,9 @@
 //   access-log: primary-key reads through the helpers with the async and the sync access log
 //             against the same reads without one (scripts/bench/access-log.ts);
 //   node-envelope: seal / open in Node against @47ng/cloak's encrypt / decrypt on the same
-//             short values, no database (scripts/bench/node-envelope.ts).
+//             short values, no database (scripts/bench/node-envelope.ts);
+//   drizzle, kysely: the ORM adapters' lookups against the typed helpers in client mode on
+//             the same table and pool (scripts/bench/drizzle.ts, scripts/bench/kysely.ts).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
@@ -31,9 +33,11 @@ import { benchRewrite } from './bench/rewrite.js';
 import { benchReencrypt } from './bench/reencrypt.js';
 import { benchAccessLog } from './bench/access-log.js';
 import { benchNodeEnvelope } from './bench/node-envelope.js';
+import { benchDrizzle } from './bench/drizzle.js';
+import { benchKysely } from './bench/kysely.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log' | 'node-envelope';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log' | 'node-envelope' | 'drizzle' | 'kysely';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -54,7 +58,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -110,6 +114,14 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'node-envelope') {
       log('== node envelope');
       result.nodeEnvelope = await benchNodeEnvelope(ctx);
+    }
+    if (args.suite === 'all' || args.suite === 'drizzle') {
+      log('== drizzle adapter');
+      result.drizzle = await benchDrizzle(ctx);
+    }
+    if (args.suite === 'all' || args.suite === 'kysely') {
+      log('== kysely adapter');
+      result.kysely = await benchKysely(ctx);
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

@@ -60,7 +60,7 @@ export function recordEvent(sql: Sql | TransactionSql, keys: LogKeys, event: Aud
       v as (select pg_catalog.clock_timestamp() as at, ${event.actor ?? defaultActor()}::text as actor, session_user::text as db_user,
                    ${event.operation}::text as operation, ${event.table?.schema ?? null}::name as table_schema, ${event.table?.table ?? null}::name as table_name,
                    ${event.table?.column ?? null}::name as column_name, ${event.scope ?? null}::text as key_scope, ${event.version ?? null}::integer as key_version,
-                   ${event.success}::boolean as success, ${event.reason ?? null}::text as reason, ${sql.json((event.details ?? {}) as never)}::jsonb as details),
+                   ${event.success}::boolean as success, ${event.reason ?? null}::text as reason, ${JSON.stringify(event.details ?? {})}::pg_catalog.text::pg_catalog.jsonb as details),
       l as (select pgseal.append_log_link('audit', 1, v.at, v.at, k.ks) as id, pgseal._log_key(k.ks, pgseal._log_key_version(k.ks)) as key from k, v)
       insert into pgseal.encryption_audit_log
         (occurred_at, actor, db_user, operation, table_schema, table_name, column_name, key_scope, key_version, success, reason, details, link_id, link_pos, mac)
