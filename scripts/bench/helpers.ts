@@ -136,17 +136,20 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
     const plainByPk = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where id = ${id(i)}`;
     const encByPk = (i: number) => table.findByPk(id(i));
     const dbByPk = (i: number) => tableDb.findByPk(id(i));
+    // the ceiling of any client-side crypto: the encrypted rows fetched as stored, nothing opened (the search computing its index)
+    const rawByPk = (i: number) => pool`select id, name, email, phone, tax_code from bench_enc where id = ${id(i)}`;
+    const rawByEmail = (i: number) => pool`select id, name, email, phone, tax_code from bench_enc where email_bidx = ${blindIndex(indexKey, email(i), 'email', 'public.bench_enc.email')}::bytea`;
     const plainByEmail = (i: number) => pool`select id, name, email, phone, tax_code from bench_plain where email = ${email(i)}`;
     const encByEmail = (i: number) => table.findBy('email', email(i));
     const dbByEmail = (i: number) => tableDb.findBy('email', email(i));
     const seconds = 2_000;
     const t: Record<string, number[]> = {
-      pk_plain: [], pk_helpers: [], pk_database: [], pk_md5: [], pk_pgcrypto: [], search_plain: [], search_helpers: [], search_database: [], search_pgcrypto: [],
+      pk_plain: [], pk_helpers: [], pk_database: [], pk_md5: [], pk_pgcrypto: [], pk_ciphertext: [], search_plain: [], search_helpers: [], search_database: [], search_pgcrypto: [], search_ciphertext: [],
       list_plain: [], list_helpers: [], list_database: [],
     };
     const lookups: Array<[string, (i: number) => Promise<unknown>]> = [
-      ['pk_plain', plainByPk], ['pk_helpers', encByPk], ['pk_database', dbByPk], ['pk_md5', md5ByPk], ['pk_pgcrypto', pgcryptoByPk],
-      ['search_plain', plainByEmail], ['search_helpers', encByEmail], ['search_database', dbByEmail], ['search_pgcrypto', pgcryptoByEmail],
+      ['pk_plain', plainByPk], ['pk_helpers', encByPk], ['pk_database', dbByPk], ['pk_md5', md5ByPk], ['pk_pgcrypto', pgcryptoByPk], ['pk_ciphertext', rawByPk],
+      ['search_plain', plainByEmail], ['search_helpers', encByEmail], ['search_database', dbByEmail], ['search_pgcrypto', pgcryptoByEmail], ['search_ciphertext', rawByEmail],
     ];
     for (const [, op] of lookups) await throughput(op, 300);
     // the pool's backends (each of 8 overlapping queries holds its own connection)
@@ -206,6 +209,11 @@ export async function benchHelpers({ sql, url, master, runs, log }: BenchContext
         search_bare_pgcrypto_vs_plain: ratio(m.search_pgcrypto!, m.search_plain!),
         pk_helpers_vs_bare_pgcrypto: ratio(m.pk_helpers!, m.pk_pgcrypto!),
         search_helpers_vs_bare_pgcrypto: ratio(m.search_helpers!, m.search_pgcrypto!),
+        // what client-side crypto can reach here: the ciphertext fetched and nothing opened
+        pk_ciphertext_fetch_vs_plain: ratio(m.pk_ciphertext!, m.pk_plain!),
+        search_ciphertext_fetch_vs_plain: ratio(m.search_ciphertext!, m.search_plain!),
+        pk_helpers_vs_ciphertext_fetch: ratio(m.pk_helpers!, m.pk_ciphertext!),
+        search_helpers_vs_ciphertext_fetch: ratio(m.search_helpers!, m.search_ciphertext!),
       },
       targets: { pk_lookup_vs_plain: '>= 0.85', search_lookup_vs_plain: '>= 0.8', listing_extra_us_per_value: '<= 2', pk_server_cpu_vs_plain: '<= 1.15' },
       pass: {
