@@ -7,7 +7,6 @@
 // (src/columns/), every statement from the statement builder (src/statement/).
 
 import type { AccessType, Accessed } from '../audit/access-log.js';
-import { blindIndex } from '../columns/blind-index.js';
 import { columnContext } from '../columns/context.js';
 import { decryptExpr, encryptBytesExpr, type RowSource } from '../columns/expressions.js';
 import { protectedColumn, type ProtectedColumn } from '../columns/model.js';
@@ -301,10 +300,10 @@ export class Table<T extends AnyTable> {
       };
       const sealed = encryptBytesExpr(model, operand(secret(route.own(encodeValue(model, v)))), row, await route.writeKey(scope));
       out.push([c.name, toFragment(sealed)]);
+      // the blind index is computed in Node in both modes (ClientCrypto), so the value never travels for it
       if (model.blindIndexColumn) {
-        const indexKey = await this.#exec.keyring.indexKey(scope);
-        if (!indexKey) throw new PgsealError(ErrorCodes.NO_INDEX_KEY, `no blind-index key for scope ${scope}`, { hint: `run \`pgseal keys init --scope ${scope}\`` });
-        out.push([model.blindIndexColumn, sql`${bound(blindIndex(indexKey, String(v), model.normalizer, columnContext(model), model.blindIndexBytes))}::pg_catalog.bytea`]);
+        await this.#client.ready();
+        out.push([model.blindIndexColumn, sql`${bound(this.#client.index(model, v, { scope }))}::pg_catalog.bytea`]);
       }
     }
     return out;
