@@ -178,3 +178,20 @@ BEGIN
   RETURN n;
 END
 $$;
+
+-- Which database this is: made once at install, kept by a dump and its restore. Providers
+-- that can bind a wrapped key to its database do (AWS KMS: in the encryption context), so a
+-- key row copied into another pgseal database does not unwrap there. SECURITY DEFINER for the
+-- same reason as usable_keys: the application's role loads keys with it.
+CREATE TABLE pgseal.installation (
+  id         uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
+  created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+  singleton  boolean PRIMARY KEY DEFAULT true,
+  CONSTRAINT installation_one_row CHECK (singleton)
+);
+COMMENT ON TABLE pgseal.installation IS 'pgseal: this database''s identity, bound into what a KMS wraps (never secret)';
+INSERT INTO pgseal.installation DEFAULT VALUES;
+
+CREATE FUNCTION pgseal.installation_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+RETURN (SELECT i.id FROM pgseal.installation i);

@@ -68,7 +68,7 @@ DECLARE
     pgseal._bad_normalizer(text), pgseal._fail_no_index_key(text), pgseal._index_key(text), pgseal._index_keys(text),
     pgseal._keyset_find(bytea, bytea), pgseal._keyset_offset(bytea, bytea), pgseal._fail_open_with(bytea, text, bytea),
     pgseal._open_with_keyset(bytea, text, bytea), pgseal._check_key_material(bytea), pgseal.value_numeric(text), pgseal.value_jsonb(text), pgseal._is_json(text),
-    pgseal.guard(bigint), pgseal.key_generation(), pgseal._payload_entry(bytea, text, integer, integer), pgseal._material_in(bytea, text),
+    pgseal.guard(bigint), pgseal.key_generation(), pgseal.installation_id(), pgseal._payload_entry(bytea, text, integer, integer), pgseal._material_in(bytea, text),
     pgseal._index_keys_in(bytea, text), pgseal.blind_index_with(text, text, text, bytea[], integer),
     pgseal.blind_index_array_with(text[], text, text, bytea[], integer), pgseal._not_distinct(text, text), pgseal._not_distinct(bytea, bytea)';
   admin_functions text := 'pgseal.add_key(integer, text, text, bytea, text, text), pgseal.retire_key(integer, boolean),

@@ -56,6 +56,15 @@ export const ErrorCodes = {
   KEY_FILE_PERMISSIONS: 'PGSEAL_KEY_FILE_PERMISSIONS',
   // a scope's wrapping key is gone: the scope was shredded (keys destroy), or its key file is missing
   SCOPE_KEY_MISSING: 'PGSEAL_SCOPE_KEY_MISSING',
+  // AWS (KMS, Secrets Manager): src/keys/aws.ts maps the SDK's errors to these
+  AWS_ACCESS_DENIED: 'PGSEAL_AWS_ACCESS_DENIED',
+  AWS_CREDENTIALS_MISSING: 'PGSEAL_AWS_CREDENTIALS_MISSING',
+  AWS_THROTTLED: 'PGSEAL_AWS_THROTTLED',
+  AWS_UNREACHABLE: 'PGSEAL_AWS_UNREACHABLE',
+  AWS_REQUEST_FAILED: 'PGSEAL_AWS_REQUEST_FAILED',
+  KMS_KEY_NOT_FOUND: 'PGSEAL_KMS_KEY_NOT_FOUND',
+  KMS_KEY_DISABLED: 'PGSEAL_KMS_KEY_DISABLED',
+  SECRET_NOT_FOUND: 'PGSEAL_SECRET_NOT_FOUND',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -17,6 +17,10 @@ import { queryArguments, runRewritten } from './rewrite/run.js';
 
 export { ErrorCodes, PgsealError, SqlStates, toPgsealError, type ErrorCode } from './errors.js';
 export { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey, type DataKey, type MasterKeyProvider } from './keys/master-key.js';
+export { AwsKmsMasterKey, awsKmsMasterKey, type AwsKmsOptions } from './keys/aws-kms.js';
+export { AwsSecretMasterKey, awsSecretMasterKey, type AwsSecretOptions } from './keys/aws-secrets.js';
+export { configuredMasterKey, masterKeySource, type MasterKeyConfig, type MasterKeySource } from './keys/providers.js';
+export type { WrapContext } from './crypto/derive.js';
 export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
 export { masterLogKeys } from './keys/unwrap.js';
 export type { LogKeys } from './audit/record.js';

@@ -1,7 +1,8 @@
 // keys retire, keys destroy, keys rewrap: the lifecycle commands after rotation.
 import type { Argv, CommandModule } from 'yargs';
 import { destroyScopeKeys, retireKey, rewrapKeys } from '../keys/lifecycle.js';
-import { envMasterKey, fileMasterKey } from '../keys/master-key.js';
+import type { MasterKeyProvider } from '../keys/master-key.js';
+import { masterKeyFrom, type MasterKeySource } from '../keys/providers.js';
 import { masterLogKeys } from '../keys/unwrap.js';
 import { by, withAttribution, type AttributionArgs } from './attribution.js';
 import { masterKey, usingDatabase, usingLogKeys, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
@@ -54,6 +55,8 @@ export const keysDestroyCommand: CommandModule<object, DestroyArgs> = {
 interface RewrapArgs extends DatabaseArgs, MasterKeyArgs, AttributionArgs {
   'new-master-key-file'?: string | undefined;
   'new-master-key-env': string;
+  'new-kms-key-id'?: string | undefined;
+  'new-master-key-secret-id'?: string | undefined;
   'new-scope-key-dir'?: string | undefined;
 }
 
@@ -63,13 +66,26 @@ export const keysRewrapCommand: CommandModule<object, RewrapArgs> = {
   builder: (y: Argv) =>
     withAttribution(withMasterKey(withDatabase(y)))
       .option('new-master-key-file', { type: 'string', describe: 'file holding the new base64 master key' })
-      .option('new-master-key-env', { type: 'string', default: 'PGSEAL_NEW_MASTER_KEY', describe: 'environment variable holding the new master key (when no file)' })
+      .option('new-master-key-env', { type: 'string', default: 'PGSEAL_NEW_MASTER_KEY', describe: 'environment variable holding the new master key (when no file, KMS key or secret)' })
+      .option('new-kms-key-id', { type: 'string', describe: 'AWS KMS key (id, ARN or alias) to wrap the data keys with from now on (ReEncrypt from another KMS key)' })
+      .option('new-master-key-secret-id', { type: 'string', describe: 'Secrets Manager secret holding the new base64 master key' })
       .option('new-scope-key-dir', { type: 'string', describe: 'scope key directory after the rewrap (default: the current one, --scope-key-dir); naming one moves each scope\'s keys under its own scope key' }) as unknown as Argv<RewrapArgs>,
   handler: async (args) => {
     const from = masterKey(args);
-    const dir = args['new-scope-key-dir'] ?? from.scopeKeys?.location;
-    const options = { scopeKeys: dir ? { dir } : undefined };
-    const to = args['new-master-key-file'] ? fileMasterKey(args['new-master-key-file'], options) : envMasterKey(args['new-master-key-env'], undefined, options);
+    let to: MasterKeyProvider;
+    try {
+      await from.prepare?.();
+      const dir = args['new-scope-key-dir'] ?? from.scopeKeys?.location;
+      const source: MasterKeySource = args['new-kms-key-id'] ? { kind: 'kms', keyId: args['new-kms-key-id'] }
+        : args['new-master-key-secret-id'] ? { kind: 'secret', secretId: args['new-master-key-secret-id'] }
+        : args['new-master-key-file'] ? { kind: 'file', path: args['new-master-key-file'] }
+        : { kind: 'env', variable: args['new-master-key-env'] ?? 'PGSEAL_NEW_MASTER_KEY' };
+      // the new side's scope keys are only what is named here (a KMS key takes none)
+      to = masterKeyFrom(source, { scopeKeyDir: source.kind === 'kms' ? null : dir ?? null });
+    } catch (error) {
+      from.close();
+      throw error;
+    }
     try {
       const n = await usingDatabase(args, (sql) => rewrapKeys(sql, from, to, by(args)));
       console.log(`pgseal: re-wrapped ${n} key version(s) under master key ${to.ref}${to.scopeKeys ? ` and the scope keys in ${to.scopeKeys.location}` : ''}; the previous wrapping keys open nothing now`);

@@ -1,19 +1,22 @@
 // Options shared by commands, and turning them into a connection and a master key.
 // Flags override the environment. The master key itself is never a flag value (it would
-// show in `ps` and shell history): it comes from PGSEAL_MASTER_KEY or a file.
+// show in `ps` and shell history): it comes from PGSEAL_MASTER_KEY, a file, Secrets Manager,
+// or stays in AWS KMS (keys/providers.ts chooses).
 
 import type { Argv } from 'yargs';
 import type { Sql } from 'postgres';
 import { connect } from '../connect.js';
 import type { LogKeys } from '../audit/record.js';
 import { masterLogKeys } from '../keys/unwrap.js';
-import { envMasterKey, fileMasterKey, type MasterKeyProvider } from '../keys/master-key.js';
+import type { MasterKeyProvider } from '../keys/master-key.js';
+import { configuredMasterKey } from '../keys/providers.js';
 
 export interface DatabaseArgs {
   'database-url'?: string | undefined;
 }
 export interface MasterKeyArgs {
   'master-key-file'?: string | undefined;
+  'kms-key-id'?: string | undefined;
   'scope-key-dir'?: string | undefined;
 }
 
@@ -28,6 +31,9 @@ export function withMasterKey<T>(y: Argv<T>): Argv<T & MasterKeyArgs> {
   return y.option('master-key-file', {
     type: 'string',
     describe: 'file holding the base64 master key (default: $PGSEAL_MASTER_KEY_FILE, else $PGSEAL_MASTER_KEY)',
+  }).option('kms-key-id', {
+    type: 'string',
+    describe: 'AWS KMS key (id, ARN or alias) wrapping the data keys (default: $PGSEAL_KMS_KEY_ID; $PGSEAL_MASTER_KEY_SECRET_ID reads the master key from Secrets Manager)',
   }).option('scope-key-dir', {
     type: 'string',
     describe: 'directory of per-scope wrapping keys, one file per scope, kept outside the database (default: $PGSEAL_SCOPE_KEY_DIR; docs/key-providers.md)',
@@ -43,10 +49,7 @@ export function openDatabase(args: DatabaseArgs): Sql {
 }
 
 export function masterKey(args: MasterKeyArgs): MasterKeyProvider {
-  const file = args['master-key-file'] ?? process.env.PGSEAL_MASTER_KEY_FILE;
-  const dir = args['scope-key-dir'] ?? process.env.PGSEAL_SCOPE_KEY_DIR;
-  const options = { scopeKeys: dir ? { dir } : undefined };
-  return file ? fileMasterKey(file, options) : envMasterKey(undefined, undefined, options);
+  return configuredMasterKey({ kmsKeyId: args['kms-key-id'], masterKeyFile: args['master-key-file'], scopeKeyDir: args['scope-key-dir'] });
 }
 
 /** Runs `work` with a connection, always closing it. */

@@ -32,7 +32,35 @@ export function fingerprint(dek: Buffer): string {
   return createHmac('sha256', dek).update('pgseal/v1/fingerprint').digest('hex').slice(0, 32);
 }
 
-/** Associated data binding a wrapped key to its row. */
-export function wrapContext(scope: string, purpose: string, version: number): Buffer {
-  return Buffer.from(`pgseal/v1/dek\0${scope}\0${purpose}\0${version}`, 'utf8');
+/**
+ * What a wrapped key is bound to: its row of pgseal.keys (scope, purpose, version) and the
+ * database it belongs to (pgseal.installation_id()). Each provider binds it its own way,
+ * spelled once below.
+ */
+export interface WrapContext {
+  scope: string;
+  purpose: string;
+  version: number;
+  /** pgseal.installation_id() of the database whose pgseal.keys holds the row */
+  database: string;
+}
+
+/**
+ * The associated data of a local wrap (AES-256-GCM): the row. Not the database: keys
+ * wrapped before databases had an id must keep opening, and the local master key is usually
+ * one per database already.
+ */
+export function wrapAad(context: WrapContext): Buffer {
+  return Buffer.from(`pgseal/v1/dek\0${context.scope}\0${context.purpose}\0${context.version}`, 'utf8');
+}
+
+/** The encryption context of a KMS wrap: the row and the database, checked by KMS on every Decrypt (and visible in CloudTrail: nothing secret). */
+export function kmsEncryptionContext(context: WrapContext): Record<string, string> {
+  return {
+    'pgseal:key': 'v1/dek',
+    'pgseal:scope': context.scope,
+    'pgseal:purpose': context.purpose,
+    'pgseal:version': String(context.version),
+    'pgseal:database': context.database,
+  };
 }

@@ -65,27 +65,28 @@ export class Keyring implements LogKeys {
     const rows = await usableKeyRows(this.#sql);
     const next = new Map<number, CachedKey>();
     const unopened = new Map<number, PgsealError>();
-    try {
-      for (const row of rows) {
-        const cached = this.#keys.get(row.version);
-        if (cached && row.wrapped_key && cached.fingerprint === row.fingerprint && cached.scope === row.scope && cached.purpose === row.purpose) {
-          cached.state = row.state;
-          next.set(row.version, cached);
-          continue;
-        }
-        const dek = await unwrapKeyRow(this.#provider, row).catch((error: unknown) => {
-          // a shredded scope (its scope key destroyed) stays unreadable; the other scopes load
-          if (error instanceof PgsealError && error.code === ErrorCodes.SCOPE_KEY_MISSING) return void unopened.set(row.version, error);
-          throw error;
-        });
-        if (!dek) continue;
-        const derived = derivedKeys(row.purpose, dek);
-        dek.fill(0);
-        next.set(row.version, { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, fingerprint: row.fingerprint, ...derived });
+    // the rows to unwrap, concurrently: with a remote KMS, N versions cost one round trip, not N
+    const settled = await Promise.allSettled(rows.map(async (row): Promise<CachedKey | undefined> => {
+      const cached = this.#keys.get(row.version);
+      if (cached && row.wrapped_key && cached.fingerprint === row.fingerprint && cached.scope === row.scope && cached.purpose === row.purpose) {
+        cached.state = row.state;
+        return cached;
       }
-    } catch (error) {
+      const dek = await unwrapKeyRow(this.#provider, row).catch((error: unknown) => {
+        // a shredded scope (its scope key destroyed) stays unreadable; the other scopes load
+        if (error instanceof PgsealError && error.code === ErrorCodes.SCOPE_KEY_MISSING) return void unopened.set(row.version, error);
+        throw error;
+      });
+      if (!dek) return undefined;
+      const derived = derivedKeys(row.purpose, dek);
+      dek.fill(0);
+      return { version: row.version, scope: row.scope, purpose: row.purpose, state: row.state, fingerprint: row.fingerprint, ...derived };
+    }));
+    for (const r of settled) if (r.status === 'fulfilled' && r.value) next.set(r.value.version, r.value);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
       for (const [version, key] of next) if (this.#keys.get(version) !== key) zero(key);
-      throw error;
+      throw failed.reason;
     }
     for (const [version, key] of this.#keys) if (next.get(version) !== key) zero(key);
     this.#keys = next;

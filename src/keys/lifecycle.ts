@@ -4,8 +4,7 @@
 import type { Sql } from 'postgres';
 import { recordEvent, recordFailure, type Attribution, type LogKeys } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
-import { wrapContext } from '../crypto/derive.js';
-import { masterLogKeys, unwrapKeyRow, type KeyRow } from './unwrap.js';
+import { masterLogKeys, unwrapKeyRow, wrapContextOf, type KeyRow } from './unwrap.js';
 import { withWrappingKey, type MasterKeyProvider, type ScopeKeyProvider } from './master-key.js';
 
 export interface KeyUsage {
@@ -84,32 +83,41 @@ export async function destroyScopeKeys(
  * Master-key rotation: every data key is unwrapped with `from` and wrapped with `to`, in
  * one transaction (all or nothing); no data row is touched. Afterwards `from` opens nothing.
  */
-export function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider, by: Attribution = {}): Promise<number> {
+export async function rewrapKeys(sql: Sql, from: MasterKeyProvider, to: MasterKeyProvider, by: Attribution = {}): Promise<number> {
+  // a remote provider's ref (a KMS key's ARN) is final once prepared
+  await Promise.all([from.prepare?.(), to.prepare?.()]);
   const sameScopeKeys = from.scopeKeys?.location === to.scopeKeys?.location;
   if (from.ref === to.ref && sameScopeKeys) {
-    return Promise.reject(new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the new master key is the current one', { hint: 'generate a new one with `pgseal keys generate-master-key`' }));
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the new master key is the current one', { hint: 'generate a new one with `pgseal keys generate-master-key`, or name another KMS key' });
   }
   return guarded(() =>
     sql.begin(async (tx) => {
       // no rotation or other rewrap may interleave
       await tx`lock table pgseal.keys in share row exclusive mode`;
       const rows = await tx<KeyRow[]>`
-        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+        select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint, pgseal.installation_id()::pg_catalog.text as database
           from pgseal.keys where wrapped_key is not null order by version`;
       let moved = 0;
       for (const row of rows) {
-        const dek = await unwrapKeyRow(from, row);
-        try {
-          // with scope keys on the new side, each scope's data and index keys go under its scope
-          // key (created if the scope has none yet: moving a set-up onto scope keys)
-          const { wrapped, ref } = await withWrappingKey(to, row.scope, row.purpose, { create: true }, async (kek) =>
-            kek.ref === row.kek_ref ? { wrapped: undefined, ref: kek.ref } : { wrapped: await kek.wrap(dek, wrapContext(row.scope, row.purpose, row.version)), ref: kek.ref });
-          if (wrapped === undefined) continue;
-          await tx`update pgseal.keys set wrapped_key = ${wrapped}, kek_ref = ${ref} where version = ${row.version}`;
-          moved += 1;
-        } finally {
-          dek.fill(0);
-        }
+        // with scope keys on the new side, each scope's data and index keys go under its scope
+        // key (created if the scope has none yet: moving a set-up onto scope keys)
+        const changed = await withWrappingKey(to, row.scope, row.purpose, { create: true }, async (kek) => {
+          if (kek.ref === row.kek_ref) return false;
+          const context = wrapContextOf(row);
+          // KMS to KMS: ReEncrypt, the key never leaves KMS (undefined where it does not fit)
+          let wrapped = row.kek_ref === from.ref ? await kek.rewrapFrom?.(from, row.wrapped_key!, context) : undefined;
+          if (!wrapped) {
+            const dek = await unwrapKeyRow(from, row);
+            try {
+              wrapped = await kek.wrap(dek, context);
+            } finally {
+              dek.fill(0);
+            }
+          }
+          await tx`update pgseal.keys set wrapped_key = ${wrapped}, kek_ref = ${kek.ref} where version = ${row.version}`;
+          return true;
+        });
+        if (changed) moved += 1;
       }
       if (moved === 0 && rows.length > 0) {
         throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'every key is already wrapped by the new master key (and scope keys)', { hint: 'generate a new one with `pgseal keys generate-master-key`' });

@@ -7,6 +7,7 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, statSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { wrapAad, type WrapContext } from '../crypto/derive.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 
 export interface DataKey {
@@ -17,11 +18,22 @@ export interface DataKey {
 }
 
 export interface MasterKeyProvider {
-  /** Reference stored beside each wrapped key (pgseal.keys.kek_ref); never the key. */
+  /** Reference stored beside each wrapped key (pgseal.keys.kek_ref); never the key. Final once prepare() has settled. */
   readonly ref: string;
-  generateDataKey(context: Buffer): Promise<DataKey>;
-  wrap(plaintext: Buffer, context: Buffer): Promise<Buffer>;
-  unwrap(wrapped: Buffer, context: Buffer): Promise<Buffer>;
+  /**
+   * Makes the provider ready (a remote one resolves its key's identity, fetches a secret);
+   * called before ref is relied on, again and again, so it settles once. Optional: local keys
+   * are ready when made.
+   */
+  prepare?(): Promise<void>;
+  generateDataKey(context: WrapContext): Promise<DataKey>;
+  wrap(plaintext: Buffer, context: WrapContext): Promise<Buffer>;
+  unwrap(wrapped: Buffer, context: WrapContext): Promise<Buffer>;
+  /**
+   * Re-wraps a key wrapped by `from` without unwrapping it here (AWS KMS: ReEncrypt), for
+   * `keys rewrap`; undefined where that does not fit, and the caller unwraps and wraps.
+   */
+  rewrapFrom?(from: MasterKeyProvider, wrapped: Buffer, context: WrapContext): Promise<Buffer | undefined>;
   /** Zeroes what the provider holds. */
   close(): void;
   /**
@@ -65,6 +77,7 @@ const SCOPED_PURPOSES = new Set(['data', 'index']);
 export async function withWrappingKey<T>(
   provider: MasterKeyProvider, scope: string, purpose: string, options: { create?: boolean }, work: (kek: MasterKeyProvider) => Promise<T>,
 ): Promise<T> {
+  await provider.prepare?.(); // a provider read from a secret knows its scope keys once prepared
   if (!provider.scopeKeys || !SCOPED_PURPOSES.has(purpose)) return work(provider);
   const kek = await provider.scopeKeys.forScope(scope, options);
   try {
@@ -117,23 +130,23 @@ export function generateMasterKey(): string {
 }
 
 /** AES-256-GCM with the context as associated data. Wrapped layout: 0x01 | nonce (12) | ciphertext (32) | tag (16). */
-function wrapWith(kek: Buffer, plaintext: Buffer, context: Buffer): Buffer {
+function wrapWith(kek: Buffer, plaintext: Buffer, context: WrapContext): Buffer {
   const nonce = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', kek, nonce);
-  cipher.setAAD(context);
+  cipher.setAAD(wrapAad(context));
   const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
   return Buffer.concat([Buffer.from([WRAP_FORMAT]), nonce, body, cipher.getAuthTag()]);
 }
 
 /** Opens a wrapped key; the intermediate chunks the decipher returns are zeroed, only the result is left for the caller to zero. */
-function unwrapWith(kek: Buffer, wrapped: Buffer, context: Buffer, hint: string): Buffer {
+function unwrapWith(kek: Buffer, wrapped: Buffer, context: WrapContext, hint: string): Buffer {
   if (wrapped.length !== 1 + 12 + KEY_BYTES + 16 || wrapped[0] !== WRAP_FORMAT) {
     throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, 'a wrapped key in pgseal.keys has an unknown layout', {
       hint: 'the row was written by another tool or damaged; restore pgseal.keys from a backup',
     });
   }
   const decipher = createDecipheriv('aes-256-gcm', kek, wrapped.subarray(1, 13));
-  decipher.setAAD(context);
+  decipher.setAAD(wrapAad(context));
   decipher.setAuthTag(wrapped.subarray(13 + KEY_BYTES));
   const head = decipher.update(wrapped.subarray(13, 13 + KEY_BYTES));
   let tail: Buffer;
@@ -179,16 +192,16 @@ export class LocalMasterKey implements MasterKeyProvider {
     this.scopeKeys = options.scopeKeys ? new ScopeKeyDirectory(options.scopeKeys.dir, () => this.#live()) : undefined;
   }
 
-  async generateDataKey(context: Buffer): Promise<DataKey> {
+  async generateDataKey(context: WrapContext): Promise<DataKey> {
     const plaintext = randomBytes(KEY_BYTES);
     return { plaintext, wrapped: await this.wrap(plaintext, context) };
   }
 
-  async wrap(plaintext: Buffer, context: Buffer): Promise<Buffer> {
+  async wrap(plaintext: Buffer, context: WrapContext): Promise<Buffer> {
     return wrapWith(this.#live(), plaintext, context);
   }
 
-  async unwrap(wrapped: Buffer, context: Buffer): Promise<Buffer> {
+  async unwrap(wrapped: Buffer, context: WrapContext): Promise<Buffer> {
     return unwrapWith(this.#live(), wrapped, context, 'the master key is not the one that wrapped it, or the row was altered; check PGSEAL_MASTER_KEY');
   }
 
@@ -215,16 +228,16 @@ class ScopeWrappingKey implements MasterKeyProvider {
     this.ref = `scope:${scope}:${kekId(key)}`;
   }
 
-  async generateDataKey(context: Buffer): Promise<DataKey> {
+  async generateDataKey(context: WrapContext): Promise<DataKey> {
     const plaintext = randomBytes(KEY_BYTES);
     return { plaintext, wrapped: await this.wrap(plaintext, context) };
   }
 
-  async wrap(plaintext: Buffer, context: Buffer): Promise<Buffer> {
+  async wrap(plaintext: Buffer, context: WrapContext): Promise<Buffer> {
     return wrapWith(this.#key, plaintext, context);
   }
 
-  async unwrap(wrapped: Buffer, context: Buffer): Promise<Buffer> {
+  async unwrap(wrapped: Buffer, context: WrapContext): Promise<Buffer> {
     return unwrapWith(this.#key, wrapped, context, 'the scope key file or the master key is not the one that wrapped it, or the row was altered');
   }
 

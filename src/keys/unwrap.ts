@@ -4,7 +4,7 @@
 
 import type { Sql } from 'postgres';
 import type { LogKeys } from '../audit/record.js';
-import { deriveLogKey, fingerprint, wrapContext } from '../crypto/derive.js';
+import { deriveLogKey, fingerprint, type WrapContext } from '../crypto/derive.js';
 import { encodeLogKeyset } from '../crypto/wire.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import { isScopeKeyRef, type MasterKeyProvider } from './master-key.js';
@@ -20,13 +20,26 @@ export interface KeyRow {
   wrapped_key: Buffer | null;
   kek_ref: string;
   fingerprint: string;
+  /** pgseal.installation_id(): the database the row belongs to, part of its wrap context */
+  database: string;
+}
+
+/** What a row's wrapped key is bound to (src/crypto/derive.ts spells it for each provider). */
+export function wrapContextOf(row: Pick<KeyRow, 'scope' | 'purpose' | 'version' | 'database'>): WrapContext {
+  return { scope: row.scope, purpose: row.purpose, version: row.version, database: row.database };
+}
+
+/** How to configure the key a kek_ref names (an identifier, never secret), for hints. */
+export function configureHint(kekRef: string): string {
+  if (kekRef.startsWith('kms:')) return `set PGSEAL_KMS_KEY_ID (or --kms-key-id) to ${kekRef.slice(4)}, the AWS KMS key this database's keys are wrapped by`;
+  return 'set PGSEAL_MASTER_KEY (or --master-key-file, or PGSEAL_MASTER_KEY_SECRET_ID) to the master key this database was initialised with';
 }
 
 /** The rows of pgseal.keys still in use (active, decrypt-only), oldest first; of one purpose or scope if asked (pgseal.usable_keys). */
 export function usableKeyRows(sql: Sql, only: { purpose?: KeyPurpose; scope?: string } = {}): Promise<KeyRow[]> {
   // through the SECURITY DEFINER function: an application role holds no privilege on pgseal.keys
   return withPgsealErrors(() => sql<KeyRow[]>`
-    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint
+    select version, scope, purpose, state, wrapped_key, kek_ref, fingerprint, pgseal.installation_id()::pg_catalog.text as database
       from pgseal.usable_keys(${only.purpose ?? null}::text, ${only.scope ?? null}::text)`);
 }
 
@@ -51,7 +64,7 @@ async function withUnwrappingKey<T>(provider: MasterKeyProvider, row: KeyRow, wo
         throw new PgsealError(
           ErrorCodes.MASTER_KEY_MISMATCH,
           `key version ${row.version} (scope ${row.scope}) was wrapped by scope key ${row.kek_ref}, but the configured master key and scope key file give ${kek.ref}`,
-          { hint: `set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with, and check ${provider.scopeKeys.location}` },
+          { hint: `${configureHint(provider.ref)}, and check ${provider.scopeKeys.location}` },
         );
       }
       return await work(kek);
@@ -62,7 +75,7 @@ async function withUnwrappingKey<T>(provider: MasterKeyProvider, row: KeyRow, wo
   throw new PgsealError(
     ErrorCodes.MASTER_KEY_MISMATCH,
     `key version ${row.version} (scope ${row.scope}) was wrapped by master key ${row.kek_ref}, but the configured master key is ${provider.ref}`,
-    { hint: 'set PGSEAL_MASTER_KEY (or --master-key-file) to the master key this database was initialised with' },
+    { hint: configureHint(row.kek_ref) },
   );
 }
 
@@ -78,7 +91,8 @@ export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Pr
   if (!wrapped) {
     throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) is ${row.state} and has no key material`);
   }
-  const dek = await withUnwrappingKey(provider, row, (kek) => kek.unwrap(wrapped, wrapContext(row.scope, row.purpose, row.version)));
+  await provider.prepare?.();
+  const dek = await withUnwrappingKey(provider, row, (kek) => kek.unwrap(wrapped, wrapContextOf(row)));
   if (fingerprint(dek) !== row.fingerprint) {
     dek.fill(0);
     throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, `key version ${row.version} (scope ${row.scope}) does not match its fingerprint`, {

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCodes, PgsealError } from '../../src/errors.js';
 import { envMasterKey, fileMasterKey, generateMasterKey, LocalMasterKey, parseMasterKey } from '../../src/keys/master-key.js';
 import { unwrapKeyRow, type KeyRow } from '../../src/keys/unwrap.js';
-import { fingerprint, wrapContext } from '../../src/crypto/derive.js';
+import { fingerprint, kmsEncryptionContext, wrapAad, type WrapContext } from '../../src/crypto/derive.js';
 
 function failure(fn: () => unknown): PgsealError {
   try {
@@ -69,7 +69,15 @@ describe('master key text', () => {
 });
 
 describe('wrapping data keys', () => {
-  const context = Buffer.from('pgseal/v1/dek\u0000default\u0000data\u00001');
+  const context: WrapContext = { scope: 'default', purpose: 'data', version: 1, database: '4b0c5a4e-0000-4000-8000-000000000001' };
+
+  it('spells the context once per provider: the local AAD is the row (as before databases had an id), the KMS context adds the database', () => {
+    expect(wrapAad(context).toString('latin1')).toBe('pgseal/v1/dek\u0000default\u0000data\u00001');
+    expect(wrapAad({ ...context, database: 'another' }).equals(wrapAad(context))).toBe(true);
+    expect(kmsEncryptionContext(context)).toEqual({
+      'pgseal:key': 'v1/dek', 'pgseal:scope': 'default', 'pgseal:purpose': 'data', 'pgseal:version': '1', 'pgseal:database': context.database,
+    });
+  });
 
   it('round-trips and binds the wrap to its context', async () => {
     const kek = new LocalMasterKey(randomBytes(32));
@@ -77,7 +85,7 @@ describe('wrapping data keys', () => {
     expect(wrapped).toHaveLength(61);
     expect(wrapped.includes(plaintext)).toBe(false);
     expect((await kek.unwrap(wrapped, context)).equals(plaintext)).toBe(true);
-    await expect(kek.unwrap(wrapped, Buffer.from('pgseal/v1/dek\u0000default\u0000data\u00002'))).rejects.toMatchObject({ code: ErrorCodes.KEY_UNWRAP_FAILED });
+    await expect(kek.unwrap(wrapped, { ...context, version: 2 })).rejects.toMatchObject({ code: ErrorCodes.KEY_UNWRAP_FAILED });
   });
 
   it('refuses another master key, and a closed one', async () => {
@@ -137,7 +145,7 @@ describe('key hygiene (issue 12, item 6)', () => {
     expect(env.PGSEAL_MASTER_KEY).toBeUndefined();
     const second = envMasterKey('PGSEAL_MASTER_KEY', env); // a second pgseal() in the same process
     expect(second.ref).toBe(first.ref);
-    const context = Buffer.from('ctx');
+    const context: WrapContext = { scope: 'ctx', purpose: 'data', version: 1, database: 'db' };
     const { plaintext, wrapped } = await first.generateDataKey(context);
     first.close();
     expect((await second.unwrap(wrapped, context)).equals(plaintext)).toBe(true);
@@ -166,7 +174,7 @@ describe('key hygiene (issue 12, item 6)', () => {
 
   it('zeroes the decipher output when a wrapped key does not open, and returns the unwrapped key in a buffer of its own', async () => {
     const kek = new LocalMasterKey(randomBytes(32));
-    const context = Buffer.from('ctx');
+    const context: WrapContext = { scope: 'ctx', purpose: 'data', version: 1, database: 'db' };
     const { plaintext, wrapped } = await kek.generateDataKey(context);
     // capture every buffer the decipher hands out, through the prototype the decipher uses
     const { createDecipheriv } = await import('node:crypto');
@@ -208,8 +216,8 @@ describe('key hygiene (issue 12, item 6)', () => {
     const dir = join(mkdtempSync(join(tmpdir(), 'pgseal-scopes-')), 'scopes');
     const kek = new LocalMasterKey(randomBytes(32), { scopeKeys: { dir } });
     const scoped = await kek.scopeKeys!.forScope('acme', { create: true });
-    const { plaintext, wrapped } = await scoped.generateDataKey(wrapContext('acme', 'data', 7));
-    const row: KeyRow = { version: 7, scope: 'acme', purpose: 'data', state: 'active', wrapped_key: wrapped, kek_ref: scoped.ref, fingerprint: fingerprint(plaintext) };
+    const { plaintext, wrapped } = await scoped.generateDataKey({ scope: 'acme', purpose: 'data', version: 7, database: 'db' });
+    const row: KeyRow = { version: 7, scope: 'acme', purpose: 'data', state: 'active', wrapped_key: wrapped, kek_ref: scoped.ref, fingerprint: fingerprint(plaintext), database: 'db' };
     scoped.close();
     expect(row.kek_ref).toMatch(/^scope:acme:[0-9a-f]{16}$/);
     expect(row.kek_ref).not.toContain(readFileSync(join(dir, 'acme.key')).toString('hex').slice(0, 8));
