@@ -60,5 +60,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 export async function run(): Promise<void> {
+  // the AWS SDK warns on every run under Node 20 (its releases after January 2027 need 22):
+  // one clear line per error is the CLI's promise; the README says it
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   process.exitCode = await main(hideBin(process.argv));
 }

@@ -64,21 +64,26 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
     return `kms:${this.#arn ?? this.#keyId}`;
   }
 
-  /** The key's ARN, from DescribeKey once (an alias or a bare id is resolved; a key ARN needs no call). A disabled key is refused here, before anything is written. */
+  /**
+   * DescribeKey, once per provider: the key's ARN (an alias or a bare id resolved), and a key
+   * that is disabled or pending deletion refused here, before anything is written. Where
+   * DescribeKey is not allowed and the key is named by its ARN, KMS's own refusals on use
+   * remain.
+   */
   prepare(): Promise<void> {
     this.#live();
-    if (this.#arn) return Promise.resolve();
     this.#preparing ??= awsCall(this.#site('DescribeKey'), this.#timeoutMs, async (abortSignal) => {
       const out = await this.#client.send(new DescribeKeyCommand({ KeyId: this.#keyId }), { abortSignal });
       const meta = out.KeyMetadata;
       if (!meta?.Arn) throw new PgsealError(ErrorCodes.AWS_REQUEST_FAILED, `AWS KMS DescribeKey on ${this.#keyId} gave no ARN`, { hint: 'check the endpoint is AWS KMS' });
       if (meta.KeyState && meta.KeyState !== 'Enabled') {
-        throw new PgsealError(ErrorCodes.KMS_KEY_DISABLED, `the KMS key ${meta.Arn} is ${meta.KeyState}`, {
-          hint: meta.KeyState === 'PendingDeletion' ? 'cancel its deletion (aws kms cancel-key-deletion) and enable it, then run again; nothing was written' : 'enable it (aws kms enable-key), then run again; nothing was written',
+        throw new PgsealError(ErrorCodes.KMS_KEY_DISABLED, `the KMS key ${meta.Arn} is ${meta.KeyState}: it cannot wrap or unwrap pgseal's keys`, {
+          hint: meta.KeyState === 'PendingDeletion' ? 'cancel its deletion (aws kms cancel-key-deletion) and enable it (aws kms enable-key), then run again; nothing was written' : 'enable it (aws kms enable-key), then run again; nothing was written',
         });
       }
       this.#arn = meta.Arn;
     }).catch((error: unknown) => {
+      if (error instanceof PgsealError && error.code === ErrorCodes.AWS_ACCESS_DENIED && KEY_ARN.test(this.#keyId)) return;
       this.#preparing = undefined;
       throw error;
     });

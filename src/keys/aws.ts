@@ -3,6 +3,7 @@
 // how the SDK's errors become PgsealErrors. An error keeps the AWS error's name and HTTP
 // status, never its message verbatim nor the request (which, for Encrypt, holds a key).
 
+import type { KMSClientConfig } from '@aws-sdk/client-kms';
 import { ErrorCodes, PgsealError, type ErrorCode } from '../errors.js';
 
 export interface AwsClientOptions {
@@ -14,6 +15,8 @@ export interface AwsClientOptions {
   maxAttempts?: number | undefined;
   /** the whole call, retries included, in ms (default 10 s; PGSEAL_AWS_TIMEOUT_MS) */
   timeoutMs?: number | undefined;
+  /** default: the SDK's chain (environment, profile, instance or task role) */
+  credentials?: KMSClientConfig['credentials'] | undefined;
 }
 
 /** The options every pgseal AWS client is made with: the SDK's standard retry mode (exponential backoff, full jitter, throttling retried), short socket timeouts. */
@@ -22,6 +25,7 @@ export function clientConfig(options: AwsClientOptions, env: NodeJS.ProcessEnv =
   return {
     ...(options.region ? { region: options.region } : {}),
     ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    ...(options.credentials ? { credentials: options.credentials } : {}),
     maxAttempts: options.maxAttempts ?? (Number.isInteger(envAttempts) && envAttempts > 0 ? envAttempts : 4),
     retryMode: 'standard',
     requestHandler: { connectionTimeout: 2_000, requestTimeout: 5_000 },
