@@ -1,4 +1,4 @@
-// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely --rows N --runs R --set name=value --json --out FILE]
+// npm run bench [-- --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely|kms --rows N --runs R --set name=value --json --out FILE]
 //
 // Every figure is a ratio against a baseline measured in the same run:
 //   envelope: decrypt_text / encrypt_text against pgcrypto's primitives composed inline
@@ -13,11 +13,15 @@
 //   node-envelope: seal / open in Node against @47ng/cloak's encrypt / decrypt on the same
 //             short values, no database (scripts/bench/node-envelope.ts);
 //   drizzle, kysely: the ORM adapters' lookups against the typed helpers in client mode on
-//             the same table and pool (scripts/bench/drizzle.ts, scripts/bench/kysely.ts).
+//             the same table and pool (scripts/bench/drizzle.ts, scripts/bench/kysely.ts);
+//   kms:      the AWS KMS master key against moto_server on loopback: a cold start with 4 key
+//             versions against one with 1 (in KMS round trips), and helper reads against the
+//             same reads with the environment key (scripts/bench/kms.ts; skipped without moto).
 // Each measurement runs R times, interleaved; the median counts. Writes the figures to
 // bench-results.json (or --out) and prints them; --json prints only the JSON object.
 // Uses PGSEAL_BENCH_DATABASE_URL when set (the bench creates and drops its own table
-// there), otherwise an embedded PostgreSQL.
+// there; kms also two databases of its own on that server, so the role needs CREATEDB),
+// otherwise an embedded PostgreSQL.
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -35,9 +39,10 @@ import { benchAccessLog } from './bench/access-log.js';
 import { benchNodeEnvelope } from './bench/node-envelope.js';
 import { benchDrizzle } from './bench/drizzle.js';
 import { benchKysely } from './bench/kysely.js';
+import { benchKms } from './bench/kms.js';
 
 interface Args {
-  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log' | 'node-envelope' | 'drizzle' | 'kysely';
+  suite: 'all' | 'envelope' | 'helpers' | 'rewrite' | 'reencrypt' | 'access-log' | 'node-envelope' | 'drizzle' | 'kysely' | 'kms';
   settings: Record<string, string>;
   rows: number;
   runs: number;
@@ -58,7 +63,7 @@ function parseArgs(argv: string[]): Args {
       const [k, v] = String(argv[++i]).split('=');
       args.settings[k!] = v ?? '';
     }
-    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely --rows N --runs R --set name=value --json --out FILE)`);
+    else throw new Error(`unknown argument ${a} (use --suite all|envelope|helpers|rewrite|reencrypt|access-log|node-envelope|drizzle|kysely|kms --rows N --runs R --set name=value --json --out FILE)`);
   }
   return args;
 }
@@ -122,6 +127,11 @@ async function main(): Promise<void> {
     if (args.suite === 'all' || args.suite === 'kysely') {
       log('== kysely adapter');
       result.kysely = await benchKysely(ctx);
+    }
+    // last: it starts moto_server and creates two databases of its own
+    if (args.suite === 'all' || args.suite === 'kms') {
+      log('== kms master key');
+      result.kms = await benchKms(ctx);
     }
     writeFileSync(args.out, JSON.stringify(result, null, 2) + '\n');
     if (args.json) {

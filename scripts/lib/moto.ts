@@ -29,6 +29,12 @@ export interface Moto {
   reset(): void;
   fail(fault: Fault): void;
   clearFaults(): void;
+  /**
+   * Holds every request this long before forwarding it, concurrently: a network's latency, for
+   * the bench (a KMS call from a machine in the key's region takes milliseconds of network,
+   * and KMS answers calls in parallel, which moto on loopback does not).
+   */
+  setDelay(ms: number): void;
   /** the environment a CLI child needs to reach it */
   env: Record<string, string>;
   stop(): Promise<void>;
@@ -77,6 +83,7 @@ export async function startMoto(): Promise<Moto> {
 
   const counts = new Map<string, number>();
   let faults: Array<Fault & { left: number }> = [];
+  let delayMs = 0;
   const proxy: Server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -91,15 +98,19 @@ export async function startMoto(): Promise<Moto> {
         return;
       }
       const body = Buffer.concat(chunks);
-      const upstream = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${port}` } }, (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      });
-      upstream.on('error', () => {
-        res.writeHead(502);
-        res.end();
-      });
-      upstream.end(body);
+      const forward = () => {
+        const upstream = request({ host: '127.0.0.1', port, method: req.method, path: req.url, headers: { ...req.headers, host: `127.0.0.1:${port}` } }, (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        });
+        upstream.on('error', () => {
+          res.writeHead(502);
+          res.end();
+        });
+        upstream.end(body);
+      };
+      if (delayMs > 0) setTimeout(forward, delayMs);
+      else forward();
     });
   });
   await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
@@ -116,6 +127,9 @@ export async function startMoto(): Promise<Moto> {
     },
     clearFaults: () => {
       faults = [];
+    },
+    setDelay: (ms) => {
+      delayMs = ms;
     },
     env: {
       AWS_ACCESS_KEY_ID: 'testing',

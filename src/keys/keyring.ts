@@ -61,8 +61,12 @@ export class Keyring implements LogKeys {
 
   async #load(): Promise<void> {
     // read before the keys: a revocation committed in between makes the next guard refuse, never the reverse
+    // a remote provider gets ready (KMS: DescribeKey) while the database answers
+    const preparing = this.#provider.prepare?.();
+    preparing?.catch(() => undefined);
     const generation = await keyGeneration(this.#sql);
     const rows = await usableKeyRows(this.#sql);
+    await preparing;
     const next = new Map<number, CachedKey>();
     const unopened = new Map<number, PgsealError>();
     // the rows to unwrap, concurrently: with a remote KMS, N versions cost one round trip, not N

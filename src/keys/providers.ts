@@ -44,7 +44,7 @@ export function masterKeySource(config: MasterKeyConfig = {}, env: NodeJS.Proces
     (set(env.PGSEAL_MASTER_KEY_FILE) ?? set(env.PGSEAL_MASTER_KEY)) && (set(env.PGSEAL_MASTER_KEY_FILE) ? 'PGSEAL_MASTER_KEY_FILE' : 'PGSEAL_MASTER_KEY'),
   ].filter((v): v is string => Boolean(v));
   if (named.length > 1) {
-    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${named.join(' and ')} are both set: pgseal will not guess which master key wraps this database's keys`, {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${named.join(' and ')} are ${named.length === 2 ? 'both' : 'all'} set: pgseal will not guess which master key wraps this database's keys`, {
       hint: 'unset all but one (after `pgseal keys rewrap` moved the keys, unset the previous one); a flag (--kms-key-id, --master-key-file) overrides the environment',
     });
   }

@@ -6,7 +6,7 @@
 // env → KMS → another KMS key → env. Without moto_server: one line, and skipped.
 
 import { randomBytes } from 'node:crypto';
-import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, KMSClient } from '@aws-sdk/client-kms';
+import { CreateAliasCommand, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, KMSClient, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -18,6 +18,9 @@ import { masterKeySource } from '../../src/keys/providers.js';
 import { motoAvailable, startMoto, type Moto } from '../../scripts/lib/moto.js';
 import { runCli, type CliResult } from '../support/cli.js';
 import { connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
+
+// the SDK warns once per process under Node 20 (its releases after January 2027 need 22)
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const available = motoAvailable();
 if (available !== true) console.log(`AWS KMS tests did not run: ${available.reason}`);
@@ -245,6 +248,17 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
 
       const missing = await runCli(['keys', 'rotate'], env({ PGSEAL_KMS_KEY_ID: 'alias/no-such-key' }));
       expectOneLineFailure(missing, 'PGSEAL_KMS_KEY_NOT_FOUND');
+      // the right alias in the wrong region: a KMS key lives in one
+      const wrongRegion = await runCli(['keys', 'rotate'], env({ AWS_REGION: 'eu-west-1' }));
+      expectOneLineFailure(wrongRegion, 'PGSEAL_KMS_KEY_NOT_FOUND');
+      expect(wrongRegion.stderr).toContain('region');
+      // a key pending deletion is refused before anything is written
+      const doomed = await newKey();
+      await kms.send(new ScheduleKeyDeletionCommand({ KeyId: doomed.split('/').pop()!, PendingWindowInDays: 7 }));
+      const pending = await provider(doomed).prepare().catch((e: unknown) => e);
+      expect(pending).toMatchObject({ code: ErrorCodes.KMS_KEY_DISABLED });
+      expect((pending as PgsealError).message).toContain('PendingDeletion');
+      expect((pending as PgsealError).hint).toContain('cancel-key-deletion');
 
       expect(await keyCount()).toBe(before);
       expect((await db.sql<{ n: number }[]>`select count(*)::int as n from contacts`)[0]!.n).toBe(rowsBefore);
