@@ -65,6 +65,12 @@ export const ErrorCodes = {
   KMS_KEY_NOT_FOUND: 'PGSEAL_KMS_KEY_NOT_FOUND',
   KMS_KEY_DISABLED: 'PGSEAL_KMS_KEY_DISABLED',
   SECRET_NOT_FOUND: 'PGSEAL_SECRET_NOT_FOUND',
+  // TLS to PostgreSQL (src/connect.ts): the certificate or host name did not verify; the server offers no TLS; a CA or client certificate file cannot be used
+  TLS_VERIFY_FAILED: 'PGSEAL_TLS_VERIFY_FAILED',
+  TLS_UNAVAILABLE: 'PGSEAL_TLS_UNAVAILABLE',
+  TLS_CONFIG: 'PGSEAL_TLS_CONFIG',
+  // pgseal doctor found checks that failed (or warned, with --strict)
+  DOCTOR_CHECKS_FAILED: 'PGSEAL_DOCTOR_CHECKS_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

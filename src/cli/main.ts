@@ -15,6 +15,7 @@ import { reencryptCommand } from './reencrypt.js';
 import { logsCommand } from './logs.js';
 import { auditCommand } from './audit.js';
 import { grantCommand } from './grant.js';
+import { doctorCommand } from './doctor.js';
 import type { CommandModule } from 'yargs';
 
 class UsageError extends Error {}
@@ -34,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(logsCommand)
     .command(auditCommand)
     .command(grantCommand as unknown as CommandModule)
+    .command(doctorCommand as unknown as CommandModule)
     .demandCommand(1, 'name a command')
     .strict()
     .help()

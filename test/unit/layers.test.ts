@@ -10,11 +10,11 @@ const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 
 /** Bottom first. A unit is a folder of src/ or a file at its top. */
 export const LAYERS: ReadonlyArray<{ name: string; units: readonly string[] }> = [
-  { name: 'foundation', units: ['errors.ts', 'statement'] },
+  { name: 'foundation', units: ['errors.ts', 'metrics.ts', 'statement'] },
   { name: 'formats', units: ['crypto', 'columns'] },
   { name: 'database', units: ['keys', 'registry', 'audit', 'catalog', 'connect.ts', 'migrate.ts'] },
   { name: 'execution', units: ['exec'] },
-  { name: 'features', units: ['helpers', 'rewrite', 'reencrypt', 'adapters'] },
+  { name: 'features', units: ['helpers', 'rewrite', 'reencrypt', 'adapters', 'doctor'] },
   { name: 'surface', units: ['index.ts', 'cli'] },
 ];
 

@@ -1,0 +1,5 @@
+// The doctor's logs checks (being written).
+
+import type { Check } from './check.js';
+
+export const logsChecks: Array<{ name: string; check: Check }> = [];

@@ -1,0 +1,3 @@
+// Metrics (being written): a prom-client registry the application can mount.
+
+export {};
