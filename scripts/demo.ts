@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
 import { envMasterKey, initKeys, LocalMasterKey, migrate, pgseal, protectColumn, retireKey, rotateKey, listKeys, verifyLogs, type MasterKeyProvider } from '../src/index.js';
 import { table } from '../src/cli/output.js';
+import { runDoctor } from '../src/doctor/index.js';
 import { startPostgres, type RunningPostgres } from './lib/embedded-postgres.js';
 
 const say = (text = '') => console.log(text);
@@ -124,6 +125,13 @@ async function main(): Promise<void> {
 
     step(8, 'the key registry (no key material)');
     say(table(['version', 'scope', 'purpose', 'state', 'kek_ref', 'fingerprint'], (await listKeys(sql)) as unknown as Record<string, unknown>[]));
+
+    step(9, 'pgseal doctor --full: is this database\'s encryption healthy?');
+    const report = await runDoctor(sql, { databaseUrl: url, provider: master, full: true });
+    for (const r of report.results) say(`${r.status.padEnd(4)}  ${r.id}: ${r.summary}`);
+    const n = report.counts;
+    say(`doctor: ${n.ok} ok, ${n.warn} warning(s), ${n.fail} failed, ${n.skip} skipped`);
+    if (n.fail > 0) throw new Error(`the doctor found ${n.fail} failed check(s) on the demo database`);
     say('\ndone.');
   } finally {
     seal.close();
