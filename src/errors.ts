@@ -152,6 +152,10 @@ interface DriverError {
   name?: unknown;
   address?: unknown;
   port?: unknown;
+  reason?: unknown;
+  host?: unknown;
+  /** set by connect.ts on the errors of the TLS connections it opens: what was asked */
+  tlsContext?: { sslmode?: string; rootcert?: string | undefined; host?: string; port?: number; clientCertUnconfirmed?: boolean } | undefined;
 }
 
 /** Runs `work`, turning whatever the driver throws into a PgsealError. */
@@ -167,6 +171,73 @@ export const isNetworkCode = (code: string): boolean => NETWORK_CODES.has(code);
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' ? v : undefined);
 
+// Node's (OpenSSL's) codes for a server certificate that does not verify: the chain, the
+// host name, the dates. The server refusing ours comes back as a TLS alert.
+const TLS_CHAIN_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED', 'CERT_REJECTED', 'CERT_REVOKED', 'CERT_CHAIN_TOO_LONG', 'INVALID_CA', 'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE',
+]);
+const TLS_DATE_CODES = new Set(['CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD']);
+const TLS_NAME_CODES = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH', 'IP_ADDRESS_MISMATCH']);
+const TLS_CLIENT_REFUSED = /^ERR_SSL_(?:TLSV1_ALERT_UNKNOWN_CA|SSLV3_ALERT_BAD_CERTIFICATE|TLSV13_ALERT_CERTIFICATE_REQUIRED|SSLV3_ALERT_CERTIFICATE_UNKNOWN|SSLV3_ALERT_CERTIFICATE_EXPIRED|TLSV1_ALERT_ACCESS_DENIED)$/;
+
+/** A TLS failure of the connection to PostgreSQL, or undefined when `e` is not one. */
+function tlsError(e: DriverError, code: string | undefined): PgsealError | undefined {
+  const ctx = e.tlsContext;
+  const where = ctx?.host ? ` at ${ctx.host}${ctx.port ? `:${ctx.port}` : ''}` : '';
+  const against = ctx?.rootcert && ctx.rootcert !== 'system' ? `the CA in sslrootcert=${ctx.rootcert}` : ctx ? 'Node\'s default CAs (no sslrootcert given)' : 'the trusted CAs';
+  if (code && TLS_CHAIN_CODES.has(code)) {
+    return new PgsealError(ErrorCodes.TLS_VERIFY_FAILED, `the server's certificate${where} is not signed by ${against} (wrong CA: ${code})`, {
+      hint: 'point sslrootcert at the CA certificate that signed the server\'s certificate: sslmode=verify-full&sslrootcert=/path/to/ca.pem',
+    });
+  }
+  if (code && TLS_NAME_CODES.has(code)) {
+    const host = str(e.host) ?? ctx?.host;
+    const reason = str(e.reason);
+    return new PgsealError(ErrorCodes.TLS_VERIFY_FAILED, `the server's certificate${where} is not for the host name${host ? ` ${host}` : ''} connected to (host name mismatch${reason ? `: ${reason}` : ''})`, {
+      hint: 'connect with a host name or IP address listed in the certificate\'s subject alternative names (SANs), or reissue the server certificate with this name among its SANs',
+    });
+  }
+  if (code && TLS_DATE_CODES.has(code)) {
+    return new PgsealError(ErrorCodes.TLS_VERIFY_FAILED, `the server's certificate${where} is outside its validity period (${code})`, {
+      hint: 'renew the server\'s certificate (ssl_cert_file), and check both machines\' clocks',
+    });
+  }
+  if (code && TLS_CLIENT_REFUSED.test(code)) {
+    return new PgsealError(ErrorCodes.TLS_VERIFY_FAILED, `the server${where} refused this client's TLS certificate (${code})`, {
+      hint: 'set sslcert and sslkey to a client certificate signed by the CA in the server\'s ssl_ca_file',
+    });
+  }
+  if ((code === 'ECONNRESET' || code === 'EPIPE') && ctx?.clientCertUnconfirmed) {
+    return new PgsealError(ErrorCodes.TLS_VERIFY_FAILED, `the server${where} reset the connection right after the TLS handshake, before answering: it most likely refused this client's TLS certificate (${code})`, {
+      hint: 'set sslcert and sslkey to a client certificate signed by the CA in the server\'s ssl_ca_file',
+    });
+  }
+  if (code === ErrorCodes.TLS_UNAVAILABLE) {
+    return new PgsealError(ErrorCodes.TLS_UNAVAILABLE, str(e.message) ?? `the server${where} does not offer TLS`, {
+      hint: 'turn TLS on at the server (ssl = on, ssl_cert_file, ssl_key_file in postgresql.conf) or reach it through a TLS-terminating proxy; only sslmode=prefer or disable accept an unencrypted connection',
+    });
+  }
+  // node-postgres (under node-pg-migrate) on a server that answers "no TLS"
+  if (!code && /^The server does not support SSL connections$/.test(str(e.message) ?? '')) {
+    return new PgsealError(ErrorCodes.TLS_UNAVAILABLE, 'the server does not offer TLS, and the sslmode asked requires it', {
+      hint: 'turn TLS on at the server (ssl = on, ssl_cert_file, ssl_key_file in postgresql.conf); only sslmode=prefer or disable accept an unencrypted connection',
+    });
+  }
+  if (code === 'ECONNRESET' && /before secure TLS connection was established/.test(str(e.message) ?? '')) {
+    return new PgsealError(ErrorCodes.TLS_UNAVAILABLE, `the server${where} closed the connection during the TLS handshake (it may not offer TLS)`, {
+      hint: 'check that the server has ssl = on; only sslmode=prefer or disable accept an unencrypted connection',
+    });
+  }
+  if (code && /^ERR_SSL_/.test(code)) {
+    return new PgsealError(ErrorCodes.TLS_UNAVAILABLE, `the TLS handshake with the server${where} failed (${code})`, {
+      hint: 'the server must accept TLS 1.2 or later (ssl_min_protocol_version, ssl_ciphers); check that the port is PostgreSQL\'s',
+    });
+  }
+  return undefined;
+}
+
 /**
  * Turns anything thrown by the driver into a PgsealError that is safe to log.
  * A PgsealError passes through unchanged.
@@ -175,6 +246,8 @@ export function toPgsealError(error: unknown, what = 'the database'): PgsealErro
   if (error instanceof PgsealError) return error;
   const e = (typeof error === 'object' && error !== null ? error : {}) as DriverError;
   const code = str(e.code);
+  const tls = tlsError(e, code);
+  if (tls) return tls;
   if (code && NETWORK_CODES.has(code)) {
     const where = str(e.address) ? ` at ${String(e.address)}${e.port ? `:${String(e.port)}` : ''}` : '';
     return new PgsealError(ErrorCodes.DB_UNREACHABLE, `cannot reach ${what}${where} (${code})`, {
@@ -198,6 +271,18 @@ export function toPgsealError(error: unknown, what = 'the database'): PgsealErro
     if (code.startsWith('22')) message = message.replace(/"(?:[^"]|"")*"|'(?:[^']|'')*'/g, '(value hidden)');
     const mapped = SqlStates[code];
     if (mapped) return new PgsealError(mapped, message, fields);
+    if (code === '28000' && /certificate/i.test(message)) {
+      return new PgsealError(ErrorCodes.DB_AUTH_FAILED, message, {
+        ...fields,
+        hint: 'this role signs in with a client certificate: set sslcert and sslkey to a certificate whose CN is the role name, signed by the CA in the server\'s ssl_ca_file',
+      });
+    }
+    if (code === '28000' && /no pg_hba\.conf entry/.test(message) && /no encryption/.test(message)) {
+      return new PgsealError(ErrorCodes.DB_AUTH_FAILED, message, {
+        ...fields,
+        hint: 'no pg_hba.conf line lets this host in without TLS: if the server takes it over TLS only (hostssl), connect with sslmode=verify-full&sslrootcert=/path/to/ca.pem; else the server\'s pg_hba.conf needs a line for it',
+      });
+    }
     if (code === '28P01' || code === '28000') {
       return new PgsealError(ErrorCodes.DB_AUTH_FAILED, message, {
         ...fields,

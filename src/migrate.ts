@@ -3,6 +3,7 @@
 
 import { fileURLToPath } from 'node:url';
 import { runner } from 'node-pg-migrate';
+import { pgClientConfig } from './connect.js';
 import { ErrorCodes, PgsealError, toPgsealError } from './errors.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../migrations', import.meta.url));
@@ -20,7 +21,8 @@ export async function migrate(options: MigrateOptions): Promise<string[]> {
   const messages: string[] = [];
   try {
     const applied = await runner({
-      databaseUrl: options.databaseUrl,
+      // TLS as every other command (connect.ts), not node-postgres's own reading of sslmode
+      databaseUrl: pgClientConfig(options.databaseUrl),
       dir: MIGRATIONS_DIR,
       direction: options.direction,
       count: options.count ?? (options.direction === 'up' ? Infinity : 1),

@@ -3,6 +3,7 @@
 // one place (exitCode). The checks live one file per area beside this one.
 
 import type { Sql } from 'postgres';
+import { withPgsealErrors } from '../errors.js';
 import type { MasterKeyProvider } from '../keys/master-key.js';
 import { runCheck, type CheckArea, type CheckResult, type DoctorOptions } from './check.js';
 import { connectionChecks } from './connection.js';
@@ -38,6 +39,8 @@ export async function runDoctor(sql: Sql, options: DoctorOptions & { databaseUrl
     },
     now: new Date(),
   };
+  // a connection that fails (TLS, authentication) is one error, not every check failing with it
+  await withPgsealErrors(() => sql`select 1`);
   const results: CheckResult[] = [];
   for (const [area, checks] of AREAS) {
     for (const { name, check } of checks) results.push(...(await runCheck(name, area, check, ctx)));
