@@ -53,6 +53,7 @@ export type { AccessLogOptions, AccessLogStats, AccessType } from './audit/acces
 export { createLogPartitions, dropLogPartitions } from './audit/partitions.js';
 export { verifyLogs, type VerifyOptions, type VerifyProblem, type VerifyResult, type ProblemKind } from './audit/verify.js';
 export { listEvents, report, type EventFilter, type LogEvent, type Report, type ReportLine } from './audit/query.js';
+export { metricsRegistry, registerMetrics, mergedRegistry, doctorExposition, LATENCY_BUCKETS } from './metrics.js';
 
 export interface PgsealOptions extends KeyringOptions {
   /** your postgres.js client; pgseal never closes it */

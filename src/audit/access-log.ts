@@ -12,6 +12,7 @@
 
 import type { Sql, TransactionSql } from 'postgres';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
+import { accessLogBuffer, accessLogDropped, accessLogFlushFailed } from '../metrics.js';
 import { ident, slot, sql as q, type Fragment } from '../statement/sql.js';
 import { defaultActor, recordEvent, type LogKeys } from './record.js';
 import { currentAccessContext, type AccessContext } from './context.js';
@@ -76,6 +77,7 @@ export class AccessLogBuffer {
     this.#onError = options.onError;
     this.#timer = setInterval(() => void this.flush(), options.flushIntervalMs ?? 1000);
     this.#timer.unref();
+    accessLogBuffer(this.stats, this.#maxBuffered, true);
   }
 
   add(entries: AccessEntry[]): void {
@@ -88,6 +90,7 @@ export class AccessLogBuffer {
     const room = Math.max(this.#maxBuffered - this.#entries.length, 0);
     if (entries.length > room) {
       this.stats.dropped += entries.length - room;
+      accessLogDropped(entries.length - room);
       this.#droppedUnreported += entries.length - room;
       entries = entries.slice(0, room);
     }
@@ -141,6 +144,7 @@ export class AccessLogBuffer {
       // a log key rotated elsewhere: the next flush reloads the keys
       if (toPgsealError(error).code === ErrorCodes.LOG_KEY_MISSING) this.#keys.invalidate?.();
       this.stats.failedFlushes += 1;
+      accessLogFlushFailed();
       try {
         this.#onError?.(toPgsealError(error));
       } catch {
@@ -157,6 +161,7 @@ export class AccessLogBuffer {
    */
   async close(): Promise<void> {
     clearInterval(this.#timer);
+    accessLogBuffer(this.stats, this.#maxBuffered, false);
     await this.flush();
     if (this.#entries.length > 0 || this.#droppedUnreported > 0) {
       throw new PgsealError(ErrorCodes.ACCESS_LOG_UNFLUSHED, `${this.#entries.length} access log entries could not be written`, {

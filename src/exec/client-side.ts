@@ -13,6 +13,7 @@ import { decodeValue, encodeValue } from '../columns/values.js';
 import { keyVersionOf, open, seal } from '../crypto/envelope.js';
 import { ErrorCodes, PgsealError, withPgsealErrors } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
+import { decryptFailed, opened, openedAll, sealed } from '../metrics.js';
 
 /** A row's scope and primary key as the database prints them (`value::text`): what its values' contexts are built from. */
 export interface RowTexts {
@@ -84,12 +85,13 @@ export class ClientCrypto {
 
   /** One value sealed with its scope's active key under its context (synchronous: ready() first). */
   seal(c: ProtectedColumn, value: unknown, row: RowTexts = {}): Buffer {
+    const started = performance.now(); // metrics: timed per value (a write's round trip dwarfs it)
     const scope = this.keyScope(c, row);
     const key = this.keyring.loadedActiveKey(scope);
     if (!key) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { sqlstate: 'PS005', hint: `create it with \`pgseal keys init --scope ${scope}\`` });
     const plaintext = encodeValue(c, value);
     try {
-      return seal(plaintext, contextOf(c, row), key);
+      return sealed(c, seal(plaintext, contextOf(c, row), key), started);
     } finally {
       plaintext.fill(0);
     }
@@ -153,6 +155,7 @@ export class ClientCrypto {
    */
   async openAll(sql: Sql, rows: readonly Record<string, unknown>[], columns: readonly ProtectedColumn[], rowTexts: (row: Record<string, unknown>, c: ProtectedColumn) => RowTexts, scopes?: ReadScopes): Promise<void> {
     await this.ready();
+    const started = performance.now(); // metrics: timed once per statement, never per value
     let at = 0;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -163,7 +166,7 @@ export class ClientCrypto {
           for (let i = 0; i < columns.length; i++) opened[i] = this.open(columns[i]!, row[columns[i]!.column], rowTexts(row, columns[i]!), scopes);
           for (let i = 0; i < columns.length; i++) if (columns[i]!.column in row) row[columns[i]!.column] = opened[i];
         }
-        return;
+        return openedAll(columns, rows, started);
       } catch (error) {
         if (!(error instanceof PgsealError) || error.code !== ErrorCodes.UNKNOWN_KEY_VERSION || error.message.includes('scope this read')) throw error;
         if (attempt === 0) {
@@ -181,14 +184,21 @@ export class ClientCrypto {
 export async function encryptClientSide(keyring: Keyring, plaintext: string | Buffer, context: string, scope = 'default'): Promise<Buffer> {
   const key = await keyring.activeKey(scope);
   if (!key) throw new PgsealError(ErrorCodes.NO_ACTIVE_KEY, `no active key for scope ${scope}`, { hint: 'create one with `pgseal keys init`' });
-  return seal(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext, context, key);
+  const started = performance.now();
+  return sealed(undefined, seal(typeof plaintext === 'string' ? Buffer.from(plaintext, 'utf8') : plaintext, context, key), started);
 }
 
 /** pgseal().decrypt: an envelope opened under any context. */
 export async function decryptClientSide(keyring: Keyring, envelope: Buffer, context: string): Promise<Buffer> {
   const version = keyVersionOf(envelope);
   const keys = version === undefined ? undefined : await keyring.keysFor(version);
-  return open(envelope, context, (v) => (v === version ? keys : undefined));
+  const started = performance.now();
+  try {
+    return opened(open(envelope, context, (v) => (v === version ? keys : undefined)), started);
+  } catch (error) {
+    decryptFailed(error);
+    throw error;
+  }
 }
 
 /** PS012 / PS013 for a version pgseal.keys lists as retired or destroyed (pgseal._key_state, granted to the application's role). */

@@ -30,6 +30,7 @@ import { recordFailure, withLogKeyset } from '../audit/record.js';
 import type { KeyRoute, SealKey } from '../columns/expressions.js';
 import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
+import { decryptFailed, ranStatement } from '../metrics.js';
 import { operand } from '../statement/expr.js';
 import { compile, secret, slot, type Compiled, type Fragment } from '../statement/sql.js';
 import { guardedStatement, withKeys, type WithKeysOptions } from './transaction.js';
@@ -131,13 +132,14 @@ export class KeyedExecutor {
   /** Runs one statement pgseal built, retried once after a reload when the keys were stale. */
   async run(unit: Unit): Promise<Rows> {
     // the hot path of every helper call: written out, no closures
+    const started = performance.now(); // metrics: database mode, timed per statement
     try {
       try {
-        return await this.#runOnce(unit);
+        return ranStatement(unit, await this.#runOnce(unit), started);
       } catch (error) {
         if (!(error instanceof PgsealError) || !STALE_KEYS.has(error.code)) throw error;
         await this.keyring.refresh();
-        return await this.#runOnce(unit);
+        return ranStatement(unit, await this.#runOnce(unit), started);
       }
     } catch (error) {
       await this.#auditFailure(unit.table, error);
@@ -245,6 +247,7 @@ export class KeyedExecutor {
   /** A value that does not open: tampering, a wrong key, or shredded data; auditors want to know. */
   async #auditFailure(table: Table | undefined, error: unknown): Promise<void> {
     if (error instanceof PgsealError && UNREADABLE.has(error.code)) {
+      decryptFailed(error);
       await recordFailure(this.sql, this.keyring, { operation: 'data.decrypt_failed', actor: accessor(this.accessLog).actor, table }, error);
     }
   }

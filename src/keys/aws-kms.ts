@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { DecryptCommand, DescribeKeyCommand, EncryptCommand, GenerateDataKeyCommand, KMSClient, ReEncryptCommand } from '@aws-sdk/client-kms';
 import { kmsEncryptionContext, type WrapContext } from '../crypto/derive.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
+import { kmsCacheUse, kmsCall, kmsMetricsReady } from '../metrics.js';
 import { awsCall, callTimeoutMs, clientConfig, type AwsCallSite, type AwsClientOptions } from './aws.js';
 import type { DataKey, MasterKeyProvider } from './master-key.js';
 
@@ -57,6 +58,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
     this.#ttlMs = options.cacheTtlMs ?? 5 * 60_000;
     this.#maxUses = options.cacheMaxUses ?? 10_000;
     if (KEY_ARN.test(keyId)) this.#arn = keyId;
+    kmsMetricsReady();
   }
 
   /** `kms:<key ARN>` once prepared (or once any call answered); before, the key as configured. */
@@ -72,7 +74,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
    */
   prepare(): Promise<void> {
     this.#live();
-    this.#preparing ??= awsCall(this.#site('DescribeKey'), this.#timeoutMs, async (abortSignal) => {
+    this.#preparing ??= this.#call('DescribeKey', async (abortSignal) => {
       const out = await this.#client.send(new DescribeKeyCommand({ KeyId: this.#keyId }), { abortSignal });
       const meta = out.KeyMetadata;
       if (!meta?.Arn) throw new PgsealError(ErrorCodes.AWS_REQUEST_FAILED, `AWS KMS DescribeKey on ${this.#keyId} gave no ARN`, { hint: 'check the endpoint is AWS KMS' });
@@ -92,7 +94,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
 
   async generateDataKey(context: WrapContext): Promise<DataKey> {
     await this.prepare();
-    const out = await awsCall(this.#site('GenerateDataKey'), this.#timeoutMs, (abortSignal) =>
+    const out = await this.#call('GenerateDataKey', (abortSignal) =>
       this.#client.send(new GenerateDataKeyCommand({ KeyId: this.#arn, KeySpec: 'AES_256', EncryptionContext: kmsEncryptionContext(context) }), { abortSignal }));
     const plaintext = takeKey(out.Plaintext);
     if (!out.CiphertextBlob) {
@@ -105,7 +107,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
   async wrap(plaintext: Buffer, context: WrapContext): Promise<Buffer> {
     await this.prepare();
     // the SDK keeps no copy of the request after it settles; the caller zeroes plaintext
-    const out = await awsCall(this.#site('Encrypt'), this.#timeoutMs, (abortSignal) =>
+    const out = await this.#call('Encrypt', (abortSignal) =>
       this.#client.send(new EncryptCommand({ KeyId: this.#arn, Plaintext: plaintext, EncryptionContext: kmsEncryptionContext(context) }), { abortSignal }));
     if (!out.CiphertextBlob) throw new PgsealError(ErrorCodes.AWS_REQUEST_FAILED, 'AWS KMS Encrypt gave no ciphertext', { hint: 'check the endpoint is AWS KMS' });
     return Buffer.from(out.CiphertextBlob);
@@ -121,6 +123,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
       this.#forget(id, entry);
       entry = undefined;
     }
+    kmsCacheUse(!entry);
     if (!entry) {
       const made: CacheEntry = { pending: this.#decrypt(wrapped, context), expiresAt: now + this.#ttlMs, uses: 0 };
       made.pending.then((key) => {
@@ -139,7 +142,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
   }
 
   async #decrypt(wrapped: Buffer, context: WrapContext): Promise<Buffer> {
-    const out = await awsCall(this.#site('Decrypt'), this.#timeoutMs, (abortSignal) =>
+    const out = await this.#call('Decrypt', (abortSignal) =>
       this.#client.send(new DecryptCommand({ KeyId: this.#arn, CiphertextBlob: wrapped, EncryptionContext: kmsEncryptionContext(context) }), { abortSignal }));
     return takeKey(out.Plaintext);
   }
@@ -149,7 +152,7 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
     if (!(from instanceof AwsKmsMasterKey)) return undefined;
     await Promise.all([this.prepare(), from.prepare()]);
     const encryptionContext = kmsEncryptionContext(context);
-    const out = await awsCall(this.#site('ReEncrypt'), this.#timeoutMs, (abortSignal) =>
+    const out = await this.#call('ReEncrypt', (abortSignal) =>
       this.#client.send(new ReEncryptCommand({
         CiphertextBlob: wrapped, SourceKeyId: from.#arn, SourceEncryptionContext: encryptionContext,
         DestinationKeyId: this.#arn, DestinationEncryptionContext: encryptionContext,
@@ -171,6 +174,11 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
 
   #live(): void {
     if (this.#closed) throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, 'the KMS master key provider was closed', { hint: 'create a new provider (awsKmsMasterKey) after close()' });
+  }
+
+  /** One KMS call under its deadline (aws.ts awsCall), counted and timed (metrics.ts). */
+  #call<T>(operation: string, call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
+    return kmsCall(operation, () => awsCall(this.#site(operation), this.#timeoutMs, call));
   }
 
   #site(operation: string): AwsCallSite {

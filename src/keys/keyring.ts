@@ -9,6 +9,7 @@ import { deriveEnvelopeKeys, deriveIndexKey, deriveLogKey, type EnvelopeKeys } f
 import { forgetPrepared, type VersionedKeys } from '../crypto/envelope.js';
 import { encodeKeyMaterial, encodeKeyPayload, encodeKeyset } from '../crypto/wire.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
+import { keyringLoad, keyringUse } from '../metrics.js';
 import type { MasterKeyProvider } from './master-key.js';
 import { activeFirst, keyGeneration, logKeysetOf, unwrapKeyRow, usableKeyRows, type KeyPurpose, type KeyState } from './unwrap.js';
 
@@ -53,7 +54,7 @@ export class Keyring implements LogKeys {
   /** Reloads pgseal.keys now; keys that disappeared or changed are zeroed. */
   async refresh(): Promise<void> {
     if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
-    this.#loading ??= this.#load().finally(() => {
+    this.#loading ??= keyringLoad(() => this.#load()).finally(() => {
       this.#loading = undefined;
     });
     return this.#loading;
@@ -117,13 +118,14 @@ export class Keyring implements LogKeys {
 
   async #fresh(): Promise<CachedKey[]> {
     if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring is closed');
-    if (this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.refresh();
+    if (keyringUse(this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs)) await this.refresh();
     return [...this.#keys.values()];
   }
 
   /** Loads the keys unless they are loaded and fresh: client-side crypto's synchronous calls below need it first. */
   async ready(): Promise<void> {
     if (this.#closed || this.#loadedAt === 0 || Date.now() - this.#loadedAt >= this.#ttlMs) await this.#fresh();
+    else keyringUse(false);
   }
 
   /**

@@ -9,6 +9,7 @@ import type { Sql, TransactionSql } from 'postgres';
 import { defaultActor, recordEvent, recordFailure, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
 import type { Keyring } from '../keys/keyring.js';
+import { reencryptBatch, reencryptLeft } from '../metrics.js';
 import { batchStatement, boundsStatement, nextBatchStatement, countStatement, staleIndexStatement, type BatchValues } from './batch-sql.js';
 import type { Compiled } from '../statement/sql.js';
 import { KeyedExecutor } from '../exec/executor.js';
@@ -356,6 +357,7 @@ class Engine {
       for (const t of new Set(this.parts.map((p) => p.target))) {
         const progress = this.#progress.get(t)!;
         const c = await this.#remaining(t);
+        reencryptLeft(t.name, t.kind, c);
         if (c === 0) {
           progress.done = true;
           continue;
@@ -399,6 +401,7 @@ class Engine {
     for (const t of new Set(this.parts.map((p) => p.target))) {
       const r = rows.find((x) => x.table_schema === t.column.schema && x.table_name === t.column.table && x.column_name === t.column.column);
       this.#progress.set(t, { column: t.name, rowsTotal: Number(r?.total ?? 0), rowsDone: Number(r?.done_rows ?? 0), batches: r?.batches ?? 0, pass: r?.pass ?? 1, done: false });
+      reencryptLeft(t.name, t.kind, Number(r?.total ?? 0) - Number(r?.done_rows ?? 0));
     }
   }
 
@@ -451,6 +454,7 @@ class Engine {
       progress.rowsDone += result.changed;
       progress.batches += 1;
       progress.rowsTotal = Math.max(progress.rowsTotal, progress.rowsDone);
+      reencryptBatch(t.name, t.kind, result.changed, progress.rowsTotal - progress.rowsDone);
       this.#report(t);
       if (result.scanned < this.batchSize) {
         part.done = true;
