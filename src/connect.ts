@@ -96,6 +96,12 @@ export function tlsSettings(databaseUrl: string, env: NodeJS.ProcessEnv = proces
   if (!SSL_MODES.includes(sslmode)) {
     throw new PgsealError(ErrorCodes.TLS_CONFIG, `sslmode=${raw} is not an sslmode`, { hint: `use one of ${SSL_MODES.join(', ')} (verify-full in production)` });
   }
+  if (sslmode === 'verify-ca' && rootcertParam === undefined) {
+    // the public CAs without a host name check would accept any publicly signed certificate (libpq refuses too)
+    throw new PgsealError(ErrorCodes.TLS_CONFIG, 'sslmode=verify-ca needs sslrootcert: the CA that signed the server\'s certificate', {
+      hint: 'set sslrootcert (or PGSSLROOTCERT) to that CA\'s PEM file, or use sslmode=verify-full',
+    });
+  }
   if (rootcertParam === 'system' && sslmode !== 'verify-full') {
     throw new PgsealError(ErrorCodes.TLS_CONFIG, `sslrootcert=system needs sslmode=verify-full, not ${sslmode}`, {
       hint: 'the public CAs sign certificates for anyone: only a host name check makes them mean something; use sslmode=verify-full',

@@ -117,28 +117,40 @@ export class AwsKmsMasterKey implements MasterKeyProvider {
   async unwrap(wrapped: Buffer, context: WrapContext): Promise<Buffer> {
     await this.prepare();
     const id = cacheId(wrapped, context);
-    const now = Date.now();
-    let entry = this.#cache.get(id);
-    if (entry && (entry.expiresAt <= now || entry.uses >= this.#maxUses)) {
-      this.#forget(id, entry);
-      entry = undefined;
+    for (let attempt = 0; ; attempt++) {
+      const now = Date.now();
+      let entry = this.#cache.get(id);
+      // only a settled entry ages out: callers joining a pending Decrypt share it
+      if (entry?.key && (entry.expiresAt <= now || entry.uses >= this.#maxUses)) {
+        this.#forget(id, entry);
+        entry = undefined;
+      }
+      kmsCacheUse(!entry);
+      if (!entry) entry = this.#remember(id, this.#decrypt(wrapped, context), now);
+      entry.uses += 1;
+      const key = await entry.pending;
+      // zeroed between its arrival and this copy (expired, closed): ask once more, then give up
+      if (!key.every((b) => b === 0)) return Buffer.from(key);
+      if (attempt > 0) throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, 'an unwrapped key was zeroed before it could be used', { hint: 'the provider was closed, or its cache TTL is shorter than a KMS call: raise cacheTtlMs' });
     }
-    kmsCacheUse(!entry);
-    if (!entry) {
-      const made: CacheEntry = { pending: this.#decrypt(wrapped, context), expiresAt: now + this.#ttlMs, uses: 0 };
-      made.pending.then((key) => {
-        if (this.#cache.get(id) === made && !this.#closed) made.key = key;
-        else key.fill(0);
-      }, () => {
-        if (this.#cache.get(id) === made) this.#cache.delete(id);
-      });
-      this.#cache.set(id, made);
-      entry = made;
-    }
-    entry.uses += 1;
-    const key = await entry.pending;
-    if (key.every((b) => b === 0)) return this.unwrap(wrapped, context); // zeroed meanwhile (expired, closed): ask again
-    return Buffer.from(key);
+  }
+
+  /** A Decrypt in the cache: kept until its TTL, then zeroed by a timer of its own (a key nobody asks for again must not linger). */
+  #remember(id: string, pending: Promise<Buffer>, now: number): CacheEntry {
+    const made: CacheEntry = { pending, expiresAt: now + this.#ttlMs, uses: 0 };
+    pending.then((key) => {
+      if (this.#cache.get(id) === made && !this.#closed) {
+        made.key = key;
+        const timer = setTimeout(() => this.#forget(id, made), Math.max(made.expiresAt - Date.now(), 0));
+        timer.unref();
+      } else {
+        key.fill(0);
+      }
+    }, () => {
+      if (this.#cache.get(id) === made) this.#cache.delete(id);
+    });
+    this.#cache.set(id, made);
+    return made;
   }
 
   async #decrypt(wrapped: Buffer, context: WrapContext): Promise<Buffer> {

@@ -21,7 +21,7 @@ interface Held {
   pending: Promise<Buffer>;
   users: number;
 }
-/** the key of each secret read by this process, while a provider made from it is open */
+/** the key of each secret read by this process (by secret, region and endpoint), while a provider made from it is open */
 const held = new Map<string, Held>();
 
 export class AwsSecretMasterKey implements MasterKeyProvider {
@@ -30,6 +30,7 @@ export class AwsSecretMasterKey implements MasterKeyProvider {
   #local: LocalMasterKey | undefined;
   #preparing: Promise<void> | undefined;
   #entry: Held | undefined;
+  #shareKey: string | undefined;
   #closed = false;
 
   constructor(options: AwsSecretOptions) {
@@ -60,15 +61,20 @@ export class AwsSecretMasterKey implements MasterKeyProvider {
   }
 
   async #load(): Promise<void> {
-    let entry = held.get(this.#secretId);
+    // shared only between providers that read the same secret the same way: a client or
+    // credentials of the caller's own may reach another account, so those never share
+    const shareKey = this.#options.client || this.#options.credentials ? undefined
+      : JSON.stringify([this.#secretId, this.#options.region ?? process.env.AWS_REGION ?? '', this.#options.endpoint ?? process.env.AWS_ENDPOINT_URL_SECRETS_MANAGER ?? process.env.AWS_ENDPOINT_URL ?? '']);
+    let entry = shareKey === undefined ? undefined : held.get(shareKey);
     if (!entry) {
       const made: Held = { pending: readSecret(this.#options, this.#secretId), users: 0 };
       made.pending.catch(() => {
-        if (held.get(this.#secretId) === made) held.delete(this.#secretId);
+        if (shareKey !== undefined && held.get(shareKey) === made) held.delete(shareKey);
       });
-      held.set(this.#secretId, made);
+      if (shareKey !== undefined) held.set(shareKey, made);
       entry = made;
     }
+    this.#shareKey = shareKey;
     entry.users += 1;
     let key: Buffer;
     try {
@@ -78,7 +84,7 @@ export class AwsSecretMasterKey implements MasterKeyProvider {
       throw error;
     }
     if (this.#closed) {
-      release(this.#secretId, entry);
+      release(shareKey, entry);
       return;
     }
     this.#entry = entry;
@@ -87,7 +93,8 @@ export class AwsSecretMasterKey implements MasterKeyProvider {
 
   async #ready(): Promise<LocalMasterKey> {
     await this.prepare();
-    return this.#local!;
+    if (!this.#local) throw new PgsealError(ErrorCodes.KEY_UNWRAP_FAILED, 'the master key was closed', { hint: 'create a new provider (awsSecretMasterKey) after close()' });
+    return this.#local;
   }
 
   async generateDataKey(context: WrapContext): Promise<DataKey> {
@@ -105,16 +112,16 @@ export class AwsSecretMasterKey implements MasterKeyProvider {
   close(): void {
     this.#closed = true;
     this.#local?.close();
-    if (this.#entry) release(this.#secretId, this.#entry);
+    if (this.#entry) release(this.#shareKey, this.#entry);
     this.#entry = undefined;
   }
 }
 
-function release(secretId: string, entry: Held): void {
+function release(shareKey: string | undefined, entry: Held): void {
   entry.users -= 1;
   if (entry.users > 0) return;
   void entry.pending.then((key) => key.fill(0), () => undefined);
-  if (held.get(secretId) === entry) held.delete(secretId);
+  if (shareKey !== undefined && held.get(shareKey) === entry) held.delete(shareKey);
 }
 
 async function readSecret(options: AwsSecretOptions, secretId: string): Promise<Buffer> {

@@ -40,9 +40,18 @@ export function callTimeoutMs(options: AwsClientOptions, env: NodeJS.ProcessEnv 
 /** Runs one SDK call under a deadline that covers its retries; its errors become PgsealErrors. */
 export async function awsCall<T>(what: AwsCallSite, timeoutMs: number, call: (abortSignal: AbortSignal) => Promise<T>): Promise<T> {
   const abort = new AbortController();
-  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let timer: NodeJS.Timeout | undefined;
+  // a hard deadline: not every wait inside the SDK (backoff, credentials) honours the signal
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      abort.abort();
+      reject(Object.assign(new Error('deadline'), { name: 'TimeoutError' }));
+    }, timeoutMs);
+  });
+  const work = call(abort.signal);
+  work.catch(() => undefined); // settles after the deadline: already answered
   try {
-    return await call(abort.signal);
+    return await Promise.race([work, deadline]);
   } catch (error) {
     throw awsError(error, what, abort.signal.aborted ? timeoutMs : undefined);
   } finally {

@@ -37,6 +37,8 @@ export class Keyring implements LogKeys {
   /** pgseal.key_generation() when the keys were loaded: pgseal.guard() refuses keys older than the last revocation */
   #generation = 0;
   #loading: Promise<void> | undefined;
+  /** bumped when the keys in memory are zeroed (expiry): a load that reused them must not install them */
+  #epoch = 0;
   #expiry: NodeJS.Timeout | undefined;
   #keeper: NodeJS.Timeout | undefined;
   /** keys are in memory (invalidate() marks them stale but keeps them; expiry zeroes them) */
@@ -61,6 +63,7 @@ export class Keyring implements LogKeys {
   }
 
   async #load(): Promise<void> {
+    const epoch = this.#epoch;
     // read before the keys: a revocation committed in between makes the next guard refuse, never the reverse
     // a remote provider gets ready (KMS: DescribeKey) while the database answers
     const preparing = this.#provider.prepare?.();
@@ -93,6 +96,12 @@ export class Keyring implements LogKeys {
       for (const [version, key] of next) if (this.#keys.get(version) !== key) zero(key);
       throw failed.reason;
     }
+    if (this.#closed || this.#epoch !== epoch) {
+      // closed meanwhile, or expired meanwhile (the keys it reused are zeroed): keep nothing of it
+      for (const [version, key] of next) if (this.#keys.get(version) !== key) zero(key);
+      if (this.#closed) throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the keyring was closed while it loaded');
+      return this.#load();
+    }
     for (const [version, key] of this.#keys) if (next.get(version) !== key) zero(key);
     this.#keys = next;
     this.#unopened = unopened;
@@ -105,6 +114,7 @@ export class Keyring implements LogKeys {
   }
 
   #expire(): void {
+    this.#epoch += 1;
     for (const key of this.#keys.values()) zero(key);
     this.#keys.clear();
     this.#loadedAt = 0;

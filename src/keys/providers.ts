@@ -35,6 +35,10 @@ const set = (v: string | undefined): string | undefined => (v !== undefined && v
 
 /** The source the configuration and environment name; refuses an ambiguous environment. */
 export function masterKeySource(config: MasterKeyConfig = {}, env: NodeJS.ProcessEnv = process.env): MasterKeySource {
+  const flags = [set(config.kmsKeyId) && '--kms-key-id', set(config.secretId) && 'the secret id', set(config.masterKeyFile) && '--master-key-file'].filter(Boolean);
+  if (flags.length > 1) {
+    throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, `${flags.join(' and ')} are ${flags.length === 2 ? 'both' : 'all'} given: pgseal will not guess which master key wraps this database's keys`, { hint: 'give one' });
+  }
   if (set(config.kmsKeyId)) return { kind: 'kms', keyId: set(config.kmsKeyId)! };
   if (set(config.secretId)) return { kind: 'secret', secretId: set(config.secretId)! };
   if (set(config.masterKeyFile)) return { kind: 'file', path: set(config.masterKeyFile)! };

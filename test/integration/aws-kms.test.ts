@@ -160,6 +160,23 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
       }
     });
 
+    it('with the cache turned off (TTL 0, or one use), concurrent unwraps of one key still settle, sharing the Decrypt in flight', async () => {
+      const [row] = await db.sql<{ wrapped_key: Buffer; version: number; scope: string; purpose: string; database: string }[]>`
+        select wrapped_key, version, scope, purpose, pgseal.installation_id()::text as database from pgseal.keys where state = 'active' and purpose = 'data' and scope = 'default'`;
+      const context = { scope: row!.scope, purpose: row!.purpose, version: row!.version, database: row!.database };
+      for (const options of [{ cacheTtlMs: 0 }, { cacheMaxUses: 1 }]) {
+        const p = provider(keyA, options);
+        await p.prepare();
+        moto.reset();
+        const keys = await Promise.all(Array.from({ length: 8 }, () => p.unwrap(row!.wrapped_key, context)));
+        expect(new Set(keys.map((k) => k.toString('hex'))).size).toBe(1);
+        expect(keys[0]!.every((b) => b === 0)).toBe(false);
+        expect(moto.count('Decrypt')).toBe(1);
+        for (const k of keys) k.fill(0);
+        p.close();
+      }
+    });
+
     it('a wrapped key moved to another version or scope row, or to another database, does not unwrap (encryption context)', async () => {
       await initKeys(db.sql, provider(keyA), 'acme');
       const rows = await db.sql<{ version: number; scope: string; purpose: string; wrapped_key: Buffer }[]>`

@@ -86,6 +86,10 @@ describe('tlsSettings: what a URL asks of TLS', () => {
     expect(() => tlsSettings(`${base}?sslmode=verify-everything`, {})).toThrow(expect.objectContaining({ code: ErrorCodes.TLS_CONFIG }));
   });
 
+  it('verify-ca without sslrootcert is refused: the public CAs with no host name check would accept anyone\'s certificate', () => {
+    expect(() => tlsSettings('postgres://u@db.example.com/app?sslmode=verify-ca', {})).toThrow(expect.objectContaining({ code: ErrorCodes.TLS_CONFIG }));
+  });
+
   it('a Unix-domain socket gets no TLS (as libpq)', () => {
     expect(tlsSettings('postgres://u@%2Fvar%2Frun%2Fpostgresql/app?sslmode=verify-full', {})).toMatchObject({ unixSocket: true, tlsAttempted: false, host: '/var/run/postgresql' });
   });

@@ -58,5 +58,6 @@ describe('which master key', () => {
     expect(() => masterKeySource({}, { PGSEAL_KMS_KEY_ID: 'k', PGSEAL_MASTER_KEY: 'x' })).toThrow(/PGSEAL_KMS_KEY_ID and PGSEAL_MASTER_KEY are both set/);
     expect(() => masterKeySource({}, { PGSEAL_MASTER_KEY_SECRET_ID: 's', PGSEAL_MASTER_KEY_FILE: '/k' })).toThrow(/both set/);
     expect(masterKeySource({ masterKeyFile: '/f' }, { PGSEAL_KMS_KEY_ID: 'k', PGSEAL_MASTER_KEY: 'x' })).toEqual({ kind: 'file', path: '/f' });
+    expect(() => masterKeySource({ kmsKeyId: 'k', masterKeyFile: '/f' }, {})).toThrow(/--kms-key-id and --master-key-file are both given/);
   });
 });
