@@ -91,13 +91,46 @@ interface DependRow {
   pgcrypto: boolean;
 }
 
-interface AclRow {
+export interface AclRow {
   kind: 'SCHEMA' | 'FUNCTION' | 'TABLE' | 'SEQUENCE';
   name: string;
   col: string | null;
   grantee: string;
   privilege_type: string;
   is_grantable: boolean;
+}
+
+/**
+ * Every privilege on schema pgseal and what it holds (schema, functions, tables, sequences,
+ * columns: a column's row is kind TABLE with its col), a NULL acl read as the default one
+ * (EXECUTE for PUBLIC on a function nobody revoked it from). The lint and the doctor read it.
+ */
+export function schemaAcl(sql: Sql): Promise<AclRow[]> {
+  return sql<AclRow[]>`
+    with objects as (
+      select 'SCHEMA' as kind, pg_catalog.quote_ident(n.nspname) as name, null::text as col,
+             coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner)) as acl
+        from pg_catalog.pg_namespace n where n.nspname = ${SCHEMA}
+      union all
+      select 'FUNCTION', pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)), null,
+             coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))
+        from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace where n.nspname = ${SCHEMA}
+      union all
+      select case when c.relkind = 'S' then 'SEQUENCE' else 'TABLE' end, pg_catalog.format('%I.%I', n.nspname, c.relname), null,
+             coalesce(c.relacl, pg_catalog.acldefault(case when c.relkind = 'S' then 's' else 'r' end::"char", c.relowner))
+        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+       where n.nspname = ${SCHEMA} and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+      union all
+      select 'TABLE', pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.quote_ident(a.attname), a.attacl
+        from pg_catalog.pg_attribute a
+        join pg_catalog.pg_class c on c.oid = a.attrelid
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+       where n.nspname = ${SCHEMA} and a.attacl is not null and a.attnum > 0 and not a.attisdropped
+    )
+    select o.kind, o.name, o.col,
+           case when x.grantee = 0 then 'PUBLIC' else pg_catalog.pg_get_userbyid(x.grantee)::text end as grantee,
+           x.privilege_type, x.is_grantable
+      from objects o, pg_catalog.aclexplode(o.acl) x`;
 }
 
 interface CalleeInfo {
@@ -499,31 +532,7 @@ export async function lintCatalog(sql: Sql, expected?: ExpectedGrants): Promise<
         left join pg_catalog.pg_namespace rcn on rcn.oid = rc.relnamespace
        where p.prosqlbody is not null and d.deptype = 'n'
          and d.refclassid in ('pg_catalog.pg_proc'::regclass, 'pg_catalog.pg_operator'::regclass, 'pg_catalog.pg_type'::regclass, 'pg_catalog.pg_class'::regclass)`,
-    sql<AclRow[]>`
-      with objects as (
-        select 'SCHEMA' as kind, pg_catalog.quote_ident(n.nspname) as name, null::text as col,
-               coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner)) as acl
-          from pg_catalog.pg_namespace n where n.nspname = ${SCHEMA}
-        union all
-        select 'FUNCTION', pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)), null,
-               coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))
-          from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace where n.nspname = ${SCHEMA}
-        union all
-        select case when c.relkind = 'S' then 'SEQUENCE' else 'TABLE' end, pg_catalog.format('%I.%I', n.nspname, c.relname), null,
-               coalesce(c.relacl, pg_catalog.acldefault(case when c.relkind = 'S' then 's' else 'r' end::"char", c.relowner))
-          from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-         where n.nspname = ${SCHEMA} and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-        union all
-        select 'TABLE', pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.quote_ident(a.attname), a.attacl
-          from pg_catalog.pg_attribute a
-          join pg_catalog.pg_class c on c.oid = a.attrelid
-          join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-         where n.nspname = ${SCHEMA} and a.attacl is not null and a.attnum > 0 and not a.attisdropped
-      )
-      select o.kind, o.name, o.col,
-             case when x.grantee = 0 then 'PUBLIC' else pg_catalog.pg_get_userbyid(x.grantee)::text end as grantee,
-             x.privilege_type, x.is_grantable
-        from objects o, pg_catalog.aclexplode(o.acl) x`,
+    schemaAcl(sql),
     sql<{ rolname: string }[]>`select rolname::text from pg_catalog.pg_roles where rolname in (${ROLES.app}, ${ROLES.admin})`,
   ]);
   if (schemaRows.length === 0) throw new Error(`lintCatalog: schema ${SCHEMA} does not exist`);

@@ -55,3 +55,24 @@ export async function runCheck(name: string, area: CheckArea, check: Check, ctx:
     return [{ id: `${area}.${name}`, area, status: 'fail', summary: `the check could not run: ${e.code ? `${e.code}: ` : ''}${e.message ?? String(error)}`, fix: e.hint ?? 'run it again with PGSEAL_DEBUG=1 to see why' }];
   }
 }
+
+/**
+ * The check, skipped (saying so) rather than failed when this role may not read what it
+ * needs (SQLSTATE 42501): the doctor is meant to run as the owner of schema pgseal.
+ */
+export function readableOnly(area: CheckArea, name: string, check: Check): Check {
+  return async (ctx) => {
+    try {
+      return await check(ctx);
+    } catch (error) {
+      const e = error as { code?: string; sqlstate?: string; message?: string };
+      if (e.code !== '42501' && e.sqlstate !== '42501') throw error;
+      const [who] = await ctx.sql<{ role: string }[]>`select CURRENT_USER::pg_catalog.text as role`;
+      return [{
+        id: `${area}.${name}`, area, status: 'skip',
+        summary: `role ${who?.role ?? '?'} may not read what this check needs (${e.message ?? 'permission denied'})`,
+        fix: 'run pgseal doctor as the owner of schema pgseal (the role that ran the migrations) or a superuser',
+      }];
+    }
+  };
+}

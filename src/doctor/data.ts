@@ -11,8 +11,7 @@ import { columnContext } from '../columns/context.js';
 import { listProtectedColumns } from '../registry/load.js';
 import type { ProtectedColumn } from '../registry/types.js';
 import { ident, int, join, quoteIdent, quoteLiteral, sql as q, statement, value, type Fragment } from '../statement/sql.js';
-import type { Check, DoctorContext } from './check.js';
-import { readableOnly } from './privileges.js';
+import { readableOnly, type Check, type DoctorContext } from './check.js';
 
 /** Row ids listed per column at most (the counts stay complete). */
 const MAX_IDS = 20;

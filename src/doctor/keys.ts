@@ -4,10 +4,9 @@
 // reported: an unwrapped key is zeroed as soon as it has proved it opens.
 
 import type { Sql } from 'postgres';
-import { configureHint, unwrapKeyRow, usableKeyRows, type KeyPurpose, type KeyState } from '../keys/unwrap.js';
-import type { Check, CheckResult } from './check.js';
+import { configureHint, rowsThatDoNotOpen, usableKeyRows, type KeyPurpose, type KeyState } from '../keys/unwrap.js';
+import { readableOnly, type Check, type CheckResult } from './check.js';
 import { scanColumns } from './data.js';
-import { readableOnly } from './privileges.js';
 
 const DAY_MS = 86_400_000;
 
@@ -44,14 +43,9 @@ const masterKey: Check = async (ctx) => {
   if (rows.length === 0) {
     return result('master_key', { status: 'warn', summary: 'pgseal.keys holds no usable key: nothing can be encrypted yet', fix: 'pgseal keys init', details: { usable: 0 } });
   }
-  // concurrently: with a remote KMS, N keys cost one round trip, not N
-  const settled = await Promise.allSettled(rows.map((row) => unwrapKeyRow(provider, row)));
-  for (const s of settled) if (s.status === 'fulfilled') s.value.fill(0);
-  const failed = rows.flatMap((row, i) => {
-    const s = settled[i]!;
-    if (s.status === 'fulfilled') return [];
-    const e = s.reason as { code?: string; message?: string; hint?: string };
-    return [{ version: row.version, scope: row.scope, purpose: row.purpose, kek_ref: row.kek_ref, code: e.code ?? 'error', message: e.message ?? String(s.reason), hint: e.hint }];
+  const failed = (await rowsThatDoNotOpen(provider, rows)).map(({ row, error }) => {
+    const e = error as { code?: string; message?: string; hint?: string };
+    return { version: row.version, scope: row.scope, purpose: row.purpose, kek_ref: row.kek_ref, code: e.code ?? 'error', message: e.message ?? String(error), hint: e.hint };
   });
   const details = { master_key: provider.ref, usable: rows.length, failed: failed.map(({ hint: _hint, ...f }) => f) };
   if (failed.length === 0) {

@@ -7,8 +7,7 @@ import { logStorage } from '../audit/partitions.js';
 import { verifyLogs } from '../audit/verify.js';
 import { ErrorCodes } from '../errors.js';
 import { masterLogKeys } from '../keys/unwrap.js';
-import type { Check, CheckResult, DoctorContext } from './check.js';
-import { readableOnly } from './privileges.js';
+import { readableOnly, type Check, type CheckResult, type DoctorContext } from './check.js';
 
 const result = (name: string, r: Omit<CheckResult, 'id' | 'area'>): CheckResult[] => [{ id: `logs.${name}`, area: 'logs', ...r }];
 const HYPERTABLES = ['encrypted_data_access_log', 'encryption_audit_log'] as const;

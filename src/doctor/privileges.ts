@@ -2,31 +2,11 @@
 // operation beyond the admin set (docs/privileges.md), and whether PUBLIC was granted
 // anything in schema pgseal. Read from the catalogs only.
 
+import { schemaAcl } from '../catalog/lint.js';
 import { quoteIdent } from '../statement/sql.js';
-import type { Check, CheckArea, CheckResult } from './check.js';
+import { readableOnly, type Check, type CheckResult } from './check.js';
 
 const result = (name: string, r: Omit<CheckResult, 'id' | 'area'>): CheckResult[] => [{ id: `privileges.${name}`, area: 'privileges', ...r }];
-
-/**
- * The check, skipped (saying so) rather than failed when this role may not read what it
- * needs (SQLSTATE 42501): the doctor is meant to run as the owner of schema pgseal.
- */
-export function readableOnly(area: CheckArea, name: string, check: Check): Check {
-  return async (ctx) => {
-    try {
-      return await check(ctx);
-    } catch (error) {
-      const e = error as { code?: string; sqlstate?: string; message?: string };
-      if (e.code !== '42501' && e.sqlstate !== '42501') throw error;
-      const [who] = await ctx.sql<{ role: string }[]>`select CURRENT_USER::pg_catalog.text as role`;
-      return [{
-        id: `${area}.${name}`, area, status: 'skip',
-        summary: `role ${who?.role ?? '?'} may not read what this check needs (${e.message ?? 'permission denied'})`,
-        fix: 'run pgseal doctor as the owner of schema pgseal (the role that ran the migrations) or a superuser',
-      }];
-    }
-  };
-}
 
 interface KeyPrivilegeRow {
   role: string;
@@ -117,33 +97,23 @@ interface AclRow {
 }
 
 const publicPrivileges: Check = async (ctx) => {
-  // a NULL acl is the default one: EXECUTE for PUBLIC on a function nobody revoked it from
-  const rows = await ctx.sql<AclRow[]>`
-    with objects as (
-      select 'schema' as kind, pg_catalog.quote_ident(n.nspname) as name, null::pg_catalog.text as col, coalesce(n.nspacl, pg_catalog.acldefault('n', n.nspowner)) as acl
-        from pg_catalog.pg_namespace n where n.nspname = 'pgseal'
-      union all
-      select 'function', pg_catalog.format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.oidvectortypes(p.proargtypes)), null,
-             coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))
-        from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace where n.nspname = 'pgseal'
-      union all
-      select case when c.relkind = 'S' then 'sequence' else 'table' end, pg_catalog.format('%I.%I', n.nspname, c.relname), null,
-             coalesce(c.relacl, pg_catalog.acldefault(case when c.relkind = 'S' then 's' else 'r' end::"char", c.relowner))
-        from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-       where n.nspname = 'pgseal' and c.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
-      union all
-      select 'column', pg_catalog.format('%I.%I', n.nspname, c.relname), pg_catalog.quote_ident(a.attname), a.attacl
-        from pg_catalog.pg_attribute a join pg_catalog.pg_class c on c.oid = a.attrelid join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-       where n.nspname = 'pgseal' and a.attacl is not null and a.attnum > 0 and not a.attisdropped
-      union all
-      select 'default privileges', pg_catalog.format('%s created in schema pgseal',
-               case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences' when 'f' then 'functions' when 'T' then 'types' else 'schemas' end),
-             null, d.defaclacl
-        from pg_catalog.pg_default_acl d join pg_catalog.pg_namespace n on n.oid = d.defaclnamespace where n.nspname = 'pgseal')
-    select distinct o.kind, o.name, o.col, x.privilege_type as privilege
-      from objects o, pg_catalog.aclexplode(o.acl) x
-     where x.grantee = 0
-     order by 1, 2, 3, 4`;
+  // the lint's reading of the schema's privileges (a NULL acl is the default one), and the
+  // default privileges for objects created later, which only the doctor asks about
+  const granted = (await schemaAcl(ctx.sql)).filter((a) => a.grantee === 'PUBLIC')
+    .map((a): AclRow => ({ kind: a.col ? 'column' : (a.kind.toLowerCase() as AclRow['kind']), name: a.name, col: a.col, privilege: a.privilege_type }));
+  const defaults = await ctx.sql<AclRow[]>`
+    select 'default privileges' as kind, pg_catalog.format('%s created in schema pgseal',
+             case d.defaclobjtype when 'r' then 'tables' when 'S' then 'sequences' when 'f' then 'functions' when 'T' then 'types' else 'schemas' end) as name,
+           null::pg_catalog.text as col, x.privilege_type as privilege
+      from pg_catalog.pg_default_acl d join pg_catalog.pg_namespace n on n.oid = d.defaclnamespace, pg_catalog.aclexplode(d.defaclacl) x
+     where n.nspname = 'pgseal' and x.grantee = 0`;
+  const seen = new Set<string>();
+  const rows = [...granted, ...defaults]
+    .filter((r) => {
+      const key = JSON.stringify([r.kind, r.name, r.col, r.privilege]);
+      return !seen.has(key) && seen.add(key);
+    })
+    .sort((a, b) => a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name) || (a.col ?? '').localeCompare(b.col ?? '') || a.privilege.localeCompare(b.privilege));
   const details = { found: rows };
   if (rows.length === 0) return result('public', { status: 'ok', summary: 'PUBLIC holds nothing in schema pgseal', details });
   const revoke = (r: AclRow) => r.kind === 'column' ? `REVOKE ${r.privilege} (${r.col}) ON TABLE ${r.name} FROM PUBLIC`

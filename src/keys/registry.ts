@@ -6,7 +6,7 @@ import type { Sql } from 'postgres';
 import { recordEvent, withLogKeyset, type Attribution } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { fingerprint } from '../crypto/derive.js';
-import { masterLogKeys, unwrapKeyRow, usableKeyRows, type KeyState } from './unwrap.js';
+import { masterLogKeys, rowsThatDoNotOpen, usableKeyRows, type KeyState } from './unwrap.js';
 import { withWrappingKey, type MasterKeyProvider } from './master-key.js';
 
 export const DEFAULT_SCOPE = 'default';
@@ -36,12 +36,8 @@ function checkScope(scope: string): void {
 
 /** Proves the master key opens every usable key (so a rotation cannot mix master keys). */
 async function proveMasterKey(sql: Sql, provider: MasterKeyProvider, scope?: string): Promise<void> {
-  const rows = await usableKeyRows(sql, { scope });
-  // concurrently: with a remote KMS, N keys cost one round trip, not N
-  const settled = await Promise.allSettled(rows.map((row) => unwrapKeyRow(provider, row)));
-  for (const r of settled) if (r.status === 'fulfilled') r.value.fill(0);
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  const [failed] = await rowsThatDoNotOpen(provider, await usableKeyRows(sql, { scope }));
+  if (failed) throw failed.error;
 }
 
 type Purpose = 'data' | 'index' | 'log';
@@ -71,16 +67,16 @@ async function addKey(
           hint: `create the first version with \`pgseal keys init${scope === DEFAULT_SCOPE ? '' : ` --scope ${scope}`}\``,
         });
       }
-      const [next] = await tx<{ version: number }[]>`
-        select pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgseal.keys', 'version'))::int as version`;
+      const [next] = await tx<{ version: number; database: string }[]>`
+        select pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('pgseal.keys', 'version'))::int as version,
+               pgseal.installation_id()::pg_catalog.text as database`;
       const version = next!.version;
-      const [installation] = await tx<{ id: string }[]>`select pgseal.installation_id()::pg_catalog.text as id`;
       // With scope keys, a scope's first key creates its key file; a rotation creates one only
       // for a scope none of whose versions was ever wrapped by one (a lost file is an error).
       const [scoped] = !expectExisting ? [{ n: 0 }] : await tx<{ n: number }[]>`
         select count(*)::int as n from pgseal.keys where scope = ${scope} and purpose <> 'log' and kek_ref like 'scope:%'`;
       const made = await withWrappingKey(provider, scope, purpose, { create: scoped!.n === 0 }, async (kek) => ({
-        dek: await kek.generateDataKey({ scope, purpose, version, database: installation!.id }), kekRef: kek.ref,
+        dek: await kek.generateDataKey({ scope, purpose, version, database: next!.database }), kekRef: kek.ref,
       }));
       const { dek, kekRef } = made;
       try {

@@ -102,6 +102,19 @@ export async function unwrapKeyRow(provider: MasterKeyProvider, row: KeyRow): Pr
   return dek;
 }
 
+/**
+ * Tries every row with the master key, concurrently (with a remote KMS, N keys cost one round
+ * trip, not N), zeroing each key it opens at once: the rows that did not open, with why.
+ */
+export async function rowsThatDoNotOpen(provider: MasterKeyProvider, rows: readonly KeyRow[]): Promise<Array<{ row: KeyRow; error: unknown }>> {
+  const settled = await Promise.allSettled(rows.map((row) => unwrapKeyRow(provider, row)));
+  for (const s of settled) if (s.status === 'fulfilled') s.value.fill(0);
+  return rows.flatMap((row, i) => {
+    const s = settled[i]!;
+    return s.status === 'rejected' ? [{ row, error: s.reason as unknown }] : [];
+  });
+}
+
 /** The active key first, then the newest: the order lookups try keys in, and the order of every keyset. */
 export function activeFirst(a: { state: KeyState; version: number }, b: { state: KeyState; version: number }): number {
   return Number(b.state === 'active') - Number(a.state === 'active') || b.version - a.version;
