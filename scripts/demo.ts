@@ -18,22 +18,28 @@ const clienti = [
 ];
 
 async function main(): Promise<void> {
-  let server: RunningPostgres | undefined;
-  let url = process.env.DATABASE_URL;
-  if (!url) {
-    say('DATABASE_URL is not set: starting an embedded PostgreSQL for this demo...');
-    server = await startPostgres();
-    const admin = postgres(server.url(), { onnotice: () => {}, max: 1 });
-    await admin`create database pgseal_demo`;
-    await admin.end();
-    url = server.url('pgseal_demo');
-  }
+  // the master key first: a bad one fails before a server is started (and left running)
   let master: MasterKeyProvider;
   if (process.env.PGSEAL_MASTER_KEY) {
     master = envMasterKey();
   } else {
     say('PGSEAL_MASTER_KEY is not set: using a throwaway master key for this run.');
     master = new LocalMasterKey(randomBytes(32));
+  }
+  let server: RunningPostgres | undefined;
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    say('DATABASE_URL is not set: starting an embedded PostgreSQL for this demo...');
+    server = await startPostgres();
+    try {
+      const admin = postgres(server.url(), { onnotice: () => {}, max: 1 });
+      await admin`create database pgseal_demo`;
+      await admin.end();
+    } catch (error) {
+      await server.stop();
+      throw error;
+    }
+    url = server.url('pgseal_demo');
   }
   const sql = postgres(url, { onnotice: () => {}, max: 4 });
   const seal = pgseal({ sql, masterKey: master, accessLog: { mode: 'sync', actor: 'demo' } }); // every read and write of a protected value is logged

