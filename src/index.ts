@@ -30,7 +30,7 @@ export { deriveEnvelopeKeys, type EnvelopeKeys } from './crypto/derive.js';
 export { seal, open, keyVersionOf } from './crypto/envelope.js';
 export { withKeys, type WithKeysOptions } from './exec/transaction.js';
 export { KeyedExecutor, type ExecutorOptions } from './exec/executor.js';
-export { migrate, type MigrateOptions } from './migrate.js';
+export { migrate, migrationStatus, pendingMigrationsSql, MIGRATIONS_DIR, type MigrateOptions, type MigrationStatus } from './migrate.js';
 export { connect } from './connect.js';
 export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
 export { Table, type CryptoMode, type ScopeOption, type TableOptions } from './helpers/table.js';

@@ -8,7 +8,7 @@ import { ErrorCodes } from '../../src/errors.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { LocalMasterKey } from '../../src/keys/master-key.js';
 import { initKeys } from '../../src/keys/registry.js';
-import { migrate } from '../../src/migrate.js';
+import { MIGRATIONS_LOCK_ID, migrate, migrationStatus } from '../../src/migrate.js';
 import { withKeys } from '../../src/exec/transaction.js';
 import { runCli } from '../support/cli.js';
 import { adminUrl, connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
@@ -29,6 +29,16 @@ async function pgsealFunctions(db: TestDatabase): Promise<string[]> {
     select p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')' as f
       from pg_proc p where p.pronamespace = (select oid from pg_namespace where nspname = 'pgseal') order by 1`;
   return rows.map((r) => r.f);
+}
+
+// as psql -f would: one session, the script's own BEGIN/COMMIT
+async function runScript(url: string, script: string): Promise<void> {
+  const one = connectQuiet(url, { max: 1 });
+  try {
+    await one.unsafe(script);
+  } finally {
+    await one.end();
+  }
 }
 
 describe('migrations', () => {
@@ -68,6 +78,52 @@ describe('migrations', () => {
     expect(kept!.n).toBe(1);
     await db.sql`drop index t_version`;
     expect(await migrate({ databaseUrl: db.url, direction: 'down', count: Infinity })).toEqual([...ALL].reverse());
+  });
+
+  it('status lists applied and pending ones; `migrate sql` applies the pending ones as plain SQL, recorded as `up` records them', async () => {
+    const db = await fresh();
+    expect(await migrationStatus(db.url)).toMatchObject({ applied: [], pending: ALL, unknown: [] });
+    await migrate({ databaseUrl: db.url, direction: 'up', count: 3 });
+    const partly = await runCli(['migrate', 'status', '--json', '--database-url', db.url]);
+    expect(partly.code).toBe(0);
+    const parsed = JSON.parse(partly.stdout) as { applied: { name: string }[]; pending: string[] };
+    expect(parsed.applied.map((a) => a.name)).toEqual(ALL.slice(0, 3));
+    expect(parsed.pending).toEqual(ALL.slice(3));
+    // the script another tool (psql, Flyway, Prisma Migrate) would run: only what is pending
+    const script = await runCli(['migrate', 'sql', '--database-url', db.url]);
+    expect(script.code).toBe(0);
+    expect(script.stdout).not.toContain(`==== ${ALL[0]} ====`);
+    expect(script.stdout).toContain(`==== ${ALL[3]} ====`);
+    expect(script.stdout).not.toMatch(/-- Down Migration/i);
+    await runScript(db.url, script.stdout);
+    const done = await runCli(['migrate', 'status', '--database-url', db.url]);
+    expect(done.stdout).toMatch(new RegExp(`${ALL.length} applied, 0 pending`));
+    expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual([]);
+    // and the same schema as `migrate up` builds
+    const reference = await fresh({ migrated: true });
+    expect(await pgsealFunctions(db)).toEqual(await pgsealFunctions(reference));
+    // --all needs no database: a script for an empty one
+    const all = await runCli(['migrate', 'sql', '--all']);
+    expect(all.code).toBe(0);
+    const empty = await fresh();
+    await runScript(empty.url, all.stdout);
+    expect((await migrationStatus(empty.url)).pending).toEqual([]);
+  });
+
+  it('take a lock of their own, so an application\'s node-pg-migrate run holding its default lock does not block them', async () => {
+    const db = await fresh();
+    const app = connectQuiet(db.url);
+    cleanup.push(() => app.end());
+    await app.reserve().then(async (conn) => {
+      await conn`select pg_advisory_lock(7241865325823964)`; // node-pg-migrate's default lock id
+      try {
+        expect(await migrate({ databaseUrl: db.url, direction: 'up' })).toEqual(ALL);
+      } finally {
+        await conn`select pg_advisory_unlock(7241865325823964)`;
+        conn.release();
+      }
+    });
+    expect(MIGRATIONS_LOCK_ID).not.toBe(7241865325823964);
   });
 
   it('two concurrent `pgseal migrate up` both succeed', async () => {
