@@ -50,12 +50,14 @@ export async function main(argv: string[]): Promise<number> {
     await cli.parseAsync();
     return 0;
   } catch (error) {
+    // with --json, a script reads the error as one JSON object on stderr, like the output
+    const json = argv.includes('--json');
     if (error instanceof UsageError) {
-      console.error(`pgseal: ${error.message} (see pgseal --help)`);
+      console.error(json ? JSON.stringify({ error: { code: 'PGSEAL_USAGE', message: error.message, hint: 'see pgseal --help' } }) : `pgseal: ${error.message} (see pgseal --help)`);
       return 2;
     }
     const e = error instanceof PgsealError ? error : toPgsealError(error);
-    console.error(`pgseal: ${e.toLine()}`);
+    console.error(json ? JSON.stringify({ error: { code: e.code, message: e.message, hint: e.hint ?? null, sqlstate: e.sqlstate ?? null } }) : `pgseal: ${e.toLine()}`);
     if (process.env.PGSEAL_DEBUG === '1' && error instanceof Error) console.error(error.stack);
     return 1;
   }

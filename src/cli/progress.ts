@@ -10,21 +10,31 @@ export interface ProgressSink {
   stop(): void;
 }
 
+/** 75 → "1m15s"; unknown (no rate yet) → "--" */
+export function etaText(seconds: number | null): string {
+  if (seconds === null || !Number.isFinite(seconds) || seconds < 0) return '--';
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
 export function progressSink(json: boolean): ProgressSink {
   if (!json && process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
-      { format: 'pgseal reencrypt |{bar}| {percentage}% | {value}/{total} rows | {speed} rows/s | ETA {eta_formatted} | {column}', hideCursor: true, etaBuffer: 50 },
+      { format: 'pgseal reencrypt |{bar}| {percentage}% | {value}/{total} values | {speed} values/s | ETA {eta} | {column}', hideCursor: true, etaBuffer: 50 },
       cliProgress.Presets.shades_classic,
     );
     let started = false;
     return {
       update(p) {
         if (!started) {
-          bar.start(p.rowsTotal, p.rowsDone, { speed: '0', column: p.column });
+          bar.start(p.rowsTotal, p.rowsDone, { speed: '0', eta: etaText(null), column: p.column });
           started = true;
         }
         bar.setTotal(p.rowsTotal);
-        bar.update(p.rowsDone, { speed: Math.round(p.rate).toString(), column: p.column });
+        // our ETA, from the run's own rate: cli-progress's eta_formatted prints NFs before its buffer fills
+        bar.update(p.rowsDone, { speed: Math.round(p.rate).toString(), eta: etaText(p.etaSeconds), column: p.column });
       },
       stop: () => {
         if (started) bar.stop();

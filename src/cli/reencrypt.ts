@@ -80,12 +80,12 @@ export async function withRunContext<T>(args: RunArgs, json: boolean, work: (ctx
 export function printResult(result: ReencryptResult, json: boolean, stoppedBy: string | undefined): void {
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
   if (json) {
-    console.log(toJsonLine({ event: result.state, run: result.runId, resumed: result.resumed, rows: result.rows, seconds: Math.round(result.seconds * 1000) / 1000, peak_rss_bytes: peakRssBytes, columns: result.columns }));
+    console.log(toJsonLine({ event: result.state, run: result.runId, resumed: result.resumed, rows: result.rows, values: result.rows, seconds: Math.round(result.seconds * 1000) / 1000, peak_rss_bytes: peakRssBytes, columns: result.columns }));
   } else if (result.state === 'done') {
-    console.log(`pgseal: run ${result.runId}${result.resumed ? ' (resumed)' : ''}: re-encrypted ${result.rows} rows in ${result.seconds.toFixed(1)} s; every value of ${result.columns.length} column(s) is on the active key`);
+    console.log(`pgseal: run ${result.runId}${result.resumed ? ' (resumed)' : ''}: re-encrypted ${result.rows} values (${result.columns.map((c) => `${c.column}: ${c.rowsDone} rows`).join(', ')}) in ${result.seconds.toFixed(1)} s; every value of ${result.columns.length} column(s) is on the active key`);
   }
   if (result.state === 'stopped') {
-    throw new PgsealError(ErrorCodes.REENCRYPT_STOPPED, `run ${result.runId} stopped${stoppedBy ? ` by ${stoppedBy}` : ''} after ${result.rows} rows`, {
+    throw new PgsealError(ErrorCodes.REENCRYPT_STOPPED, `run ${result.runId} stopped${stoppedBy ? ` by ${stoppedBy}` : ''} after ${result.rows} values`, {
       hint: 'run `pgseal reencrypt` again with the same options to resume from the last committed batch',
     });
   }

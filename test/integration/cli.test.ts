@@ -126,6 +126,15 @@ describe('pgseal CLI', () => {
     const syntax = await cli(['query', 'selec 1']);
     expectOneLineFailure(syntax, 'PGSEAL_DB_ERROR');
     expect(syntax.stderr).toContain('SQLSTATE 42601');
+    // with --json, the error is one JSON object on stderr, and stdout stays empty
+    const asJson = await cli(['query', '--json', 'selec 1']);
+    expect(asJson.code).toBe(1);
+    expect(asJson.stdout).toBe('');
+    expect(asJson.stderr.trim().split('\n')).toHaveLength(1);
+    expect(JSON.parse(asJson.stderr)).toMatchObject({ error: { code: 'PGSEAL_DB_ERROR', sqlstate: '42601' } });
+    const usage = await runCli(['keys', 'list', '--json', '--no-such-flag']);
+    expect(usage.code).toBe(2);
+    expect(JSON.parse(usage.stderr)).toMatchObject({ error: { code: 'PGSEAL_USAGE' } });
   });
 
   it('reads the master key from a file', async () => {

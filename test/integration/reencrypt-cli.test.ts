@@ -257,7 +257,11 @@ describe('pgseal reencrypt and signals', () => {
     });
     expect(code).toBe(1);
     expect(stderr.trim().split('\n')).toHaveLength(1);
-    expect(stderr).toMatch(/^pgseal: PGSEAL_REENCRYPT_STOPPED: run \d+ stopped by SIGTERM after \d+ rows \(run `pgseal reencrypt` again/);
+    // --json: the error is one JSON object on stderr
+    const failure = (JSON.parse(stderr) as { error: { code: string; message: string; hint: string } }).error;
+    expect(failure.code).toBe('PGSEAL_REENCRYPT_STOPPED');
+    expect(failure.message).toMatch(/^run \d+ stopped by SIGTERM after \d+ values$/);
+    expect(failure.hint).toMatch(/run `pgseal reencrypt` again/);
     const [run] = await db.sql<{ state: string }[]>`select state from pgseal.reencrypt_runs order by id desc limit 1`;
     expect(run!.state).toBe('stopped');
     const resumed = await runCli(['reencrypt', '--table', 'patients', '--json'], env());
