@@ -72,7 +72,7 @@ DECLARE
     pgseal._index_keys_in(bytea, text), pgseal.blind_index_with(text, text, text, bytea[], integer),
     pgseal.blind_index_array_with(text[], text, text, bytea[], integer), pgseal._not_distinct(text, text), pgseal._not_distinct(bytea, bytea)';
   admin_functions text := 'pgseal.add_key(integer, text, text, bytea, text, text), pgseal.retire_key(integer, boolean),
-    pgseal.destroy_scope_keys(text), pgseal.key_usage(integer)';
+    pgseal.destroy_scope_keys(text), pgseal.key_usage(integer), pgseal.envelope_census(integer, boolean)';
   v_oid oid;
 BEGIN
   IF p_api IS NULL OR p_api NOT IN ('app', 'admin') THEN

@@ -25,7 +25,7 @@ export { Keyring, type KeyringOptions, type KeyState } from './keys/keyring.js';
 export { masterLogKeys } from './keys/unwrap.js';
 export type { LogKeys } from './audit/record.js';
 export { initKeys, listKeys, rotateKey, DEFAULT_SCOPE, type KeyInfo } from './keys/registry.js';
-export { keyUsage, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage } from './keys/lifecycle.js';
+export { keyUsage, envelopeCensus, retireKey, destroyScopeKeys, rewrapKeys, type KeyUsage, type Census, type EnvelopeCount, type DestroyResult } from './keys/lifecycle.js';
 export { deriveEnvelopeKeys, type EnvelopeKeys } from './crypto/derive.js';
 export { seal, open, keyVersionOf } from './crypto/envelope.js';
 export { withKeys, type WithKeysOptions } from './exec/transaction.js';

@@ -1,6 +1,6 @@
 // keys retire, keys destroy, keys rewrap: the lifecycle commands after rotation.
 import type { Argv, CommandModule } from 'yargs';
-import { destroyScopeKeys, retireKey, rewrapKeys } from '../keys/lifecycle.js';
+import { describeCounts, destroyScopeKeys, retireKey, rewrapKeys } from '../keys/lifecycle.js';
 import type { MasterKeyProvider } from '../keys/master-key.js';
 import { masterKeyFrom, type MasterKeySource } from '../keys/providers.js';
 import { masterLogKeys } from '../keys/unwrap.js';
@@ -41,8 +41,9 @@ export const keysDestroyCommand: CommandModule<object, DestroyArgs> = {
     const provider = masterKey(args);
     try {
       const scopeKeys = provider.scopeKeys;
-      const n = await usingDatabase(args, (sql) => destroyScopeKeys(sql, masterLogKeys(sql, provider), args.scope, args.confirm, { ...by(args), scopeKeys }));
-      console.log(`pgseal: destroyed ${n} key version(s) of scope ${args.scope}; its values can no longer be read`);
+      const r = await usingDatabase(args, (sql) => destroyScopeKeys(sql, masterLogKeys(sql, provider), args.scope, args.confirm, { ...by(args), scopeKeys }));
+      console.log(`pgseal: destroyed ${r.versions} key version(s) of scope ${args.scope}; its ${r.values} values can no longer be read${r.values > 0 ? ` (${describeCounts(r.counts)})` : ''}`);
+      if (r.unreadable.length > 0) console.log(`pgseal: not counted (pgseal's owner may not read them): ${r.unreadable.join(', ')}`);
       console.log(scopeKeys
         ? `pgseal: its scope key in ${scopeKeys.location} is destroyed too: old backups of pgseal.keys do not reopen it (copies of that file elsewhere would)`
         : 'pgseal: without scope keys, an old backup of pgseal.keys restored with this master key reopens it (README, "What crypto-shredding guarantees")');

@@ -5,6 +5,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { connect } from '../connect.js';
 import { ErrorCodes, PgsealError } from '../errors.js';
 import { Keyring } from '../keys/keyring.js';
+import { describeCounts } from '../keys/lifecycle.js';
 import type { MasterKeyProvider } from '../keys/master-key.js';
 import { reencrypt, type ReencryptProgress, type ReencryptResult } from '../reencrypt/run.js';
 import { reencryptDryRun, reencryptStatus, type DryRunReport } from '../reencrypt/status.js';
@@ -79,10 +80,23 @@ export async function withRunContext<T>(args: RunArgs, json: boolean, work: (ctx
 
 export function printResult(result: ReencryptResult, json: boolean, stoppedBy: string | undefined): void {
   const peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  const notMoved = result.notMoved;
   if (json) {
-    console.log(toJsonLine({ event: result.state, run: result.runId, resumed: result.resumed, rows: result.rows, values: result.rows, seconds: Math.round(result.seconds * 1000) / 1000, peak_rss_bytes: peakRssBytes, columns: result.columns }));
+    console.log(toJsonLine({
+      event: result.state, run: result.runId, resumed: result.resumed, rows: result.rows, values: result.rows, seconds: Math.round(result.seconds * 1000) / 1000, peak_rss_bytes: peakRssBytes, columns: result.columns,
+      ...(notMoved ? { not_moved: notMoved.counts, unreadable: notMoved.unreadable } : {}),
+    }));
   } else if (result.state === 'done') {
-    console.log(`pgseal: run ${result.runId}${result.resumed ? ' (resumed)' : ''}: re-encrypted ${result.rows} values (${result.columns.map((c) => `${c.column}: ${c.rowsDone} rows`).join(', ')}) in ${result.seconds.toFixed(1)} s; every value of ${result.columns.length} column(s) is on the active key`);
+    console.log(`pgseal: run ${result.runId}${result.resumed ? ' (resumed)' : ''}: re-encrypted ${result.rows} values (${result.columns.map((c) => `${c.column}: ${c.rowsDone} rows`).join(', ') || 'no protected column'}) in ${result.seconds.toFixed(1)} s; every value of ${result.columns.length} protected column(s) is on the active key`);
+  }
+  // what a run cannot move: values sealed by hand into columns pgseal does not manage
+  if (notMoved && notMoved.counts.length > 0) {
+    const n = notMoved.counts.reduce((sum, c) => sum + c.values, 0);
+    console.error(`pgseal: not moved: ${n} values on older key versions in columns that are not protected: ${describeCounts(notMoved.counts)}`);
+    console.error('pgseal: protect them (pgseal protect --table T --column C) and run pgseal reencrypt again; until then `pgseal keys retire` refuses their versions');
+  }
+  if (notMoved && notMoved.unreadable.length > 0) {
+    console.error(`pgseal: not checked (pgseal's owner may not read them): ${notMoved.unreadable.join(', ')}`);
   }
   if (result.state === 'stopped') {
     throw new PgsealError(ErrorCodes.REENCRYPT_STOPPED, `run ${result.runId} stopped${stoppedBy ? ` by ${stoppedBy}` : ''} after ${result.rows} values`, {

@@ -13,6 +13,48 @@ export interface KeyUsage {
   rows: number;
 }
 
+/** Values sealed under one key version in one column, protected or not (pgseal.envelope_census). */
+export interface EnvelopeCount {
+  /** schema.table.column */
+  column: string;
+  /** registered in pgseal.columns (reencrypt moves it); false: sealed by hand into another column */
+  registered: boolean;
+  version: number;
+  values: number;
+}
+
+export interface Census {
+  counts: EnvelopeCount[];
+  /** columns pgseal's owner may not read (privileges, row-level security): what they hold is unknown */
+  unreadable: string[];
+}
+
+/**
+ * Every envelope in the database, per column and key version (full scans of every bytea
+ * column; only `registered` ones if asked): what `keys retire` checks, what `keys destroy`
+ * reports lost and what `reencrypt` reports it did not move.
+ */
+export function envelopeCensus(sql: Sql, options: { versions?: readonly number[]; registered?: boolean } = {}): Promise<Census> {
+  return guarded(async () => {
+    const one = options.versions?.length === 1 ? options.versions[0]! : null;
+    const rows = await sql<{ table_schema: string; table_name: string; column_name: string; registered: boolean; readable: boolean; version: number | null; row_count: string | null }[]>`
+      select * from pgseal.envelope_census(${one}::integer, ${options.registered ?? null}::boolean)`;
+    const wanted = options.versions ? new Set(options.versions) : undefined;
+    const name = (r: (typeof rows)[number]) => `${r.table_schema}.${r.table_name}.${r.column_name}`;
+    return {
+      counts: rows
+        .filter((r) => r.readable && r.version !== null && (!wanted || wanted.has(r.version)))
+        .map((r) => ({ column: name(r), registered: r.registered, version: r.version!, values: Number(r.row_count) })),
+      unreadable: rows.filter((r) => !r.readable).map(name),
+    };
+  });
+}
+
+/** "3 in public.a.b, 1 in public.c.d (not a protected column)" */
+export function describeCounts(counts: readonly EnvelopeCount[]): string {
+  return counts.map((c) => `${c.values} in ${c.column}${c.registered ? '' : ' (not a protected column)'}`).join(', ');
+}
+
 /** Rows per key version and protected column (scans every protected table). */
 export function keyUsage(sql: Sql, version?: number): Promise<KeyUsage[]> {
   return guarded(async () => {
@@ -44,27 +86,46 @@ export async function retireKey(sql: Sql, keys: LogKeys, version: number, option
   }
 }
 
+export interface DestroyResult {
+  /** key versions erased */
+  versions: number;
+  /** values sealed under them, counted before they were erased (they can no longer be read) */
+  values: number;
+  /** where those values are, protected columns or not */
+  counts: EnvelopeCount[];
+  /** columns pgseal's owner could not read: values there may be lost too */
+  unreadable: string[];
+}
+
 /**
  * Crypto-shredding: the scope's keys lose their material (one UPDATE of their rows in
  * pgseal.keys); `confirm` must repeat the scope. With `scopeKeys` (the provider's), the
  * scope's wrapping key is destroyed too once the rows are erased, so that old backups of
- * pgseal.keys no longer open the scope either.
+ * pgseal.keys no longer open the scope either. The values made unreadable are counted
+ * first, everywhere in the database, and recorded with the event.
  */
 export async function destroyScopeKeys(
   sql: Sql, keys: LogKeys, scope: string, confirm: string, by: Attribution & { scopeKeys?: ScopeKeyProvider | undefined } = {},
-): Promise<number> {
+): Promise<DestroyResult> {
   if (confirm !== scope) {
     throw new PgsealError(ErrorCodes.INVALID_ARGUMENT, 'the confirmation does not repeat the scope name', {
       hint: `destroying keys cannot be undone: pass --confirm ${scope} to destroy scope ${scope}`,
     });
   }
-  const n = await guarded(() =>
+  const result = await guarded(() =>
     sql.begin(async (tx) => {
+      const versions = (await tx<{ version: number }[]>`
+        select version from pgseal.keys where scope = ${scope} and purpose = 'data' and state <> 'destroyed' and wrapped_key is not null`).map((r) => r.version);
+      const census = versions.length > 0 ? await envelopeCensus(tx as never, { versions }) : { counts: [], unreadable: [] };
       const [row] = await tx<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
-      const details: Record<string, unknown> = { versions: row!.n };
+      const values = census.counts.reduce((n, c) => n + c.values, 0);
+      const details: Record<string, unknown> = {
+        versions: row!.n, values, columns: census.counts.map((c) => ({ column: c.column, version: c.version, values: c.values, registered: c.registered })),
+        ...(census.unreadable.length > 0 ? { unreadable: census.unreadable } : {}),
+      };
       if (by.scopeKeys) details.scope_key = (await by.scopeKeys.has(scope)) ? 'destroyed' : 'none';
       await recordEvent(tx, keys, { operation: 'key.destroy', success: true, actor: by.actor, reason: by.reason, scope, details });
-      return row!.n;
+      return { versions: row!.n, values, counts: census.counts, unreadable: census.unreadable };
     }),
   );
   if (by.scopeKeys) {
@@ -76,7 +137,7 @@ export async function destroyScopeKeys(
       });
     }
   }
-  return n;
+  return result;
 }
 
 /**

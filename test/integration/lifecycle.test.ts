@@ -4,10 +4,11 @@
 
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { column, defineTable, destroyScopeKeys, ErrorCodes, initKeys, keyUsage, LocalMasterKey, pgseal, protectColumn, retireKey, rewrapKeys, rotateKey, type Pgseal } from '../../src/index.js';
+import { column, defineTable, destroyScopeKeys, envelopeCensus, ErrorCodes, initKeys, keyUsage, LocalMasterKey, pgseal, protectColumn, retireKey, rewrapKeys, rotateKey, unprotectColumn, type Pgseal } from '../../src/index.js';
 import { Keyring } from '../../src/keys/keyring.js';
 import { runCli } from '../support/cli.js';
-import { createDatabase, type TestDatabase } from '../support/db.js';
+import { adminUrl, connectQuiet, createDatabase, createRole, type TestDatabase } from '../support/db.js';
+import { migrate } from '../../src/migrate.js';
 
 let db: TestDatabase;
 let seal: Pgseal;
@@ -82,6 +83,94 @@ describe('destroy', () => {
     await seal.keyring.refresh();
     await expect(t.findByPk(3)).rejects.toMatchObject({ code: ErrorCodes.KEY_DESTROYED, sqlstate: 'PS013' });
     expect((await t.findByPk(1))?.body).toBe('acme one');
+  });
+});
+
+describe('the census: every envelope in the database, protected column or not', () => {
+  it('retire is refused while a column pgseal does not manage holds the version, naming it; protect + reencrypt, then retire loses nothing', async () => {
+    await db.sql`create table memos (id int primary key, secret bytea, blob bytea)`;
+    await db.sql`insert into memos values (1, null, '\\x00ff'), (2, null, null)`;
+    const [k] = await db.sql<{ v: number }[]>`select version as v from pgseal.keys where scope = 'default' and purpose = 'data' and state = 'active'`;
+    // sealed by hand, as the quick start once did: never protected
+    await seal.begin((tx) => tx`update memos set secret = pgseal.encrypt_text('kept ' || id, 'public.memos.secret')`);
+    expect((await envelopeCensus(db.sql, { versions: [k!.v] })).counts).toEqual([{ column: 'public.memos.secret', registered: false, version: k!.v, values: 2 }]);
+    await rotateKey(db.sql, master());
+    await seal.keyring.refresh();
+    // reencrypt moves nothing there, and says so
+    const r = await seal.reencrypt();
+    expect(r.notMoved).toEqual({ counts: [{ column: 'public.memos.secret', registered: false, version: k!.v, values: 2 }], unreadable: [] });
+    const refused = await runCli(['keys', 'retire', String(k!.v)], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`PGSEAL_KEY_IN_USE`);
+    expect(refused.stderr).toContain(`key version ${k!.v} still seals 2 values: 2 in public.memos.secret (not a protected column)`);
+    expect(refused.stderr).toContain('pgseal protect --table T --column C');
+    expect(refused.stderr).not.toContain('kept');
+    // the supported way: protect it (same context, column mode), re-encrypt, retire
+    await protectColumn(db.sql, { table: 'memos', column: 'secret' });
+    const moved = await seal.reencrypt();
+    expect(moved.columns.find((c) => c.column === 'public.memos.secret')?.rowsDone).toBe(2);
+    expect(moved.notMoved?.counts).toEqual([]);
+    await retireKey(db.sql, seal.keyring, k!.v);
+    const back = await seal.begin((tx) => tx<{ v: string }[]>`select pgseal.decrypt_text(secret, 'public.memos.secret') as v from memos order by id`);
+    expect(back.map((b) => b.v)).toEqual(['kept 1', 'kept 2']);
+    await unprotectColumn(db.sql, 'memos', 'secret');
+    await db.sql`drop table memos`;
+  });
+
+  it('destroy counts what it makes unreadable, everywhere, and logs it', async () => {
+    await initKeys(db.sql, master(), 'initech');
+    await seal.keyring.refresh();
+    await seal.table(notes).insert({ id: 9, tenant: 'initech', body: 'initech one' });
+    await db.sql`create table loose (id int primary key, v bytea)`;
+    await seal.begin((tx) => tx`insert into loose values (1, pgseal.encrypt_text('by hand', 'x', 'initech'))`, { scopes: ['initech'] });
+    const ok = await runCli(['keys', 'destroy', '--scope', 'initech', '--confirm', 'initech'], { DATABASE_URL: db.url, PGSEAL_MASTER_KEY: masterText });
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toContain('its 2 values can no longer be read (1 in public.loose.v (not a protected column), 1 in public.notes.body)');
+    const [event] = await db.sql<{ details: { values: number; columns: unknown[] } }[]>`
+      select details from pgseal.encryption_audit_log where operation = 'key.destroy' and key_scope = 'initech'`;
+    expect(event!.details.values).toBe(2);
+    expect(event!.details.columns).toHaveLength(2);
+    await db.sql`delete from notes where id = 9`;
+    await db.sql`drop table loose`;
+  });
+
+  it('a table pgseal\'s owner may not read (privileges, row-level security) makes retire refuse until granted', async () => {
+    const admin = connectQuiet(adminUrl(), { max: 1 });
+    const owner = await createRole(admin, 'pgseal_owner', 'nosuperuser nocreaterole nocreatedb');
+    const other = await createDatabase({ owner: owner.name });
+    try {
+      const url = other.urlAs(owner.name, owner.password);
+      await migrate({ databaseUrl: url, direction: 'up' });
+      const asOwner = connectQuiet(url);
+      try {
+        const m = master();
+        await initKeys(asOwner, m);
+        const [k] = await asOwner<{ v: number }[]>`select version as v from pgseal.keys where purpose = 'data' and state = 'active'`;
+        await rotateKey(asOwner, master());
+        // the superuser's own tables: one not granted, one granted but behind row-level security
+        await other.sql`create table hidden (id int primary key, v bytea)`;
+        await other.sql`create table policed (id int primary key, v bytea)`;
+        await other.sql.unsafe(`grant select on policed to "${owner.name}"; alter table policed enable row level security`);
+        const census = await envelopeCensus(asOwner, { versions: [k!.v] });
+        expect(census.unreadable).toEqual(['public.hidden.v', 'public.policed.v']);
+        const ring = new Keyring(asOwner, master());
+        try {
+          await expect(retireKey(asOwner, ring, k!.v)).rejects.toMatchObject({
+            code: ErrorCodes.KEY_IN_USE, message: expect.stringContaining('public.hidden.v, public.policed.v'), hint: expect.stringContaining(`Grant SELECT on those tables to ${owner.name}`),
+          });
+          await other.sql.unsafe(`grant select on hidden to "${owner.name}"; alter table policed disable row level security`);
+          await retireKey(asOwner, ring, k!.v);
+        } finally {
+          ring.close();
+        }
+      } finally {
+        await asOwner.end();
+      }
+    } finally {
+      await other.drop();
+      await admin.unsafe(`drop role if exists "${owner.name}"`);
+      await admin.end();
+    }
   });
 });
 

@@ -153,7 +153,7 @@ describe('a role granted pgseal_admin', () => {
       // rows still on the old version: retire is refused with the count (key_usage runs as the owner)
       const refused = await runCli(['keys', 'retire', String(before!.version)], env());
       expect(refused.code).toBe(1);
-      expect(refused.stderr).toMatch(/PGSEAL_KEY_IN_USE.*still used by \d+ rows of public\.clients/);
+      expect(refused.stderr).toMatch(/PGSEAL_KEY_IN_USE.*still seals \d+ values: \d+ in public\.clients\./);
       const seal = pgseal({ sql: db.sql, masterKey: master() });
       await seal.reencrypt();
       seal.keyring.close();
