@@ -3,8 +3,13 @@
 // read or changed written to the access log as --actor.
 import type { Argv, CommandModule } from 'yargs';
 import { defaultActor } from '../audit/record.js';
-import { ErrorCodes, PgsealError, toPgsealError } from '../errors.js';
-import { pgseal } from '../index.js';
+import type { Sql } from 'postgres';
+import { ErrorCodes, PgsealError, toPgsealError, withPgsealErrors as guarded } from '../errors.js';
+import { pgseal, type Pgseal } from '../index.js';
+import type { MasterKeyProvider } from '../keys/master-key.js';
+import { loadRegistry } from '../registry/load.js';
+import { loadSqlRewriter, type SqlRewriter } from '../rewrite/index.js';
+import { needsKeys } from '../rewrite/run.js';
 import { table, toJsonLine } from './output.js';
 import { masterKey, usingDatabase, withDatabase, withMasterKey, type DatabaseArgs, type MasterKeyArgs } from './options.js';
 
@@ -20,7 +25,9 @@ interface Args extends DatabaseArgs, MasterKeyArgs {
 }
 
 export async function runQuery(args: Args): Promise<void> {
-  const provider = masterKey(args);
+  // the master key is read only once a statement needs keys: `select 1`, DDL and queries over
+  // unprotected columns run without one
+  let provider: MasterKeyProvider | undefined;
   // SIGINT / SIGTERM: the statement under way finishes, the rest do not run, and the access
   // log is flushed before the process exits
   let stopped: string | undefined;
@@ -31,36 +38,54 @@ export async function runQuery(args: Args): Promise<void> {
   process.on('SIGTERM', onSignal);
   try {
     await usingDatabase(args, async (sql) => {
-      const seal = pgseal({
-        sql, masterKey: provider,
+      let seal: Pgseal | undefined;
+      const keyed = () => (seal ??= pgseal({
+        sql, masterKey: (provider = masterKey(args)),
         accessLog: { mode: args['access-log'], actor: args.actor ?? defaultActor(), flushIntervalMs: args['flush-interval-ms'] },
-      });
+      }));
       const scopes = args.scope ? { scopes: args.scope } : {};
+      const rewrite = { allowDecryptScan: args['allow-decrypt-scan'] ?? false };
       try {
+        const rewriter = args.raw ? undefined : await keylessRewriter(sql);
         for (const [i, statement] of args.statements.entries()) {
           if (stopped) {
             throw new PgsealError(ErrorCodes.STOPPED, `stopped by ${stopped} after ${i} of ${args.statements.length} statements`, {
               hint: 'the statements that ran were committed and their accesses logged; run the others again',
             });
           }
-          // --raw: as written, and not logged (pgseal cannot tell what a hand-written call decrypts)
-          const result = args.raw
-            ? await seal.begin((tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((error: unknown) => {
+          let result: unknown;
+          if (!needsKeys(statement, rewriter, rewrite)) {
+            result = await sql.begin((tx) => tx.unsafe(statement, [], { prepare: false })).catch((error: unknown) => {
               throw toPgsealError(error);
-            })
-            : await seal.query(statement, [], { allowDecryptScan: args['allow-decrypt-scan'] ?? false, ...scopes });
-          print(result as unknown as Result, args.json ?? false);
+            });
+          } else if (args.raw) {
+            // --raw: as written, and not logged (pgseal cannot tell what a hand-written call decrypts)
+            result = await keyed().begin((tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((error: unknown) => {
+              throw toPgsealError(error);
+            });
+          } else {
+            result = await keyed().query(statement, [], { ...rewrite, ...scopes });
+          }
+          print(result as Result, args.json ?? false);
         }
       } finally {
         // async: everything buffered is written before the process ends
-        await seal.close();
+        await seal?.close();
       }
     });
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    provider.close();
+    provider?.close();
   }
+}
+
+/** The rewriter over the registry; before `migrate up` there is no registry and nothing is protected. */
+async function keylessRewriter(sql: Sql): Promise<SqlRewriter | undefined> {
+  const [installed] = await sql<{ ok: boolean }[]>`select pg_catalog.to_regclass('pgseal.columns') is not null as ok`.catch((error: unknown) => {
+    throw toPgsealError(error);
+  });
+  return installed!.ok ? loadSqlRewriter(await guarded(() => loadRegistry(sql))) : undefined;
 }
 
 type Result = Record<string, unknown>[] & { columns?: Array<{ name: string }>; command?: string; count?: number | null };

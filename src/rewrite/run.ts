@@ -12,6 +12,19 @@ export type QueryOptions = RewriteOptions & WithKeysOptions;
 /** A call, written by the caller, of a pgseal function that reads the keys of the transaction's settings. */
 const HAND_WRITTEN_KEYED_CALL = /\bpgseal\s*\.\s*"?(?:encrypt_text|encrypt_bytea|decrypt_text|decrypt_bytea|blind_index|blind_index_array|reseal)"?\s*\(/i;
 
+/**
+ * Whether a statement needs keys at all: it names a protected column (rewritten, or to be
+ * logged), or calls a keyed pgseal function by hand. `select 1`, DDL and queries over
+ * unprotected columns do not, and run without a master key (pgseal query). Without a
+ * rewriter (--raw) only the hand-written calls count.
+ */
+export function needsKeys(text: string, rewriter: SqlRewriter | undefined, options: RewriteOptions = {}): boolean {
+  if (HAND_WRITTEN_KEYED_CALL.test(text)) return true;
+  if (!rewriter) return false;
+  const r = rewriter.rewrite(text, options);
+  return r.keys.length > 0 || r.columns.length > 0;
+}
+
 /** seal.query's arguments: (text, params, options) or a tagged template. */
 export function queryArguments(first: string | TemplateStringsArray, rest: unknown[]): { text: string; params: readonly unknown[]; options: QueryOptions } {
   if (typeof first === 'string') {

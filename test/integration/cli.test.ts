@@ -87,8 +87,17 @@ describe('pgseal CLI', () => {
       expectOneLineFailure(rotate, 'PGSEAL_MASTER_KEY_MISMATCH');
       expect(rotate.stderr).not.toContain(other);
       expect(rotate.stderr).not.toContain(key);
-      expectOneLineFailure(await cli(['query', 'select 1'], { PGSEAL_MASTER_KEY: other }), 'PGSEAL_MASTER_KEY_MISMATCH');
+      expectOneLineFailure(await cli(['query', "select pgseal.encrypt_text('x', 'c')"], { PGSEAL_MASTER_KEY: other }), 'PGSEAL_MASTER_KEY_MISMATCH');
       expect(await keyCount()).toBe(1);
+    });
+
+    it('a statement that needs no key runs without a master key; one that does names the missing key', async () => {
+      const plain = await cli(['query', 'select 1 as one', 'create table if not exists scratch_plain (id int)'], { PGSEAL_MASTER_KEY: undefined });
+      expect(plain.code, plain.stderr).toBe(0);
+      expect(plain.stdout).toContain('one');
+      expect(plain.stdout).toContain('CREATE TABLE');
+      expect((await cli(['query', '--raw', 'select 2 as two'], { PGSEAL_MASTER_KEY: undefined })).code).toBe(0);
+      expectOneLineFailure(await cli(['query', "select pgseal.decrypt_text('\\x00'::bytea, 'c')"], { PGSEAL_MASTER_KEY: undefined }), 'PGSEAL_MASTER_KEY_MISSING');
     });
   });
 
