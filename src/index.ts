@@ -32,7 +32,7 @@ export { withKeys, type WithKeysOptions } from './exec/transaction.js';
 export { KeyedExecutor, type ExecutorOptions } from './exec/executor.js';
 export { migrate, migrationStatus, pendingMigrationsSql, MIGRATIONS_DIR, type MigrateOptions, type MigrationStatus } from './migrate.js';
 export { connect } from './connect.js';
-export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
+export { column, defineTable, type ColumnDef, type EncryptedColumn, type EncryptedOptions, type PlainColumn, type PlainKind, type PlainKinds, type Row, type SearchableKey, type TableDefinition, type Values } from './helpers/define.js';
 export { Table, type CryptoMode, type ScopeOption, type TableOptions } from './helpers/table.js';
 export { ClientCrypto, canonicalTexts, type RowTexts, type ReadScopes } from './exec/client-side.js';
 export { protectedColumn, type ColumnSpec } from './columns/model.js';

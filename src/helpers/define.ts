@@ -3,11 +3,28 @@
 // column name or value type is a compile error.
 
 import type { ColumnSpec, ContextMode, Normalizer, ValueType } from '../columns/model.js';
+import type { PlainKind, PlainKinds } from '../registry/verify.js';
+
+export type { PlainKind, PlainKinds };
 
 export interface PlainColumn<T> {
   readonly kind: 'plain';
+  /** declared with column.plain('number') and the like; absent for column.plain<T>() */
+  readonly reads?: PlainKind;
   /** type carrier only */
   readonly __type?: T;
+}
+
+/**
+ * `column.plain('number')`: the type follows the declaration, and `verify()` checks it against
+ * what the connection reads the column's PostgreSQL type as (a bigint reads as a string
+ * unless postgres.js is given `types: { bigint: postgres.BigInt }`). `column.plain<T>()`:
+ * a type of your own, unchecked.
+ */
+function plain<T>(): PlainColumn<T>;
+function plain<K extends PlainKind>(reads: K): PlainColumn<PlainKinds[K]>;
+function plain(reads?: PlainKind): PlainColumn<unknown> {
+  return reads === undefined ? { kind: 'plain' } : { kind: 'plain', reads };
 }
 
 export interface EncryptedOptions<S extends boolean> {
@@ -51,7 +68,7 @@ function encrypted<T, S extends boolean>(valueType: ValueType, o: EncryptedOptio
 }
 
 export const column = {
-  plain: <T>(): PlainColumn<T> => ({ kind: 'plain' }),
+  plain,
   text: <const S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<string, S>('text', o),
   bytea: <const S extends boolean = false>(o: EncryptedOptions<S> = {}) => encrypted<Buffer, S>('bytea', o),
   jsonb: <T = unknown>(o: Omit<EncryptedOptions<false>, 'searchable' | 'normalize'> = {}) => encrypted<T, false>('jsonb', o),

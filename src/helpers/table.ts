@@ -436,7 +436,9 @@ export class Table<T extends AnyTable> {
   /** Checks the definition against pgseal.columns; throws REGISTRY_MISMATCH listing every difference. */
   async verify(): Promise<void> {
     const registry = await loadRegistry(this.#exec.sql);
-    verifyDefinition(`${this.def.schema}.${this.def.name}`, new Map(this.#encrypted.map((c) => [c.column, c])), this.#pk, registry.get(`${this.def.schema}.${this.def.name}`));
+    const plain = new Map(Object.entries(this.def.columns).flatMap(([name, d]) => (d.kind === 'plain' ? [[name, d.reads] as const] : [])));
+    const parsers = (this.#exec.sql.options as { parsers?: Record<number, unknown> }).parsers ?? {};
+    verifyDefinition(`${this.def.schema}.${this.def.name}`, new Map(this.#encrypted.map((c) => [c.column, c])), this.#pk, registry.get(`${this.def.schema}.${this.def.name}`), { columns: plain, parsers });
   }
 }
 

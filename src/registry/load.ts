@@ -47,10 +47,13 @@ export async function loadRegistry(sql: Sql): Promise<Registry> {
   const columns = await listProtectedColumns(sql);
   const registry: Registry = new Map();
   if (columns.length === 0) return registry;
-  const shapes = await withPgsealErrors(() => sql<{ table_schema: string; table_name: string; columns: string[]; primary_key: string[] | null }[]>`
+  const shapes = await withPgsealErrors(() => sql<{ table_schema: string; table_name: string; columns: string[]; type_oids: number[]; primary_key: string[] | null }[]>`
       select n.nspname as table_schema, c.relname as table_name,
              array(select a.attname::pg_catalog.text from pg_catalog.pg_attribute a
                     where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as columns,
+             array(select (case when t.typtype = 'd' then t.typbasetype else t.oid end)::pg_catalog.int4
+                     from pg_catalog.pg_attribute a join pg_catalog.pg_type t on t.oid = a.atttypid
+                    where a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped order by a.attnum) as type_oids,
              array(select a.attname::pg_catalog.text from pg_catalog.pg_index i
                      join lateral unnest(i.indkey) with ordinality as k(attnum, ord) on true
                      join pg_catalog.pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
@@ -58,7 +61,10 @@ export async function loadRegistry(sql: Sql): Promise<Registry> {
         from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
        where (n.nspname, c.relname) in (select table_schema, table_name from pgseal.columns)`);
   for (const s of shapes) {
-    const info: TableInfo = { schema: s.table_schema, table: s.table_name, columns: s.columns, primaryKey: s.primary_key ?? [], protected: new Map() };
+    const info: TableInfo = {
+      schema: s.table_schema, table: s.table_name, columns: s.columns, primaryKey: s.primary_key ?? [], protected: new Map(),
+      typeOids: new Map(s.columns.map((name, i) => [name, s.type_oids[i]!])),
+    };
     registry.set(`${s.table_schema}.${s.table_name}`, info);
   }
   for (const c of columns) registry.get(`${c.schema}.${c.table}`)?.protected.set(c.column, c);

@@ -13,6 +13,8 @@ export interface TableInfo {
   columns: string[];
   /** primary key columns (row context needs exactly one) */
   primaryKey: string[];
+  /** each column's type as the wire reports it (a domain's base type), by column name */
+  typeOids?: Map<string, number>;
   /** protected columns by column name */
   protected: Map<string, ProtectedColumn>;
 }

@@ -8,12 +8,14 @@
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { column, defineTable, ErrorCodes, initKeys, LocalMasterKey, pgseal, protectColumn, rotateKey, type CryptoMode, type Pgseal, type Row } from '../../src/index.js';
-import { createDatabase, type TestDatabase } from './db.js';
+import postgres from 'postgres';
+import { connectQuiet, createDatabase, type TestDatabase } from './db.js';
 
 export function helpersSuite(mode: CryptoMode): void {
   let db: TestDatabase;
   let seal: Pgseal;
-  const master = new LocalMasterKey(randomBytes(32));
+  const masterBytes = randomBytes(32);
+  const master = new LocalMasterKey(Buffer.from(masterBytes));
 
   const customers = defineTable({
     name: 'customers',
@@ -206,6 +208,43 @@ export function helpersSuite(mode: CryptoMode): void {
       await expect(seal.table(customers).verify()).resolves.toBeUndefined();
       const wrong = defineTable({ name: 'customers', primaryKey: 'id', columns: { id: column.plain<number>(), email: column.text({ searchable: true, normalize: 'trim' }) } });
       await expect(seal.table(wrong).verify()).rejects.toMatchObject({ code: ErrorCodes.REGISTRY_MISMATCH });
+    });
+
+    it('checks plain columns: what the definition says a column reads as is what this connection reads it as', async () => {
+      await db.sql`create table ledgers (id bigint primary key, amount numeric, opened date, note text)`;
+      await protectColumn(db.sql, { table: 'ledgers', column: 'secret' });
+      const columns = { amount: column.plain('string'), opened: column.plain('date'), note: column.plain('string'), secret: column.text() };
+      // the trap: a bigint typed as a number reads as a string
+      const lie = defineTable({ name: 'ledgers', primaryKey: 'id', columns: { ...columns, id: column.plain<number>() } });
+      await expect(seal.table(lie).verify()).rejects.toMatchObject({
+        code: ErrorCodes.REGISTRY_MISMATCH, message: expect.stringContaining("id is bigint, which reads as a string on this connection: declare it column.plain('string')"),
+      });
+      const wrongKind = defineTable({ name: 'ledgers', primaryKey: 'id', columns: { ...columns, id: column.plain('number'), note: column.plain('number'), gone: column.plain('string') } });
+      const refused = seal.table(wrongKind).verify();
+      await expect(refused).rejects.toMatchObject({ message: expect.stringContaining("id is declared column.plain('number') but reads as a string on this connection (bigint: declare 'string'") });
+      await expect(refused).rejects.toMatchObject({ message: expect.stringContaining("note is declared column.plain('number') but reads as a string") });
+      await expect(refused).rejects.toMatchObject({ message: expect.stringContaining('gone is not a column of the table') });
+      const ledgers = defineTable({ name: 'ledgers', primaryKey: 'id', columns: { ...columns, id: column.plain('string') } });
+      await expect(seal.table(ledgers).verify()).resolves.toBeUndefined();
+      const t = seal.table(ledgers);
+      await t.insert({ id: '9007199254740993', amount: '1.50', opened: new Date('2026-01-02T00:00:00Z'), note: 'n', secret: 's' });
+      const row = await t.findByPk('9007199254740993');
+      expect(row).toMatchObject({ id: '9007199254740993', amount: '1.50', note: 'n', secret: 's' });
+      expect(row!.opened).toBeInstanceOf(Date);
+      // with postgres.BigInt a bigint reads as a bigint, and that is the declaration verify accepts
+      const bigSql = connectQuiet(db.url, { types: { bigint: postgres.BigInt } });
+      const bigSeal = pgseal({ sql: bigSql, masterKey: new LocalMasterKey(Buffer.from(masterBytes)), crypto: mode });
+      try {
+        const asBigint = defineTable({ name: 'ledgers', primaryKey: 'id', columns: { ...columns, id: column.plain('bigint') } });
+        await expect(bigSeal.table(asBigint).verify()).resolves.toBeUndefined();
+        await expect(bigSeal.table(ledgers).verify()).rejects.toMatchObject({ message: expect.stringContaining("id is declared column.plain('string') but reads as a bigint") });
+        expect((await bigSeal.table(asBigint).findByPk(9007199254740993n))?.id).toBe(9007199254740993n);
+      } finally {
+        await bigSeal.close();
+        await bigSql.end();
+      }
+      await db.sql`delete from pgseal.columns where table_name = 'ledgers'`;
+      await db.sql`drop table ledgers`;
     });
   });
 
