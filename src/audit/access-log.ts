@@ -227,37 +227,42 @@ export async function insertAccessEntries(sql: Sql | TransactionSql, keyset: Buf
 }
 
 /**
- * The log entries of a statement rewritten by the SQL rewriter: each protected column it
- * touched, for each row it returned or changed. Row ids come from the result when it holds
- * the primary key of the one protected table the statement names; otherwise they are null
- * (a join, an aggregate, an UPDATE without RETURNING): the entries still say who read or
- * changed how many values of which column.
+ * The entries of a rewritten statement: one per row and protected column, with the row's
+ * primary key taken from the hidden outputs the rewriter added (`touched.rows`), never from a
+ * column the caller names. Columns no hidden output covers (read in a subquery, a DISTINCT,
+ * a set operation, a table without a single-column primary key) are logged once per
+ * result row (or per changed row) without a row id.
  */
 export function statementEntries(
   result: { readonly length: number; count?: number | null; columns?: ReadonlyArray<{ name: string }> | null } & Iterable<Record<string, unknown>>,
-  touched: { columns: readonly string[]; access?: AccessType | undefined },
-  primaryKeyOf: (table: string) => string | undefined,
+  touched: { columns: readonly string[]; access?: AccessType | undefined; rows?: ReadonlyArray<{ table: string; output: string; columns: readonly string[]; aggregated: boolean }> | undefined },
   who: AccessContext,
 ): AccessEntry[] {
   if (!touched.access || touched.columns.length === 0) return [];
-  const byTable = new Map<string, string[]>();
-  for (const c of touched.columns) {
-    const at = c.lastIndexOf('.');
-    const table = c.slice(0, at);
-    byTable.set(table, [...(byTable.get(table) ?? []), c.slice(at + 1)]);
-  }
   const rows = [...result];
-  const n = rows.length > 0 ? rows.length : Number(result.count ?? 0);
   const at = new Date();
   const out: AccessEntry[] = [];
-  for (const [table, columns] of byTable) {
-    const pk = byTable.size === 1 ? primaryKeyOf(table) : undefined;
-    const ids = pk !== undefined && result.columns?.some((c) => c.name === pk) ? rows.map((r) => (r[pk] === null || r[pk] === undefined ? null : String(r[pk]))) : undefined;
-    for (let i = 0; i < n; i++) {
-      for (const column of columns) {
-        out.push({ table_name: table, column_name: column, row_id: ids?.[i] ?? null, accessed_by: who.actor, access_type: touched.access, client_ip: who.clientIp ?? null, accessed_at: at });
+  const entry = (table: string, column: string, id: unknown): AccessEntry => ({
+    table_name: table, column_name: column, row_id: id === null || id === undefined ? null : String(id), accessed_by: who.actor, access_type: touched.access!,
+    client_ip: who.clientIp ?? null, accessed_at: at,
+  });
+  const attributed = new Set<string>();
+  for (const r of touched.rows ?? []) {
+    for (const row of rows) {
+      const value = row[r.output];
+      for (const id of r.aggregated ? (Array.isArray(value) ? value : []) : [value]) {
+        // an outer join's missing side read nothing
+        if (id === null || id === undefined) continue;
+        for (const column of r.columns) out.push(entry(r.table, column, id));
       }
     }
+    for (const column of r.columns) attributed.add(`${r.table}.${column}`);
+  }
+  const n = rows.length > 0 ? rows.length : Number(result.count ?? 0);
+  for (const c of touched.columns) {
+    if (attributed.has(c)) continue;
+    const dot = c.lastIndexOf('.');
+    for (let i = 0; i < n; i++) out.push(entry(c.slice(0, dot), c.slice(dot + 1), null));
   }
   return out;
 }

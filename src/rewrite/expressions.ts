@@ -21,6 +21,8 @@ export interface ExprContext {
   changed: boolean;
   /** rewrites a subquery (a SubLink's SELECT) whose outer scope is `parent` */
   rewriteSubquery(subselect: Node, parent: Scope): void;
+  /** the protected columns read through each relation (access-log row attribution) */
+  readonly readBy?: Map<Relation, Set<string>>;
 }
 
 /** A column reference that reads a protected column. */
@@ -53,8 +55,13 @@ export function readRow(rel: Relation, scope: Scope, column: ProtectedColumn, po
   };
 }
 
-export function touch(ctx: ExprContext, column: ProtectedColumn): void {
+export function touch(ctx: ExprContext, column: ProtectedColumn, rel?: Relation): void {
   ctx.touched.add(columnContext(column));
+  if (rel && ctx.readBy) {
+    const columns = ctx.readBy.get(rel) ?? new Set<string>();
+    columns.add(column.column);
+    ctx.readBy.set(rel, columns);
+  }
 }
 
 function bareProtected(node: Node | undefined, scope: Scope): ProtectedRef | undefined {
@@ -124,7 +131,7 @@ export function rewriteExpr(node: Node, scope: Scope, ctx: ExprContext, mode: 'v
     // IS [NOT] NULL reads the ciphertext column as it is: NULL in, NULL out.
     const hit = bareProtected(node.NullTest.arg, scope);
     if (hit) {
-      touch(ctx, hit.column);
+      touch(ctx, hit.column, hit.rel);
       return node;
     }
   }
@@ -149,7 +156,7 @@ function rewriteColumnRef(node: Node & { ColumnRef: unknown }, scope: Scope, ctx
     );
   }
   if (r.kind !== 'protected') return node;
-  touch(ctx, r.column);
+  touch(ctx, r.column, r.rel);
   const position = positionOf(ctx, node);
   if (mode === 'operand' && !ctx.allowDecryptScan) throw refusal(r.column, construct, position);
   ctx.changed = true;
@@ -175,7 +182,7 @@ export function rewriteCondition(node: Node, scope: Scope, ctx: ExprContext): No
   if ('NullTest' in node && node.NullTest.arg) {
     const hit = bareProtected(node.NullTest.arg, scope);
     if (hit) {
-      touch(ctx, hit.column);
+      touch(ctx, hit.column, hit.rel);
       return node;
     }
     node.NullTest.arg = rewriteCondition(node.NullTest.arg, scope, ctx);
@@ -231,7 +238,7 @@ const VARIANT_LABEL: Record<Variant, string> = { eq: '=', ne: '<>', distinct: 'I
  * it is refused.
  */
 function searchableComparison(hit: ProtectedRef, colNode: Node, others: (Node | undefined)[], label: string, scope: Scope, ctx: ExprContext): boolean {
-  touch(ctx, hit.column);
+  touch(ctx, hit.column, hit.rel);
   const position = positionOf(ctx, colNode);
   for (const other of others) {
     if (findProtected(other, scope)) {

@@ -8,13 +8,19 @@ import type { Registry } from '../registry/types.js';
 import { SourceText } from './errors.js';
 import { deparseChecked, loadParser, parse } from './parser.js';
 import { KEY_PARAMS } from './sealed.js';
-import { StatementRewriter } from './statements.js';
+import { StatementRewriter, type RowAttribution } from './statements.js';
 
 export { DECRYPT_SCAN_HINT } from './errors.js';
+export { ROW_ID_PREFIX, type RowAttribution } from './statements.js';
 
 export interface RewriteOptions {
   /** decrypt row by row what the blind index cannot answer (LIKE, ranges, ORDER BY, ...): correct, but a full scan */
   allowDecryptScan?: boolean;
+  /**
+   * for the access log: the statement also returns, in hidden output columns, the primary
+   * key of every row it reads or changes (`rows` says where); the runner strips them
+   */
+  attributeRows?: boolean;
 }
 
 export interface RewriteResult {
@@ -29,6 +35,8 @@ export interface RewriteResult {
    * caller's own parameters follow them ($1 of the original text is $(keys.length + 1)).
    */
   keys: ReadonlyArray<'keyset' | 'payload'>;
+  /** with attributeRows: the hidden outputs holding row ids, per protected table */
+  rows?: readonly RowAttribution[];
 }
 
 export interface SqlRewriterOptions {
@@ -67,7 +75,8 @@ function numberKeyParams(tree: unknown): ReadonlyArray<'keyset' | 'payload'> {
 }
 
 export class SqlRewriter {
-  private readonly cache = new Map<string, [RewriteResult | undefined, RewriteResult | undefined]>();
+  // one slot per combination of options (decrypt scan, row attribution)
+  private readonly cache = new Map<string, Array<RewriteResult | undefined>>();
   private readonly cacheSize: number;
   /** lower-cased names of protected tables: a statement mentioning none is left alone unparsed */
   private readonly tableNames: string[];
@@ -82,7 +91,7 @@ export class SqlRewriter {
   }
 
   rewrite(sql: string, options: RewriteOptions = {}): RewriteResult {
-    const slot = options.allowDecryptScan ? 1 : 0;
+    const slot = (options.allowDecryptScan ? 1 : 0) + (options.attributeRows ? 2 : 0);
     const entry = this.cache.get(sql);
     if (entry) {
       const hit = entry[slot];
@@ -93,9 +102,9 @@ export class SqlRewriter {
         return hit;
       }
     }
-    const result = this.compute(sql, slot === 1);
+    const result = this.compute(sql, options.allowDecryptScan ?? false, options.attributeRows ?? false);
     if (this.cacheSize > 0) {
-      const e = entry ?? [undefined, undefined];
+      const e = entry ?? [];
       e[slot] = result;
       this.cache.delete(sql);
       this.cache.set(sql, e);
@@ -107,7 +116,7 @@ export class SqlRewriter {
     return result;
   }
 
-  private compute(sql: string, allowDecryptScan: boolean): RewriteResult {
+  private compute(sql: string, allowDecryptScan: boolean, attributeRows: boolean): RewriteResult {
     if (!this.mayTouch(sql)) return freeze({ sql, changed: false, columns: NOTHING as string[], keys: NO_KEYS });
     const tree = parse(sql);
     const rewriter = new StatementRewriter(this.registry, allowDecryptScan, new SourceText(sql));
@@ -116,9 +125,11 @@ export class SqlRewriter {
     const first = tree.stmts?.[0]?.stmt;
     const access = !first || columns.length === 0 ? undefined
       : 'InsertStmt' in first || 'UpdateStmt' in first ? 'write' : 'DeleteStmt' in first ? 'delete' : 'read';
+    // one statement only: a text of several returns several results
+    const rows = attributeRows && access && tree.stmts?.length === 1 ? rewriter.attachRowIds() : [];
     if (!rewriter.changed) return freeze({ sql, changed: false, columns, access, keys: NO_KEYS });
     const keys = numberKeyParams(tree);
-    return freeze({ sql: deparseChecked(tree), changed: true, columns, access, keys });
+    return freeze({ sql: deparseChecked(tree), changed: true, columns, access, keys, ...(rows.length > 0 ? { rows: Object.freeze(rows) } : {}) });
   }
 
   /** The single-column primary key of a protected table ('schema.table'), if it has one: access-log row ids. */

@@ -34,17 +34,26 @@ export function queryArguments(first: string | TemplateStringsArray, rest: unkno
 }
 
 export async function runRewritten(exec: KeyedExecutor, rewriter: SqlRewriter, text: string, params: readonly unknown[], options: QueryOptions = {}): Promise<Record<string, unknown>[]> {
-  const rewritten = rewriter.rewrite(text, options);
+  // with the access log on, the statement returns the row ids of what it touches (hidden outputs)
+  const rewritten = rewriter.rewrite(text, { ...options, attributeRows: exec.logging });
   // a value that does not open is audited against its table when the statement names one only
   const tables = new Set(rewritten.columns.map((c) => c.slice(0, c.lastIndexOf('.'))));
   const [schema, table] = tables.size === 1 ? [...tables][0]!.split('.') : [];
-  return exec.rewritten({
+  const rows = await exec.rewritten({
     text: rewritten.sql,
     params,
     keys: rewritten.keys,
     settings: HAND_WRITTEN_KEYED_CALL.test(text),
     scopes: options.scopes,
-    entries: rewritten.access ? (result) => statementEntries(result, rewritten, (t) => rewriter.primaryKeyOf(t), accessor(exec.accessLog)) : undefined,
+    entries: rewritten.access ? (result) => statementEntries(result, rewritten, accessor(exec.accessLog)) : undefined,
     table: schema !== undefined && table !== undefined ? { schema, table } : undefined,
   });
+  if (rewritten.rows) stripOutputs(rows, rewritten.rows.map((r) => r.output));
+  return rows;
+}
+
+/** The hidden row-id outputs leave the caller's result (rows and column list). */
+function stripOutputs(result: Record<string, unknown>[] & { columns?: ReadonlyArray<{ name: string }> | undefined }, names: readonly string[]): void {
+  for (const row of result) for (const name of names) delete row[name];
+  if (Array.isArray(result.columns)) (result as { columns?: unknown }).columns = result.columns.filter((c) => !names.includes(c.name));
 }

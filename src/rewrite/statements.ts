@@ -17,7 +17,7 @@ import type {
   WithClause,
 } from '@pgsql/types';
 import type { ProtectedColumn, Registry, TableInfo } from '../registry/types.js';
-import { clone, colRef, figureColname, names, refFields, resTarget, str } from './ast.js';
+import { clone, colRef, dataOf, figureColname, funcCall, isNode, names, refFields, resTarget, str } from './ast.js';
 import { refusal, unsupported, type SourceText } from './errors.js';
 import {
   findProtected,
@@ -60,9 +60,35 @@ const outputNames = (out: Output): string[] | null => (out.targets.some((t) => t
 
 const SOURCE_ALIAS = 'pgseal_source';
 
+/** The output names pgseal adds for the access log, and that a statement may not use itself. */
+export const ROW_ID_PREFIX = 'pgseal$row$';
+
+/**
+ * Where the access log finds the rows a statement read or changed: a hidden output column
+ * holding the primary key of each row of `table` (an array of them per output row when the
+ * query aggregates), added by pgseal, never a column the caller names.
+ */
+export interface RowAttribution {
+  /** 'schema.table' */
+  table: string;
+  /** the hidden output column */
+  output: string;
+  /** the protected columns read or written through that table */
+  columns: string[];
+  aggregated: boolean;
+}
+
+type Top =
+  | { kind: 'select'; stmt: SelectStmt; scope: Scope }
+  | { kind: 'write'; stmt: InsertStmt | UpdateStmt | DeleteStmt; target: Relation; scope: Scope; deletes: boolean };
+
 export class StatementRewriter implements ExprContext {
   changed = false;
   readonly touched = new Set<string>();
+  readonly readBy = new Map<Relation, Set<string>>();
+  /** the first top-level statement, and where its rows come from */
+  #topNode: Node | undefined;
+  #top: Top | undefined;
 
   constructor(
     private readonly registry: Registry,
@@ -76,6 +102,7 @@ export class StatementRewriter implements ExprContext {
 
   /** A top-level statement. Statements other than queries and DML pass through unchanged. */
   topLevel(node: Node): void {
+    this.#topNode ??= node;
     if ('ExplainStmt' in node) {
       if (node.ExplainStmt.query) this.topLevel(node.ExplainStmt.query);
     } else if ('PrepareStmt' in node) {
@@ -99,6 +126,44 @@ export class StatementRewriter implements ExprContext {
       if (t) throw unsupported(`MERGE on statements that name ${t.schema}.${t.table}, a table with encrypted columns`, 'use INSERT ... ON CONFLICT, UPDATE or DELETE');
     }
     return NO_OUTPUT;
+  }
+
+  #recordWrite(stmt: InsertStmt | UpdateStmt | DeleteStmt, target: Relation, scope: Scope, deletes: boolean): void {
+    const top = this.#topNode;
+    if (top && (('InsertStmt' in top && top.InsertStmt === stmt) || ('UpdateStmt' in top && top.UpdateStmt === stmt) || ('DeleteStmt' in top && top.DeleteStmt === stmt))) {
+      this.#top = { kind: 'write', stmt, target, scope, deletes };
+    }
+  }
+
+  /**
+   * Adds to the first top-level statement the hidden outputs the access log reads row ids
+   * from: each protected table's primary key in the select list (aggregated into an array
+   * when the query aggregates), or in RETURNING for INSERT, UPDATE and DELETE. Not for
+   * DISTINCT, set operations, VALUES and tables without a single-column primary key: their
+   * rows are logged without ids.
+   */
+  attachRowIds(): RowAttribution[] {
+    const top = this.#top;
+    if (!top) return [];
+    const out: RowAttribution[] = [];
+    const sources = top.kind === 'select' ? top.scope.relations : [top.target];
+    const aggregated = top.kind === 'select' && aggregates(top.stmt);
+    if (top.kind === 'select' && top.stmt.distinctClause?.length) return [];
+    const added: Node[] = [];
+    for (const rel of sources) {
+      const read = this.readBy.get(rel);
+      const pk = rel.table?.primaryKey;
+      if (!rel.table || !read?.size || pk?.length !== 1) continue;
+      const ref = colRef([...qualifierOf(rel, top.scope, undefined, undefined), pk[0]!]);
+      const output = `${ROW_ID_PREFIX}${out.length}`;
+      added.push(resTarget(aggregated ? funcCall(['pg_catalog', 'array_agg'], [ref]) : ref, output));
+      out.push({ table: `${rel.table.schema}.${rel.table.table}`, output, columns: [...read], aggregated });
+    }
+    if (added.length === 0) return [];
+    if (top.kind === 'select') top.stmt.targetList = [...(top.stmt.targetList ?? []), ...added];
+    else top.stmt.returningClause = { ...top.stmt.returningClause, exprs: [...(top.stmt.returningClause?.exprs ?? []), ...added] };
+    this.changed = true;
+    return out;
   }
 
   // ---- WITH ------------------------------------------------------------------------
@@ -146,6 +211,7 @@ export class StatementRewriter implements ExprContext {
       return { targets: Array.from({ length: width }, (_, i) => ({ name: `column${i + 1}` })) };
     }
     const scope = new Scope(base);
+    if (this.#topNode && 'SelectStmt' in this.#topNode && this.#topNode.SelectStmt === stmt) this.#top = { kind: 'select', stmt, scope };
     this.from(stmt.fromClause, scope);
     const targets = this.targets(stmt.targetList, scope);
     if (stmt.whereClause) stmt.whereClause = rewriteCondition(stmt.whereClause, scope, this);
@@ -188,6 +254,7 @@ export class StatementRewriter implements ExprContext {
         continue;
       }
       const name = rt.name ?? figureColname(val);
+      if (name.startsWith(ROW_ID_PREFIX)) throw unsupported(`an output column named ${name}`, `pick another name: ${ROW_ID_PREFIX}... is pgseal's, for the access log`);
       const hit = findProtected(val, scope);
       if (val) rt.val = rewriteExpr(val, scope, this, 'value');
       if (rt.name === undefined && rt.val && figureColname(rt.val) !== name) rt.name = name;
@@ -243,7 +310,7 @@ export class StatementRewriter implements ExprContext {
         result.infos.push({ name });
         continue;
       }
-      touch(this, column);
+      touch(this, column, rel);
       const val = decryptExpr(ref, column, readRow(rel, scope, column, position));
       result.nodes.push(resTarget(val, name));
       result.infos.push({ name, protectedColumn: column, protectedPosition: position, val });
@@ -453,15 +520,16 @@ export class StatementRewriter implements ExprContext {
     const target = rv.alias?.aliasname
       ? tableRelation(table, rv.alias.aliasname, null, null)
       : tableRelation(table, rv.relname ?? '', rv.schemaname ?? (table ? table.schema : null), rv.relname ?? '');
-    if (table) this.insertValues(stmt, table, base);
+    if (table) this.insertValues(stmt, table, base, target);
     else if (stmt.selectStmt) this.statement(stmt.selectStmt, base);
     if (stmt.onConflictClause) this.onConflict(stmt.onConflictClause, table, target, base);
     const scope = new Scope(base);
     scope.relations.push(target);
+    this.#recordWrite(stmt, target, scope, false);
     return this.returning(stmt.returningClause, scope, target);
   }
 
-  private insertValues(stmt: InsertStmt, table: TableInfo, base: Scope | null): void {
+  private insertValues(stmt: InsertStmt, table: TableInfo, base: Scope | null, target: Relation): void {
     const given = (stmt.cols ?? []).map((c) => ('ResTarget' in c ? c.ResTarget : {}));
     for (const c of given) {
       const name = c.name ?? '';
@@ -511,7 +579,7 @@ export class StatementRewriter implements ExprContext {
         if (!('List' in list)) continue;
         const items = list.List.items ?? [];
         if (items.length < columns.length) throw unsupported('a VALUES row with fewer values than columns', 'give a value for every column listed');
-        list.List.items = [...this.sealRow(table, columns, items), ...items.slice(columns.length)];
+        list.List.items = [...this.sealRow(table, columns, items, target), ...items.slice(columns.length)];
       }
     } else {
       let select = sel;
@@ -525,7 +593,7 @@ export class StatementRewriter implements ExprContext {
       const targets = select.targetList ?? [];
       if (targets.length !== columns.length) throw unsupported('INSERT ... SELECT whose select list does not match the column list', 'select one value per column listed');
       const values = targets.map((t) => ('ResTarget' in t && t.ResTarget.val ? t.ResTarget.val : ({ A_Const: { isnull: true } } as Node)));
-      const sealed = this.sealRow(table, columns, values);
+      const sealed = this.sealRow(table, columns, values, target);
       select.targetList = sealed.map((val) => resTarget(val));
     }
     stmt.cols = this.sealColumns(table, columns, columnNodes);
@@ -543,7 +611,7 @@ export class StatementRewriter implements ExprContext {
   }
 
   /** One row's values (already rewritten for reads), encrypted and indexed for `columns`. */
-  private sealRow(table: TableInfo, columns: string[], values: Node[]): Node[] {
+  private sealRow(table: TableInfo, columns: string[], values: Node[], target: Relation): Node[] {
     const out: Node[] = [];
     const valueOf = (name: string, column: ProtectedColumn, why: string): Node => {
       const index = columns.indexOf(name);
@@ -559,7 +627,7 @@ export class StatementRewriter implements ExprContext {
         out.push(value);
         return;
       }
-      touch(this, column);
+      touch(this, column, target);
       if ('SetToDefault' in value) throw unsupported('DEFAULT for an encrypted column', 'write NULL or a value', column, positionOf(this, value));
       const row: RowSource = {
         key: () => valueOf(primaryKeyOf(table, column, undefined), column, 'a row-context column'),
@@ -609,6 +677,7 @@ export class StatementRewriter implements ExprContext {
     this.from(stmt.fromClause, scope);
     this.assignments(stmt.targetList, target.table, target, scope);
     if (stmt.whereClause) stmt.whereClause = rewriteCondition(stmt.whereClause, scope, this);
+    this.#recordWrite(stmt, target, scope, false);
     return this.returning(stmt.returningClause, scope, target);
   }
 
@@ -619,6 +688,9 @@ export class StatementRewriter implements ExprContext {
     scope.relations.push(target);
     this.from(stmt.usingClause, scope);
     if (stmt.whereClause) stmt.whereClause = rewriteCondition(stmt.whereClause, scope, this);
+    // a delete takes every protected value of its rows away
+    if (target.table) for (const column of target.table.protected.values()) touch(this, column, target);
+    this.#recordWrite(stmt, target, scope, true);
     return this.returning(stmt.returningClause, scope, target);
   }
 
@@ -694,7 +766,7 @@ export class StatementRewriter implements ExprContext {
       const rt = sets[i] as ResTarget;
       const column = table.protected.get(rt.name ?? '');
       if (!column || !rt.val) return;
-      touch(this, column);
+      touch(this, column, rel);
       this.changed = true;
       const position = positionOf(this, item);
       if (conflict && isColumnOf(rt.val, 'excluded', column.column)) {
@@ -726,6 +798,30 @@ export class StatementRewriter implements ExprContext {
     });
     list.splice(0, list.length, ...out);
   }
+}
+
+// aggregates by name, and any call with an aggregate's syntax (DISTINCT, ORDER BY, WITHIN GROUP, FILTER, *)
+const AGGREGATES = new Set([
+  'count', 'sum', 'avg', 'min', 'max', 'array_agg', 'string_agg', 'bool_and', 'bool_or', 'every', 'json_agg', 'jsonb_agg',
+  'json_object_agg', 'jsonb_object_agg', 'bit_and', 'bit_or', 'bit_xor', 'xmlagg', 'stddev', 'stddev_pop', 'stddev_samp', 'variance',
+  'var_pop', 'var_samp', 'corr', 'covar_pop', 'covar_samp', 'regr_avgx', 'regr_avgy', 'regr_count', 'regr_intercept', 'regr_r2',
+  'regr_slope', 'regr_sxx', 'regr_sxy', 'regr_syy', 'percentile_cont', 'percentile_disc', 'mode', 'any_value', 'range_agg', 'range_intersect_agg',
+]);
+
+/** Whether a SELECT returns groups rather than rows: GROUP BY, HAVING, or an aggregate call in its select list. */
+function aggregates(stmt: SelectStmt): boolean {
+  if (stmt.groupClause?.length || stmt.havingClause) return true;
+  const visit = (value: unknown): boolean => {
+    if (Array.isArray(value)) return value.some(visit);
+    if (!isNode(value)) return typeof value === 'object' && value !== null && Object.values(value).some(visit);
+    if ('SubLink' in value) return false; // a subquery's aggregates are its own
+    if ('FuncCall' in value) {
+      const f = value.FuncCall;
+      if (!f.over && (f.agg_star || f.agg_distinct || f.agg_order?.length || f.agg_within_group || f.agg_filter || AGGREGATES.has(names(f.funcname).at(-1) ?? ''))) return true;
+    }
+    return Object.values(dataOf(value)).some(visit);
+  };
+  return (stmt.targetList ?? []).some(visit);
 }
 
 function isColumnOf(node: Node | undefined, qualifier: string, name: string): boolean {

@@ -42,15 +42,49 @@ describe('seal.query (rewritten SQL)', () => {
     ]);
   });
 
-  it('sync: without the primary key in the result, or for an UPDATE, one entry per row with no row id; no protected column, no entry', async () => {
+  it('sync: the real primary key of every row read, written or deleted, fetched beside the result, never from a column the caller names', async () => {
     await db.sql`truncate pgseal.encrypted_data_access_log`;
-    await sync.query('select ward, diagnosis from patients where ward = $1', ['B']);
-    await sync.query('update patients set diagnosis = $1 where id <= 2', ['reviewed']);
+    const entries = async () => (await logRows()).map((r) => `${r.access_type}:${r.row_id}:${r.column_name}`);
+    const take = async () => {
+      const e = await entries();
+      await db.sql`truncate pgseal.encrypted_data_access_log`;
+      return e;
+    };
+    // a select without the key in its select list: the result is what the caller asked for, no more
+    const read = await sync.query<Record<string, unknown>>('select ward, diagnosis from patients where ward = $1 and id <= 12 order by id', ['B']);
+    expect(read).toEqual([{ ward: 'B', diagnosis: 'diagnosis 11' }, { ward: 'B', diagnosis: 'diagnosis 12' }]);
+    expect(Object.keys(read[0]!)).toEqual(['ward', 'diagnosis']);
+    expect((read as unknown as { columns: Array<{ name: string }> }).columns.map((c) => c.name)).toEqual(['ward', 'diagnosis']);
+    expect(await take()).toEqual(['read:11:diagnosis', 'read:12:diagnosis']);
+    // a blind-index search, the key not selected
+    await sync.query('select ward from patients where email = $1', ['P14@example.org']);
+    expect(await take()).toEqual(['read:14:email']);
+    // forged: another value under the primary key's name is not the row id
+    await sync.query('select 999 as id, diagnosis from patients where patients.id = 1');
+    expect(await take()).toEqual(['read:1:diagnosis']);
+    // a join on c.id + 1 attributes each value to the row it came from
+    const joined = await sync.query<{ diagnosis: string }>('select p.diagnosis from patients p join patients q on q.id = p.id + 1 where q.id = 3');
+    expect(joined).toEqual([{ diagnosis: 'diagnosis 2' }]);
+    expect(await take()).toEqual(['read:2:diagnosis']);
+    // insert without RETURNING, update ... where, delete: each row and protected column
+    await sync.query('insert into patients (id, ward, diagnosis, email) values (101, $1, $2, $3), (102, $1, $2, $3)', ['C', 'new', 'n@example.org']);
+    expect(await take()).toEqual(['write:101:diagnosis', 'write:101:email', 'write:102:diagnosis', 'write:102:email']);
+    await sync.query('update patients set diagnosis = $1 where ward = $2', ['reviewed', 'C']);
+    expect(await take()).toEqual(['write:101:diagnosis', 'write:102:diagnosis']);
+    const deleted = await sync.query('delete from patients where id = 102');
+    expect((deleted as unknown as { count: number }).count).toBe(1);
+    expect(await take()).toEqual(['delete:102:diagnosis', 'delete:102:email']);
+    // an aggregate (a decrypting scan) logs every row it read, not one
+    const [counted] = await sync.query<{ n: string }>('select count(*) as n from patients where diagnosis like $1', ['diagnosis 1%'], { allowDecryptScan: true });
+    expect(counted!.n).toBe('11');
+    const scanned = await take();
+    expect(scanned).toHaveLength(11);
+    expect(new Set(scanned)).toEqual(new Set(['1', '10', '11', '12', '13', '14', '15', '16', '17', '18', '19'].map((id) => `read:${id}:diagnosis`)));
+    // no protected column, no entry; and pgseal's own output names are refused
     await sync.query('select id, ward from patients');
-    const logged = await logRows();
-    expect(logged.filter((r) => r.access_type === 'read')).toHaveLength(10);
-    expect(logged.filter((r) => r.access_type === 'write').map((r) => `${r.row_id}:${r.column_name}`)).toEqual(['null:diagnosis', 'null:diagnosis']);
-    expect(logged.every((r) => r.row_id === null && r.accessed_by === 'svc')).toBe(true);
+    expect(await take()).toEqual([]);
+    await expect(sync.query('select id as "pgseal$row$0", diagnosis from patients where id = 1')).rejects.toMatchObject({ code: ErrorCodes.REWRITE_UNSUPPORTED });
+    await db.sql`delete from patients where id = 101`;
   });
 
   it('sync: a statement that fails logs nothing, and a failed log write fails the statement', async () => {
@@ -89,6 +123,15 @@ describe('pgseal query', () => {
     expect((await logRows()).map((x) => `${x.access_type}:${x.row_id}:${x.column_name}:${x.accessed_by}`)).toEqual([
       'read:11:email:dpo', 'write:12:diagnosis:dpo', 'read:13:diagnosis:ops-bot',
     ]);
+    // two statements in one call: each counted with its own rows
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    const two = await runCli(['query', '--actor', 'dpo', "select codice from (select 1 as codice) x", 'select diagnosis from patients where id in (4, 5)', 'delete from patients where id = 20'], env());
+    expect(two.code, two.stderr).toBe(0);
+    expect((await logRows()).map((x) => `${x.access_type}:${x.row_id}:${x.column_name}`)).toEqual([
+      'read:4:diagnosis', 'read:5:diagnosis', 'delete:20:diagnosis', 'delete:20:email',
+    ]);
+    await db.sql`truncate pgseal.encrypted_data_access_log`;
+    await runCli(['query', 'select id, diagnosis from patients where id = 11', "update patients set diagnosis = 'seen' where id = 12 returning id", 'select id, diagnosis from patients where id = 13'], env());
     // --raw is run as written and not logged
     const raw = await runCli(['query', '--raw', 'select count(*) from patients'], env());
     expect(raw.code, raw.stderr).toBe(0);
