@@ -55,8 +55,14 @@ export async function runQuery(args: Args): Promise<void> {
           }
           let result: unknown;
           if (!needsKeys(statement, rewriter, rewrite)) {
-            result = await sql.begin((tx) => tx.unsafe(statement, [], { prepare: false })).catch((error: unknown) => {
-              throw toPgsealError(error);
+            result = await sql.begin((tx) => tx.unsafe(statement, [], { prepare: false })).catch(async (error: unknown) => {
+              const e = toPgsealError(error);
+              // PS001: it needed keys after all (a decrypted view decrypts with the transaction's
+              // keys); it rolled back as a whole, so it runs again with them, as --raw would
+              if (e.sqlstate !== 'PS001') throw e;
+              return keyed().begin((tx) => tx.unsafe(statement, [], { prepare: false }), scopes).catch((again: unknown) => {
+                throw toPgsealError(again);
+              });
             });
           } else if (args.raw) {
             // --raw: as written, and not logged (pgseal cannot tell what a hand-written call decrypts)

@@ -245,7 +245,7 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
       moto.fail({ operation: 'Decrypt', error: 'ThrottlingException', status: 400 });
       try {
         moto.reset();
-        const throttled = await runCli(['query', `select count(*) from contacts`], env({ AWS_MAX_ATTEMPTS: '3' }));
+        const throttled = await runCli(['query', `select email from contacts limit 1`], env({ AWS_MAX_ATTEMPTS: '3' }));
         expectOneLineFailure(throttled, 'PGSEAL_AWS_THROTTLED');
         // bounded: each Decrypt tried AWS_MAX_ATTEMPTS times, no more (the keys load concurrently)
         const usable = (await db.sql<{ n: number }[]>`select count(*)::int as n from pgseal.usable_keys()`)[0]!.n;
@@ -462,7 +462,7 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
       expect(toA.stdout).toContain(`kms:${keyA}`);
       expect(await snapshot()).toBe(data);
       await readsAll(asA);
-      expectOneLineFailure(await runCli(['query', 'select 1'], asEnv), 'PGSEAL_MASTER_KEY_MISMATCH');
+      expectOneLineFailure(await runCli(['query', 'select email from contacts limit 1'], asEnv), 'PGSEAL_MASTER_KEY_MISMATCH');
 
       moto.reset();
       const toB = await runCli(['keys', 'rewrap', '--new-kms-key-id', keyB], asA);
@@ -470,7 +470,7 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
       expect(moto.count('ReEncrypt')).toBe(wrapped); // the data keys never left KMS
       expect(await snapshot()).toBe(data);
       await readsAll(asB);
-      const refusedA = await runCli(['query', 'select 1'], asA);
+      const refusedA = await runCli(['query', 'select email from contacts limit 1'], asA);
       expectOneLineFailure(refusedA, 'PGSEAL_MASTER_KEY_MISMATCH');
       expect(refusedA.stderr).toContain(`set PGSEAL_KMS_KEY_ID (or --kms-key-id) to ${keyB}`);
 
@@ -478,7 +478,7 @@ describe.skipIf(available !== true)('AWS KMS and Secrets Manager (moto_server)',
       expect(back.code, back.stderr).toBe(0);
       expect(await snapshot()).toBe(data);
       await readsAll(asBack);
-      expectOneLineFailure(await runCli(['query', 'select 1'], asB), 'PGSEAL_MASTER_KEY_MISMATCH');
+      expectOneLineFailure(await runCli(['query', 'select email from contacts limit 1'], asB), 'PGSEAL_MASTER_KEY_MISMATCH');
 
       const events = await db.sql<{ details: { from: string; to: string; versions: number } }[]>`
         select details from pgseal.encryption_audit_log where operation = 'key.rewrap' order by id`;

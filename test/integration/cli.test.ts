@@ -128,6 +128,18 @@ describe('pgseal CLI', () => {
     expect(human.stdout).toContain('decrypt-only');
   });
 
+  it('query on a decrypted view: it needs the keys, and gets them (without a master key: the missing key, named)', async () => {
+    if ((await keyCount()) === 0) expect((await cli(['keys', 'init'])).code).toBe(0);
+    expect((await cli(['query', 'create table viste (id int primary key)'])).code).toBe(0);
+    expect((await cli(['protect', '--table', 'viste', '--column', 'nota'])).code).toBe(0);
+    expect((await cli(['query', "insert into viste (id, nota) values (1, 'nota segreta')"])).code).toBe(0);
+    expect((await cli(['views', 'create', '--table', 'viste'])).code).toBe(0);
+    const read = await cli(['query', '--json', 'select id, nota from viste_decrypted']);
+    expect(read.code, read.stderr).toBe(0);
+    expect(read.stdout.trim()).toBe('{"id":1,"nota":"nota segreta"}');
+    expectOneLineFailure(await cli(['query', 'select id, nota from viste_decrypted'], { PGSEAL_MASTER_KEY: undefined }), 'PGSEAL_MASTER_KEY_MISSING');
+  });
+
   it('reports a failing statement with its SQLSTATE and exits non-zero', async () => {
     const r = await cli(['query', `select pgseal.decrypt_text(convert_to('plaintext in a ciphertext column, long enough to look like one', 'UTF8'), 'c')`]);
     expectOneLineFailure(r, 'PGSEAL_MALFORMED_ENVELOPE');
