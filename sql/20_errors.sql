@@ -92,7 +92,7 @@ BEGIN
       'If pgseal.keys lists this version as active or decrypt-only, reload the keyring (a rotation happened elsewhere) or include its scope; if it is not listed at all, the value is damaged.');
   END IF;
   PERFORM pgseal._raise('PS003', 'pgseal: ciphertext failed authentication',
-    'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.');
+    'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key; or its column or table was renamed after it was protected, and it opens only under the context it was sealed with (schema.table.column as protected). Otherwise it cannot be read as it is: restore it from a backup.');
   RETURN NULL;
 END
 $$;

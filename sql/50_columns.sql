@@ -16,6 +16,10 @@ CREATE TABLE pgseal.columns (
   blind_index_bytes  smallint NOT NULL DEFAULT 16,
   created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
   created_by         text NOT NULL DEFAULT CURRENT_USER,
+  -- the table and column as the catalog numbers them when protected: a rename is then found
+  -- (the names above are the values' context and stay as they were)
+  table_oid          oid,
+  attnum             smallint,
   PRIMARY KEY (table_schema, table_name, column_name),
   CONSTRAINT columns_value_type_known CHECK (value_type IN ('text', 'bytea', 'jsonb', 'numeric')),
   CONSTRAINT columns_one_scope_source CHECK ((scope IS NULL) <> (scope_column IS NULL)),
@@ -107,9 +111,10 @@ BEGIN
                               pg_catalog.left(t_name || '_' || bidx || '_idx', 63), t_schema, t_name, bidx);
   END IF;
   INSERT INTO pgseal.columns (table_schema, table_name, column_name, value_type, scope, scope_column,
-                              context_mode, searchable, normalizer, blind_index_column, blind_index_bytes)
+                              context_mode, searchable, normalizer, blind_index_column, blind_index_bytes, table_oid, attnum)
   VALUES (t_schema, t_name, p_column, p_value_type, CASE WHEN p_scope_column IS NULL THEN p_scope END, p_scope_column,
-          p_context_mode, p_searchable, p_normalizer, bidx, p_blind_index_bytes)
+          p_context_mode, p_searchable, p_normalizer, bidx, p_blind_index_bytes, p_table,
+          (SELECT a.attnum FROM pg_catalog.pg_attribute a WHERE a.attrelid = p_table AND a.attname = p_column AND NOT a.attisdropped))
   RETURNING * INTO result;
   RETURN result;
 END

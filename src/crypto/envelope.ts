@@ -276,7 +276,7 @@ export function keyVersionOf(envelope: Buffer): number | undefined {
 }
 
 const AUTH_HINT =
-  'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key. It cannot be read as it is: restore it from a backup.';
+  'The value was altered or truncated, was copied from another column or row (context mismatch), or was written under a different key; or its column or table was renamed after it was protected, and it opens only under the context it was sealed with (schema.table.column as protected). Otherwise it cannot be read as it is: restore it from a backup.';
 
 function authenticationFailed(): PgsealError {
   return new PgsealError(ErrorCodes.AUTHENTICATION_FAILED, 'ciphertext failed authentication', { sqlstate: 'PS003', hint: AUTH_HINT });

@@ -15,6 +15,12 @@ export interface TableInfo {
   primaryKey: string[];
   /** each column's type as the wire reports it (a domain's base type), by column name */
   typeOids?: Map<string, number>;
+  /**
+   * set when the table or a protected column of it was renamed (or a protected column
+   * dropped) after it was protected: what differs. The library then refuses the table rather
+   * than read its ciphertext as plaintext.
+   */
+  drift?: string[];
   /** protected columns by column name */
   protected: Map<string, ProtectedColumn>;
 }

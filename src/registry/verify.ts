@@ -67,10 +67,10 @@ export function plainColumnProblems(
  * (a column protected in the database must be encrypted in it); `info`: the registry's entry.
  */
 export function verifyDefinition(
-  qualified: string, encrypted: ReadonlyMap<string, ProtectedColumn>, primaryKey: string, info: Pick<TableInfo, 'primaryKey' | 'protected' | 'typeOids'> | undefined,
+  qualified: string, encrypted: ReadonlyMap<string, ProtectedColumn>, primaryKey: string, info: Pick<TableInfo, 'primaryKey' | 'protected' | 'typeOids' | 'drift'> | undefined,
   plain?: { columns: ReadonlyMap<string, PlainKind | undefined>; parsers: Readonly<Record<number, unknown>> },
 ): void {
-  const problems: string[] = plain ? plainColumnProblems(plain.columns, info, plain.parsers) : [];
+  const problems: string[] = [...(info?.drift ?? []), ...(plain ? plainColumnProblems(plain.columns, info, plain.parsers) : [])];
   if (!info) problems.push('no column of it is protected (pgseal protect)');
   for (const [name, c] of encrypted) {
     const r = info?.protected.get(name);

@@ -3,7 +3,7 @@
 
 import { ErrorCodes, PgsealError } from '../errors.js';
 import { columnContext } from '../columns/context.js';
-import type { ProtectedColumn } from '../registry/types.js';
+import type { ProtectedColumn, TableInfo } from '../registry/types.js';
 
 export const DECRYPT_SCAN_HINT =
   'pass { allowDecryptScan: true } (CLI: --allow-decrypt-scan) to decrypt and compare row by row: correct, but a full scan';
@@ -53,5 +53,14 @@ export function unsupported(what: string, hint: string, column?: ProtectedColumn
   return new PgsealError(ErrorCodes.REWRITE_UNSUPPORTED, `the SQL rewriter does not support ${what}${where ? ` (${where})` : ''}`, {
     hint,
     ...columnFields(column, position),
+  });
+}
+
+/** A protected table renamed, or with a protected column renamed or dropped, since it was protected. */
+export function registryDrift(table: TableInfo): PgsealError {
+  return new PgsealError(ErrorCodes.REGISTRY_MISMATCH, `${table.schema}.${table.table} differs from pgseal.columns: ${(table.drift ?? []).join('; ')}; pgseal will not read its ciphertext as plaintext`, {
+    hint: 'rename it back: the values open only under the names they were protected with (their context). `pgseal columns list` shows those names',
+    schema_name: table.schema,
+    table_name: table.table,
   });
 }

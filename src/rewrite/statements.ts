@@ -18,7 +18,7 @@ import type {
 } from '@pgsql/types';
 import type { ProtectedColumn, Registry, TableInfo } from '../registry/types.js';
 import { clone, colRef, dataOf, figureColname, funcCall, isNode, names, refFields, resTarget, str } from './ast.js';
-import { refusal, unsupported, type SourceText } from './errors.js';
+import { refusal, registryDrift, unsupported, type SourceText } from './errors.js';
 import {
   findProtected,
   positionOf,
@@ -410,7 +410,10 @@ export class StatementRewriter implements ExprContext {
   }
 
   private tableOf(rv: RangeVar): TableInfo | null {
-    return this.registry.get(`${rv.schemaname ?? 'public'}.${rv.relname ?? ''}`) ?? null;
+    const table = this.registry.get(`${rv.schemaname ?? 'public'}.${rv.relname ?? ''}`) ?? null;
+    // renamed since a column was protected: its ciphertext must not pass as a plaintext column
+    if (table?.drift) throw registryDrift(table);
+    return table;
   }
 
   /** Any protected table named anywhere in a statement (CTE names ignored: a cautious answer). */
