@@ -135,6 +135,11 @@ export function rewriteExpr(node: Node, scope: Scope, ctx: ExprContext, mode: 'v
       return node;
     }
   }
+  if ('FuncCall' in node && node.FuncCall.args?.length === 1) {
+    // pgseal.key_version_of(col) reads the envelope's header: the ciphertext as it is
+    const name = (node.FuncCall.funcname ?? []).map((n) => ('String' in n ? n.String.sval : ''));
+    if (name.length === 2 && name[0] === 'pgseal' && name[1] === 'key_version_of' && bareProtected(node.FuncCall.args[0], scope)) return node;
+  }
   const label = mode === 'operand' && !sticky ? (constructOf(node) ?? construct) : construct;
   // FILTER (WHERE ...) is a condition.
   const filter = 'FuncCall' in node ? node.FuncCall.agg_filter : undefined;

@@ -71,9 +71,10 @@ describe('the README, literally', () => {
       expect(r.code, `${line}\n${r.stderr}`).toBe(0);
       expect(r.stderr, line).not.toContain('not moved');
     }
-    const read = await run(`pgseal query "select id, name, email from customers"`, env);
+    const read = await run(`pgseal query --json "select email, pgseal.key_version_of(email) as v from customers"`, env);
     expect(read.code, read.stderr).toBe(0);
-    expect(read.stdout).toContain('mario.rossi@example.it');
+    // the value decrypted, and key_version_of given the ciphertext as it is stored
+    expect(JSON.parse(read.stdout.trim())).toEqual({ email: 'mario.rossi@example.it', v: 5 });
     // at rest: an envelope under the active version, no plaintext
     const [row] = await db.sql<{ email: Buffer; v: number; active: number }[]>`
       select email, pgseal.key_version_of(email) as v,
