@@ -1,7 +1,7 @@
 // Key lifecycle after rotation: usage counts, retiring a version, destroying a scope's keys
 // (crypto-shredding), and re-wrapping every data key under a new master key.
 
-import type { Sql } from 'postgres';
+import type { Sql, TransactionSql } from 'postgres';
 import { recordEvent, recordFailure, type Attribution, type LogKeys } from '../audit/record.js';
 import { ErrorCodes, PgsealError, withPgsealErrors as guarded } from '../errors.js';
 import { masterLogKeys, unwrapKeyRow, wrapContextOf, type KeyRow } from './unwrap.js';
@@ -34,7 +34,7 @@ export interface Census {
  * column; only `registered` ones if asked): what `keys retire` checks, what `keys destroy`
  * reports lost and what `reencrypt` reports it did not move.
  */
-export function envelopeCensus(sql: Sql, options: { versions?: readonly number[]; registered?: boolean } = {}): Promise<Census> {
+export function envelopeCensus(sql: Sql | TransactionSql, options: { versions?: readonly number[]; registered?: boolean } = {}): Promise<Census> {
   return guarded(async () => {
     const one = options.versions?.length === 1 ? options.versions[0]! : null;
     const rows = await sql<{ table_schema: string; table_name: string; column_name: string; registered: boolean; readable: boolean; version: number | null; row_count: string | null }[]>`
@@ -116,7 +116,7 @@ export async function destroyScopeKeys(
     sql.begin(async (tx) => {
       const versions = (await tx<{ version: number }[]>`
         select version from pgseal.keys where scope = ${scope} and purpose = 'data' and state <> 'destroyed' and wrapped_key is not null`).map((r) => r.version);
-      const census = versions.length > 0 ? await envelopeCensus(tx as never, { versions }) : { counts: [], unreadable: [] };
+      const census = versions.length > 0 ? await envelopeCensus(tx, { versions }) : { counts: [], unreadable: [] };
       const [row] = await tx<{ n: number }[]>`select pgseal.destroy_scope_keys(${scope}) as n`;
       const values = census.counts.reduce((n, c) => n + c.values, 0);
       const details: Record<string, unknown> = {

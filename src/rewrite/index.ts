@@ -132,12 +132,6 @@ export class SqlRewriter {
     return freeze({ sql: deparseChecked(tree), changed: true, columns, access, keys, ...(rows.length > 0 ? { rows: Object.freeze(rows) } : {}) });
   }
 
-  /** The single-column primary key of a protected table ('schema.table'), if it has one: access-log row ids. */
-  primaryKeyOf(table: string): string | undefined {
-    const pk = this.registry.get(table)?.primaryKey;
-    return pk?.length === 1 ? pk[0] : undefined;
-  }
-
   /** False only when no protected table can be named: no name appears, and no U&"..." escape. */
   private mayTouch(sql: string): boolean {
     const lower = sql.toLowerCase();

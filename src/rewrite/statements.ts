@@ -80,7 +80,7 @@ export interface RowAttribution {
 
 type Top =
   | { kind: 'select'; stmt: SelectStmt; scope: Scope }
-  | { kind: 'write'; stmt: InsertStmt | UpdateStmt | DeleteStmt; target: Relation; scope: Scope; deletes: boolean };
+  | { kind: 'write'; stmt: InsertStmt | UpdateStmt | DeleteStmt; target: Relation; scope: Scope };
 
 export class StatementRewriter implements ExprContext {
   changed = false;
@@ -128,10 +128,10 @@ export class StatementRewriter implements ExprContext {
     return NO_OUTPUT;
   }
 
-  #recordWrite(stmt: InsertStmt | UpdateStmt | DeleteStmt, target: Relation, scope: Scope, deletes: boolean): void {
+  #recordWrite(stmt: InsertStmt | UpdateStmt | DeleteStmt, target: Relation, scope: Scope): void {
     const top = this.#topNode;
     if (top && (('InsertStmt' in top && top.InsertStmt === stmt) || ('UpdateStmt' in top && top.UpdateStmt === stmt) || ('DeleteStmt' in top && top.DeleteStmt === stmt))) {
-      this.#top = { kind: 'write', stmt, target, scope, deletes };
+      this.#top = { kind: 'write', stmt, target, scope };
     }
   }
 
@@ -144,11 +144,10 @@ export class StatementRewriter implements ExprContext {
    */
   attachRowIds(): RowAttribution[] {
     const top = this.#top;
-    if (!top) return [];
+    if (!top || (top.kind === 'select' && top.stmt.distinctClause?.length)) return [];
     const out: RowAttribution[] = [];
     const sources = top.kind === 'select' ? top.scope.relations : [top.target];
     const aggregated = top.kind === 'select' && aggregates(top.stmt);
-    if (top.kind === 'select' && top.stmt.distinctClause?.length) return [];
     const added: Node[] = [];
     for (const rel of sources) {
       const read = this.readBy.get(rel);
@@ -528,7 +527,7 @@ export class StatementRewriter implements ExprContext {
     if (stmt.onConflictClause) this.onConflict(stmt.onConflictClause, table, target, base);
     const scope = new Scope(base);
     scope.relations.push(target);
-    this.#recordWrite(stmt, target, scope, false);
+    this.#recordWrite(stmt, target, scope);
     return this.returning(stmt.returningClause, scope, target);
   }
 
@@ -680,7 +679,7 @@ export class StatementRewriter implements ExprContext {
     this.from(stmt.fromClause, scope);
     this.assignments(stmt.targetList, target.table, target, scope);
     if (stmt.whereClause) stmt.whereClause = rewriteCondition(stmt.whereClause, scope, this);
-    this.#recordWrite(stmt, target, scope, false);
+    this.#recordWrite(stmt, target, scope);
     return this.returning(stmt.returningClause, scope, target);
   }
 
@@ -693,7 +692,7 @@ export class StatementRewriter implements ExprContext {
     if (stmt.whereClause) stmt.whereClause = rewriteCondition(stmt.whereClause, scope, this);
     // a delete takes every protected value of its rows away
     if (target.table) for (const column of target.table.protected.values()) touch(this, column, target);
-    this.#recordWrite(stmt, target, scope, true);
+    this.#recordWrite(stmt, target, scope);
     return this.returning(stmt.returningClause, scope, target);
   }
 
