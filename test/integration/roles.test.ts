@@ -79,6 +79,7 @@ async function expectNoKeyPowers(sql: ReturnType<typeof connectQuiet>): Promise<
     sql`select pgseal.retire_key(1, true)`,
     sql`select pgseal.destroy_scope_keys('default')`,
     sql`select * from pgseal.key_usage()`,
+    sql`select * from pgseal.envelope_census()`,
     sql`select pgseal.seal('\\x00'::bytea, 'c', ${Buffer.alloc(68)}::bytea, ${Buffer.alloc(16)}::bytea)`,
     sql`update pgseal.log_chains set seq = 0`,
     sql`delete from pgseal.log_links`,
